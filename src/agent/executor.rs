@@ -1,0 +1,656 @@
+//! Runs triage agents as child processes, one process group each, and turns their ends
+//! into outcomes.
+//!
+//! The loop calls [`AgentExecutor::reap`] on every SIGCHLD; signals coalesce, so `reap`
+//! checks every child we own and never calls `waitpid(-1)` (that would steal the statuses
+//! of children other parts of the process own). Before a child is reaped its whole group
+//! gets SIGKILL: anything the agent left running dies with it, and because the leader is
+//! still an unreaped zombie at that moment, its group id cannot belong to anyone else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::agent::preflight::last_line;
+use crate::agent::workspace::{rfc3339, status, AgentResult, Workspace, OUTPUT_DIR, REPORT_FILE};
+
+/// Only the end of the agent's stderr is read, for the failure reason.
+const STDERR_TAIL_BYTES: u64 = 4096;
+
+/// The exit code the agent contract (like `timeout(1)`) uses for "ran out of time".
+const EXIT_TIMED_OUT: i32 = 124;
+
+/// Everything needed to start one agent run.
+#[derive(Debug, Clone)]
+pub struct AgentJob {
+    pub incident_id: String,
+    pub cluster: String,
+    pub workspace: Workspace,
+    pub script: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub model: String,
+    pub cli: String,
+    pub allowed_tools: String,
+    pub timeout: Duration,
+    pub system_prompt_file: Option<PathBuf>,
+    pub prompt: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct AgentId(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentOutcome {
+    Investigated,
+    Failed(String),
+    TimedOut,
+}
+
+impl AgentOutcome {
+    /// The status written to `incident.json` and `result.json`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            AgentOutcome::Investigated => status::INVESTIGATED,
+            AgentOutcome::Failed(_) => status::AGENT_FAILED,
+            AgentOutcome::TimedOut => status::TIMED_OUT,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FinishedAgent {
+    pub id: AgentId,
+    pub incident_id: String,
+    pub cluster: String,
+    pub workspace: Workspace,
+    pub outcome: AgentOutcome,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub started: SystemTime,
+    pub duration: Duration,
+}
+
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The workspace log file could not be created.
+    Log { path: PathBuf, source: io::Error },
+    /// The agent script could not be started.
+    Start { script: PathBuf, source: io::Error },
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Log { path, source } => {
+                write!(f, "cannot create agent log {}: {source}", path.display())
+            }
+            SpawnError::Start { script, source } => {
+                write!(
+                    f,
+                    "cannot start agent script {}: {source}",
+                    script.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::Log { source, .. } | SpawnError::Start { source, .. } => Some(source),
+        }
+    }
+}
+
+struct RunningAgent {
+    incident_id: String,
+    cluster: String,
+    workspace: Workspace,
+    child: Child,
+    /// Also the process group id: the child leads its own group.
+    pid: i32,
+    started: SystemTime,
+    started_at: Instant,
+    timed_out: bool,
+    kill_sent: bool,
+    stopping: bool,
+}
+
+impl RunningAgent {
+    fn signal_group(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions. The child is not reaped yet,
+        // so the group id is still ours.
+        let rc = unsafe { libc::kill(-self.pid, signal) };
+        if rc != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                log::warn!(
+                    "incident {}: cannot signal agent group {}: {err}",
+                    self.incident_id,
+                    self.pid
+                );
+            }
+        }
+    }
+}
+
+pub struct AgentExecutor {
+    kill_grace: Duration,
+    next_id: u64,
+    agents: BTreeMap<AgentId, RunningAgent>,
+}
+
+impl AgentExecutor {
+    pub fn new(kill_grace: Duration) -> Self {
+        AgentExecutor {
+            kill_grace,
+            next_id: 1,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// Starts `script --workspace DIR --kubeconfig FILE --model M --agent CLI
+    /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own process
+    /// group, in the workspace, with `INCIDENT_ID`, `CLUSTER_NAME` and `KUBECONFIG` set.
+    /// Returns the id and the deadline at which the loop must call
+    /// [`on_deadline`](Self::on_deadline).
+    pub fn spawn(&mut self, job: AgentJob, now: Instant) -> Result<(AgentId, Instant), SpawnError> {
+        let started = SystemTime::now();
+        let workspace = job.workspace.clone();
+        let stdout = create_log(&workspace.stdout_log_path())?;
+        let stderr = create_log(&workspace.stderr_log_path())?;
+        // The child runs in the workspace, so relative paths would point elsewhere.
+        let script = absolute_program(&job.script);
+        let kubeconfig = absolute(&job.kubeconfig);
+        let timeout_secs = job.timeout.as_secs_f64().ceil().max(1.0) as u64;
+
+        let mut command = Command::new(&script);
+        command
+            .arg("--workspace")
+            .arg(&workspace.dir)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--model", &job.model, "--agent", &job.cli])
+            .args(["--allowed-tools", &job.allowed_tools])
+            .arg("--timeout")
+            .arg(timeout_secs.to_string());
+        if let Some(file) = &job.system_prompt_file {
+            command.arg("--system-prompt-file").arg(absolute(file));
+        }
+        command
+            .arg(&job.prompt)
+            .env("INCIDENT_ID", &job.incident_id)
+            .env("CLUSTER_NAME", &job.cluster)
+            .env("KUBECONFIG", &kubeconfig)
+            .current_dir(&workspace.dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0);
+
+        mark_incident(&workspace, status::RUNNING, Some(rfc3339(started)), None);
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                let reason = format!("cannot start agent script {}: {source}", script.display());
+                record_result(
+                    &workspace,
+                    &job.cluster,
+                    &AgentOutcome::Failed(reason),
+                    None,
+                    None,
+                    started,
+                    Duration::ZERO,
+                );
+                return Err(SpawnError::Start { script, source });
+            }
+        };
+        let id = AgentId(self.next_id);
+        self.next_id += 1;
+        log::info!(
+            "incident {}: agent started on cluster {} (pid {})",
+            job.incident_id,
+            job.cluster,
+            child.id()
+        );
+        self.agents.insert(
+            id,
+            RunningAgent {
+                incident_id: job.incident_id,
+                cluster: job.cluster,
+                workspace,
+                pid: child.id() as i32,
+                child,
+                started,
+                started_at: now,
+                timed_out: false,
+                kill_sent: false,
+                stopping: false,
+            },
+        );
+        Ok((id, now + job.timeout))
+    }
+
+    /// Collects every agent that has exited, writing its `result.json` and final
+    /// `incident.json`. Call on each SIGCHLD; calling it spuriously is harmless.
+    pub fn reap(&mut self, now: Instant, out: &mut Vec<FinishedAgent>) {
+        let exited: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, agent)| has_exited(agent.pid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in exited {
+            let Some(mut agent) = self.agents.remove(&id) else {
+                continue;
+            };
+            // Stragglers in the group die before the leader's pid is released.
+            agent.signal_group(libc::SIGKILL);
+            let exit = match agent.child.wait() {
+                Ok(exit) => exit,
+                Err(err) => {
+                    log::warn!("incident {}: cannot reap agent: {err}", agent.incident_id);
+                    ExitStatus::from_raw(libc::SIGKILL)
+                }
+            };
+            out.push(self.finish(id, agent, exit, now));
+        }
+    }
+
+    fn finish(
+        &self,
+        id: AgentId,
+        agent: RunningAgent,
+        exit: ExitStatus,
+        now: Instant,
+    ) -> FinishedAgent {
+        let duration = now.saturating_duration_since(agent.started_at);
+        let facts = ExitFacts {
+            exit_code: exit.code(),
+            signal: exit.signal(),
+            timed_out: agent.timed_out,
+            stopping: agent.stopping,
+            report_present: agent.workspace.report_present(),
+        };
+        let outcome = classify(&facts, || stderr_tail(&agent.workspace.stderr_log_path()));
+        match &outcome {
+            AgentOutcome::Investigated => log::info!(
+                "incident {}: agent finished on cluster {} in {:.1}s",
+                agent.incident_id,
+                agent.cluster,
+                duration.as_secs_f64()
+            ),
+            other => log::warn!(
+                "incident {}: agent on cluster {} {}",
+                agent.incident_id,
+                agent.cluster,
+                match other {
+                    AgentOutcome::Failed(reason) => format!("failed: {reason}"),
+                    _ => format!("timed out after {:.1}s", duration.as_secs_f64()),
+                }
+            ),
+        }
+        record_result(
+            &agent.workspace,
+            &agent.cluster,
+            &outcome,
+            facts.exit_code,
+            facts.signal,
+            agent.started,
+            duration,
+        );
+        FinishedAgent {
+            id,
+            incident_id: agent.incident_id,
+            cluster: agent.cluster,
+            workspace: agent.workspace,
+            outcome,
+            exit_code: facts.exit_code,
+            signal: facts.signal,
+            started: agent.started,
+            duration,
+        }
+    }
+
+    /// The agent's deadline passed: the first call sends SIGTERM to its group and returns
+    /// when to call again; the second sends SIGKILL and returns `None`. An unknown or
+    /// already finished id returns `None`.
+    pub fn on_deadline(&mut self, id: AgentId, now: Instant) -> Option<Instant> {
+        let agent = self.agents.get_mut(&id)?;
+        if !agent.timed_out {
+            agent.timed_out = true;
+            log::warn!(
+                "incident {}: agent on cluster {} reached its timeout; sending SIGTERM",
+                agent.incident_id,
+                agent.cluster
+            );
+            agent.signal_group(libc::SIGTERM);
+            return Some(now + self.kill_grace);
+        }
+        if !agent.kill_sent {
+            agent.kill_sent = true;
+            log::warn!(
+                "incident {}: agent ignored SIGTERM for {:?}; sending SIGKILL",
+                agent.incident_id,
+                self.kill_grace
+            );
+            agent.signal_group(libc::SIGKILL);
+        }
+        None
+    }
+
+    /// The process id (and process group id) of a running agent.
+    pub fn pid(&self, id: AgentId) -> Option<u32> {
+        self.agents.get(&id).map(|agent| agent.child.id())
+    }
+
+    pub fn running(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn running_for(&self, cluster: &str) -> usize {
+        self.agents
+            .values()
+            .filter(|a| a.cluster == cluster)
+            .count()
+    }
+
+    /// Shutdown, first step: SIGTERM to every agent group. Returns how many were signalled.
+    /// The agents stay owned until reaped.
+    pub fn terminate_all(&mut self) -> usize {
+        let mut signalled = 0;
+        for agent in self.agents.values_mut().filter(|a| !a.kill_sent) {
+            agent.stopping = true;
+            agent.signal_group(libc::SIGTERM);
+            signalled += 1;
+        }
+        signalled
+    }
+
+    /// Shutdown, last step: SIGKILL to every remaining agent group.
+    pub fn kill_all(&mut self) {
+        for agent in self.agents.values_mut() {
+            agent.stopping = true;
+            agent.kill_sent = true;
+            agent.signal_group(libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for AgentExecutor {
+    /// No agent outlives its executor, and none is left a zombie.
+    fn drop(&mut self) {
+        for agent in self.agents.values_mut() {
+            agent.signal_group(libc::SIGKILL);
+            let _ = agent.child.wait();
+        }
+    }
+}
+
+/// Whether the child has exited, without reaping it.
+fn has_exited(pid: i32) -> bool {
+    loop {
+        // SAFETY: waitid writes only into the siginfo we pass; WNOWAIT leaves the child
+        // unreaped for its `Child` to collect.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return siginfo_pid(&info) != 0;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            // ECHILD: someone else reaped it; `Child::wait` will report that.
+            return true;
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn siginfo_pid(info: &libc::siginfo_t) -> libc::pid_t {
+    // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed), where si_pid is valid.
+    unsafe { info.si_pid() }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn siginfo_pid(info: &libc::siginfo_t) -> libc::pid_t {
+    info.si_pid
+}
+
+/// What is known about an agent's end, for [`classify`].
+#[derive(Debug, Clone, Copy)]
+struct ExitFacts {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    timed_out: bool,
+    stopping: bool,
+    report_present: bool,
+}
+
+/// Turns an agent's end into an outcome. `stderr_tail` is only read for failures.
+fn classify(facts: &ExitFacts, stderr_tail: impl FnOnce() -> Option<String>) -> AgentOutcome {
+    if facts.timed_out {
+        return AgentOutcome::TimedOut;
+    }
+    let reason = match (facts.exit_code, facts.signal) {
+        (Some(0), _) if facts.report_present => return AgentOutcome::Investigated,
+        (Some(0), _) => format!("agent exited 0 but wrote no {OUTPUT_DIR}/{REPORT_FILE}"),
+        (Some(EXIT_TIMED_OUT), _) if !facts.stopping => return AgentOutcome::TimedOut,
+        (Some(code), _) => match stderr_tail() {
+            Some(line) => format!("exit code {code}: {line}"),
+            None => format!("exit code {code}"),
+        },
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "ended without exit code or signal".to_string(),
+    };
+    if facts.stopping {
+        AgentOutcome::Failed(format!("stopped at shutdown: {reason}"))
+    } else {
+        AgentOutcome::Failed(reason)
+    }
+}
+
+fn stderr_tail(path: &Path) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(STDERR_TAIL_BYTES)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.take(STDERR_TAIL_BYTES).read_to_end(&mut tail).ok()?;
+    last_line(&tail)
+}
+
+fn create_log(path: &Path) -> Result<File, SpawnError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| SpawnError::Log {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A bare program name is looked up on PATH; anything with a directory is made absolute.
+fn absolute_program(path: &Path) -> PathBuf {
+    let bare = matches!(
+        path.components().collect::<Vec<_>>().as_slice(),
+        [Component::Normal(_)]
+    );
+    if bare {
+        path.to_path_buf()
+    } else {
+        absolute(path)
+    }
+}
+
+/// Sets the incident's status and timestamps; a failure is logged, not fatal: the run
+/// itself matters more than its bookkeeping.
+fn mark_incident(
+    workspace: &Workspace,
+    status: &str,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+) {
+    let updated = workspace.read_incident().and_then(|mut record| {
+        record.status = status.to_string();
+        if started_at.is_some() {
+            record.started_at = started_at;
+        }
+        if finished_at.is_some() {
+            record.finished_at = finished_at;
+        }
+        workspace.update_incident(&record)
+    });
+    if let Err(err) = updated {
+        log::warn!("incident {}: {err}", workspace.incident_id);
+    }
+}
+
+fn record_result(
+    workspace: &Workspace,
+    cluster: &str,
+    outcome: &AgentOutcome,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    started: SystemTime,
+    duration: Duration,
+) {
+    let finished_at = rfc3339(started + duration);
+    mark_incident(workspace, outcome.status(), None, Some(finished_at.clone()));
+    let result = AgentResult {
+        incident_id: workspace.incident_id.clone(),
+        cluster: cluster.to_string(),
+        status: outcome.status().to_string(),
+        exit_code,
+        signal,
+        started_at: rfc3339(started),
+        finished_at,
+        duration_seconds: duration.as_secs_f64(),
+        failure_reason: match outcome {
+            AgentOutcome::Failed(reason) => Some(reason.clone()),
+            AgentOutcome::TimedOut => Some("timed out".to_string()),
+            AgentOutcome::Investigated => None,
+        },
+        report_present: workspace.report_present(),
+    };
+    if let Err(err) = workspace.write_result(&result) {
+        log::warn!("incident {}: {err}", workspace.incident_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(exit_code: Option<i32>, signal: Option<i32>) -> ExitFacts {
+        ExitFacts {
+            exit_code,
+            signal,
+            timed_out: false,
+            stopping: false,
+            report_present: false,
+        }
+    }
+
+    fn no_stderr() -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn exit_zero_with_report_is_investigated() {
+        let f = ExitFacts {
+            report_present: true,
+            ..facts(Some(0), None)
+        };
+        assert_eq!(classify(&f, no_stderr), AgentOutcome::Investigated);
+    }
+
+    #[test]
+    fn exit_zero_without_report_is_a_failure() {
+        assert_eq!(
+            classify(&facts(Some(0), None), no_stderr),
+            AgentOutcome::Failed("agent exited 0 but wrote no output/investigation.md".into())
+        );
+    }
+
+    #[test]
+    fn non_zero_exit_names_code_and_last_stderr_line() {
+        let outcome = classify(&facts(Some(3), None), || Some("error: no API key".into()));
+        assert_eq!(
+            outcome,
+            AgentOutcome::Failed("exit code 3: error: no API key".into())
+        );
+        assert_eq!(
+            classify(&facts(Some(3), None), no_stderr),
+            AgentOutcome::Failed("exit code 3".into())
+        );
+    }
+
+    #[test]
+    fn killed_after_our_deadline_is_timed_out_whatever_the_status() {
+        for (code, signal) in [(None, Some(9)), (Some(0), None), (Some(143), None)] {
+            let f = ExitFacts {
+                timed_out: true,
+                report_present: true,
+                ..facts(code, signal)
+            };
+            assert_eq!(classify(&f, no_stderr), AgentOutcome::TimedOut);
+        }
+    }
+
+    #[test]
+    fn exit_124_is_the_agents_own_timeout() {
+        assert_eq!(
+            classify(&facts(Some(124), None), no_stderr),
+            AgentOutcome::TimedOut
+        );
+    }
+
+    #[test]
+    fn killed_by_a_foreign_signal_is_a_failure() {
+        assert_eq!(
+            classify(&facts(None, Some(11)), no_stderr),
+            AgentOutcome::Failed("killed by signal 11".into())
+        );
+    }
+
+    #[test]
+    fn shutdown_failures_say_so() {
+        let f = ExitFacts {
+            stopping: true,
+            ..facts(None, Some(15))
+        };
+        assert_eq!(
+            classify(&f, no_stderr),
+            AgentOutcome::Failed("stopped at shutdown: killed by signal 15".into())
+        );
+    }
+
+    #[test]
+    fn bare_program_names_stay_bare_and_paths_become_absolute() {
+        assert_eq!(
+            absolute_program(Path::new("run-agent")),
+            PathBuf::from("run-agent")
+        );
+        assert!(absolute_program(Path::new("scripts/run-agent.sh")).is_absolute());
+        assert!(absolute_program(Path::new("./run-agent.sh")).is_absolute());
+    }
+}

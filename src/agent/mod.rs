@@ -1,0 +1,9 @@
+//! The agent side of triage: a workspace per incident, the permission preflight that records
+//! what an agent may do on its cluster, the executor that runs agents as child processes,
+//! and the circuit breaker that stops running them on a cluster whose agents keep failing.
+
+pub mod breaker;
+pub mod executor;
+pub mod permissions;
+pub mod preflight;
+pub mod workspace;

@@ -1,0 +1,398 @@
+//! The top level of the file and its global sections: what each key may hold and
+//! what it defaults to.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use log::LevelFilter;
+
+use super::clusters::{read_clusters, MCP_KEYS, TRIAGE_KEYS};
+use super::document::{Context, Origin, Sourced, Table};
+use super::duration::format_duration;
+use super::endpoint::Endpoint;
+use super::error::quote;
+use super::sections::{
+    AgentConfig, BreakerConfig, ConnectionConfig, DedupConfig, HealthConfig, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
+};
+use super::severity::Severity;
+use super::shard::Shard;
+use super::values::SecretKeys;
+use super::Config;
+
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "log_level",
+    "subscribe_mode",
+    "severity_threshold",
+    "workspace_root",
+    "shard",
+    "shutdown_timeout",
+    "clusters",
+    "reconnect",
+    "connection",
+    "queue",
+    "dedup",
+    "agent",
+    "breaker",
+    "preflight",
+    "health",
+    "slack",
+    "mcp_endpoint",
+    "kubeconfig",
+    "api_key",
+    "api_key_file",
+    "api_key_env",
+    "cluster_name",
+    "triage_enabled",
+];
+pub(crate) const RECONNECT_KEYS: &[&str] =
+    &["initial", "max", "multiplier", "jitter", "stable_after"];
+pub(crate) const CONNECTION_KEYS: &[&str] = &[
+    "connect_timeout",
+    "read_timeout",
+    "ping_interval",
+    "tcp_keepalive",
+    "max_event_bytes",
+    "max_header_bytes",
+];
+pub(crate) const QUEUE_KEYS: &[&str] =
+    &["cluster_queue_size", "global_queue_size", "overflow_policy"];
+pub(crate) const DEDUP_KEYS: &[&str] = &["window", "max_entries"];
+pub(crate) const AGENT_KEYS: &[&str] = &[
+    "script",
+    "cli",
+    "model",
+    "allowed_tools",
+    "timeout",
+    "kill_grace",
+    "max_concurrent_agents",
+    "system_prompt_file",
+];
+pub(crate) const BREAKER_KEYS: &[&str] =
+    &["failure_threshold", "cooldown", "global_failure_threshold"];
+pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout"];
+pub(crate) const HEALTH_KEYS: &[&str] = &["enabled", "listen", "publish_interval"];
+pub(crate) const SLACK_KEYS: &[&str] = &[
+    "webhook_url",
+    "webhook_url_file",
+    "webhook_url_env",
+    "notify_on_agent_failure",
+    "max_attempts",
+];
+
+/// Where a top-level key that belongs in a section should go.
+const SECTION_HINTS: &[(&str, &[&str])] = &[
+    ("[reconnect]", RECONNECT_KEYS),
+    ("[connection]", CONNECTION_KEYS),
+    ("[queue]", QUEUE_KEYS),
+    ("[dedup]", DEDUP_KEYS),
+    ("[agent]", AGENT_KEYS),
+    ("[breaker]", BREAKER_KEYS),
+    ("[preflight]", PREFLIGHT_KEYS),
+    ("[health]", HEALTH_KEYS),
+    ("[slack]", SLACK_KEYS),
+    ("a [[clusters]] entry's [clusters.mcp]", MCP_KEYS),
+    ("a [[clusters]] entry's [clusters.triage]", TRIAGE_KEYS),
+];
+
+const SLACK_WEBHOOK: SecretKeys = SecretKeys {
+    inline: "webhook_url",
+    file: "webhook_url_file",
+    env: "webhook_url_env",
+};
+
+/// Largest queue, in faults.
+const MAX_QUEUE_SIZE: i64 = 1_000_000;
+const KIB: i64 = 1024;
+const MIB: i64 = 1024 * KIB;
+
+/// Reads the whole document; errors are collected in `ctx`.
+pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
+    let defaults = Config::defaults(ctx.file().to_path_buf());
+    ctx.allow_keys(root, ROOT_KEYS, SECTION_HINTS);
+    Config {
+        source: defaults.source,
+        log_level: ctx
+            .parsed_with(root, "log_level", defaults.log_level, parse_log_level)
+            .value,
+        subscribe_mode: ctx
+            .parsed::<SubscribeMode>(root, "subscribe_mode", defaults.subscribe_mode)
+            .value,
+        severity_threshold: ctx
+            .parsed::<Severity>(root, "severity_threshold", defaults.severity_threshold)
+            .value,
+        workspace_root: ctx
+            .path(root, "workspace_root")
+            .map_or(defaults.workspace_root, |p| p.value),
+        shard: ctx.optional_parsed::<Shard>(root, "shard").map(|s| s.value),
+        clusters: read_clusters(ctx, root),
+        reconnect: read_reconnect(ctx, root),
+        connection: read_connection(ctx, root),
+        queue: read_queue(ctx, root),
+        dedup: read_dedup(ctx, root),
+        agent: read_agent(ctx, root),
+        breaker: read_breaker(ctx, root),
+        preflight: read_preflight(ctx, root),
+        health: read_health(ctx, root),
+        slack: read_slack(ctx, root),
+        shutdown_timeout: ctx
+            .duration(root, "shutdown_timeout", defaults.shutdown_timeout)
+            .value,
+    }
+}
+
+/// `off`, `error`, `warn` (or `warning`), `info`, `debug`, `trace`, any case.
+pub fn parse_log_level(text: &str) -> Result<LevelFilter, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("warning") {
+        return Ok(LevelFilter::Warn);
+    }
+    LevelFilter::from_str(text).map_err(|_| {
+        format!(
+            "unknown log level {} (expected off, error, warn, info, debug or trace)",
+            quote(text)
+        )
+    })
+}
+
+/// Of two related settings, the one to point at: the one actually written, the
+/// second when both are.
+fn blame<'s>(first: (&'s str, &'s Origin), second: (&'s str, &'s Origin)) -> (&'s str, &'s Origin) {
+    if second.1.is_default() && !first.1.is_default() {
+        first
+    } else {
+        second
+    }
+}
+
+fn read_reconnect(ctx: &mut Context, root: &Table) -> ReconnectConfig {
+    let table = ctx.table(root, "reconnect");
+    ctx.allow_keys(&table, RECONNECT_KEYS, &[]);
+    let d = ReconnectConfig::default();
+    let initial = ctx.duration(&table, "initial", d.initial);
+    let max = ctx.duration(&table, "max", d.max);
+    if initial.value > max.value {
+        let (key, origin) = blame(("initial", &initial.origin), ("max", &max.origin));
+        let message = format!(
+            "initial backoff {} is longer than max {}",
+            format_duration(initial.value),
+            format_duration(max.value)
+        );
+        ctx.error(&table.scope, key, origin, message);
+    }
+    ReconnectConfig {
+        initial: initial.value,
+        max: max.value,
+        multiplier: ctx.fraction(&table, "multiplier", d.multiplier, 1.0..=10.0),
+        jitter: ctx.fraction(&table, "jitter", d.jitter, 0.0..=1.0),
+        stable_after: ctx.duration(&table, "stable_after", d.stable_after).value,
+    }
+}
+
+fn read_connection(ctx: &mut Context, root: &Table) -> ConnectionConfig {
+    let table = ctx.table(root, "connection");
+    ctx.allow_keys(&table, CONNECTION_KEYS, &[]);
+    let d = ConnectionConfig::default();
+    ConnectionConfig {
+        connect_timeout: ctx
+            .duration(&table, "connect_timeout", d.connect_timeout)
+            .value,
+        read_timeout: ctx.duration(&table, "read_timeout", d.read_timeout).value,
+        ping_interval: ctx.duration(&table, "ping_interval", d.ping_interval).value,
+        tcp_keepalive: ctx.duration(&table, "tcp_keepalive", d.tcp_keepalive).value,
+        max_event_bytes: size(
+            ctx,
+            &table,
+            "max_event_bytes",
+            d.max_event_bytes,
+            KIB,
+            64 * MIB,
+        ),
+        max_header_bytes: size(
+            ctx,
+            &table,
+            "max_header_bytes",
+            d.max_header_bytes,
+            KIB,
+            MIB,
+        ),
+    }
+}
+
+fn read_queue(ctx: &mut Context, root: &Table) -> QueueConfig {
+    let table = ctx.table(root, "queue");
+    ctx.allow_keys(&table, QUEUE_KEYS, &[]);
+    let d = QueueConfig::default();
+    let per_cluster = ctx.count(
+        &table,
+        "cluster_queue_size",
+        d.cluster_queue_size as i64,
+        1..=MAX_QUEUE_SIZE,
+    );
+    let global = ctx.count(
+        &table,
+        "global_queue_size",
+        d.global_queue_size as i64,
+        1..=MAX_QUEUE_SIZE,
+    );
+    if per_cluster.value > global.value {
+        let (key, origin) = blame(
+            ("cluster_queue_size", &per_cluster.origin),
+            ("global_queue_size", &global.origin),
+        );
+        let message = format!(
+            "cluster_queue_size ({}) is larger than global_queue_size ({})",
+            per_cluster.value, global.value
+        );
+        ctx.error(&table.scope, key, origin, message);
+    }
+    QueueConfig {
+        cluster_queue_size: to_usize(per_cluster.value),
+        global_queue_size: to_usize(global.value),
+        overflow_policy: ctx
+            .parsed::<OverflowPolicy>(&table, "overflow_policy", d.overflow_policy)
+            .value,
+    }
+}
+
+fn read_dedup(ctx: &mut Context, root: &Table) -> DedupConfig {
+    let table = ctx.table(root, "dedup");
+    ctx.allow_keys(&table, DEDUP_KEYS, &[]);
+    let d = DedupConfig::default();
+    DedupConfig {
+        window: ctx.duration(&table, "window", d.window).value,
+        max_entries: size(ctx, &table, "max_entries", d.max_entries, 1, 10_000_000),
+    }
+}
+
+fn read_agent(ctx: &mut Context, root: &Table) -> AgentConfig {
+    let table = ctx.table(root, "agent");
+    ctx.allow_keys(&table, AGENT_KEYS, &[]);
+    let d = AgentConfig::default();
+    AgentConfig {
+        script: ctx.path(&table, "script").map_or(d.script, |p| p.value),
+        cli: ctx.text_or(&table, "cli", &d.cli),
+        model: ctx.text_or(&table, "model", &d.model),
+        allowed_tools: ctx.text_or(&table, "allowed_tools", &d.allowed_tools),
+        timeout: ctx.duration(&table, "timeout", d.timeout).value,
+        kill_grace: ctx.duration(&table, "kill_grace", d.kill_grace).value,
+        max_concurrent_agents: size(
+            ctx,
+            &table,
+            "max_concurrent_agents",
+            d.max_concurrent_agents,
+            1,
+            256,
+        ),
+        system_prompt_file: ctx
+            .readable_file(&table, "system_prompt_file")
+            .map(|p| p.value),
+    }
+}
+
+fn read_breaker(ctx: &mut Context, root: &Table) -> BreakerConfig {
+    let table = ctx.table(root, "breaker");
+    ctx.allow_keys(&table, BREAKER_KEYS, &[]);
+    let d = BreakerConfig::default();
+    let threshold = |ctx: &mut Context, key: &str, default: u32, max: i64| {
+        let value = ctx.count(&table, key, i64::from(default), 1..=max).value;
+        u32::try_from(value).unwrap_or(default)
+    };
+    BreakerConfig {
+        failure_threshold: threshold(ctx, "failure_threshold", d.failure_threshold, 1000),
+        cooldown: ctx.duration(&table, "cooldown", d.cooldown).value,
+        global_failure_threshold: threshold(
+            ctx,
+            "global_failure_threshold",
+            d.global_failure_threshold,
+            10_000,
+        ),
+    }
+}
+
+fn read_preflight(ctx: &mut Context, root: &Table) -> PreflightConfig {
+    let table = ctx.table(root, "preflight");
+    ctx.allow_keys(&table, PREFLIGHT_KEYS, &[]);
+    let d = PreflightConfig::default();
+    PreflightConfig {
+        kubectl: ctx.text_or(&table, "kubectl", &d.kubectl),
+        timeout: ctx.duration(&table, "timeout", d.timeout).value,
+    }
+}
+
+/// `listen = "off"` (or NIGHTCRIER_HEALTH_LISTEN=off, --health-listen off) disables
+/// the server; an address given by a flag or the environment enables it.
+fn read_health(ctx: &mut Context, root: &Table) -> HealthConfig {
+    let table = ctx.table(root, "health");
+    ctx.allow_keys(&table, HEALTH_KEYS, &[]);
+    let d = HealthConfig::default();
+    let mut enabled = ctx.flag(&table, "enabled", d.enabled);
+    let mut listen = d.listen;
+    if let Some(text) = ctx.string(&table, "listen") {
+        let overridden = matches!(text.origin, Origin::Override(_));
+        if text.value.trim().eq_ignore_ascii_case("off") {
+            enabled = false;
+        } else {
+            match text.value.trim().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    listen = addr;
+                    enabled = enabled || overridden;
+                }
+                Err(_) => {
+                    let message = format!(
+                        "{} is not an address and port such as 127.0.0.1:8080 or [::1]:8080 \
+                         (or \"off\")",
+                        quote(&text.value)
+                    );
+                    ctx.error(&table.scope, "listen", &text.origin, message);
+                }
+            }
+        }
+    }
+    HealthConfig {
+        enabled,
+        listen,
+        publish_interval: ctx
+            .duration(&table, "publish_interval", d.publish_interval)
+            .value,
+    }
+}
+
+fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
+    let table = ctx.table(root, "slack");
+    ctx.allow_keys(&table, SLACK_KEYS, &[]);
+    let d = SlackConfig::default();
+    let webhook_url = ctx.secret(&table, SLACK_WEBHOOK).and_then(|(key, url)| {
+        let Sourced { value, origin } = url;
+        match Endpoint::parse(value.expose()) {
+            Ok(_) => Some(value),
+            Err(e) => {
+                let message = format!("webhook URL is not usable: {e}");
+                ctx.error(&table.scope, key, &origin, message);
+                None
+            }
+        }
+    });
+    let max_attempts = ctx
+        .count(&table, "max_attempts", i64::from(d.max_attempts), 1..=100)
+        .value;
+    SlackConfig {
+        webhook_url,
+        notify_on_agent_failure: ctx.flag(
+            &table,
+            "notify_on_agent_failure",
+            d.notify_on_agent_failure,
+        ),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(d.max_attempts),
+    }
+}
+
+/// A byte or entry count within `min..=max`.
+fn size(ctx: &mut Context, table: &Table, key: &str, default: usize, min: i64, max: i64) -> usize {
+    to_usize(ctx.count(table, key, default as i64, min..=max).value)
+}
+
+/// Counts are range-checked as positive before this; the fallback is unreachable in practice.
+fn to_usize(value: i64) -> usize {
+    usize::try_from(value).unwrap_or(0)
+}

@@ -1,0 +1,206 @@
+//! The readable summary `nightcrier check` prints. Secrets show only as "set (redacted)".
+
+use std::fmt::Write;
+
+use super::duration::format_duration;
+use super::{ClusterConfig, Config};
+
+/// Every cluster and the key globals, one setting per line.
+pub fn render_summary(config: &Config) -> String {
+    let mut out = String::new();
+    let enabled = config.clusters.iter().filter(|c| c.enabled).count();
+    let _ = writeln!(out, "configuration: {} (valid)", config.source.display());
+    let _ = writeln!(
+        out,
+        "clusters: {} configured, {enabled} enabled",
+        config.clusters.len()
+    );
+    write_globals(&mut out, config);
+    for cluster in &config.clusters {
+        write_cluster(&mut out, config, cluster);
+    }
+    let warnings = config.warnings();
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "\nwarnings:");
+        for warning in warnings {
+            let _ = writeln!(out, "  - {warning}");
+        }
+    }
+    out
+}
+
+fn row(out: &mut String, indent: &str, key: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{indent}{key:<22} {value}");
+}
+
+fn write_globals(out: &mut String, c: &Config) {
+    let _ = writeln!(out, "\nglobal:");
+    let g = "  ";
+    row(out, g, "log_level", c.log_level.to_string().to_lowercase());
+    row(out, g, "subscribe_mode", c.subscribe_mode);
+    row(out, g, "severity_threshold", c.severity_threshold);
+    row(out, g, "workspace_root", c.workspace_root.display());
+    row(
+        out,
+        g,
+        "shard",
+        c.shard
+            .map_or("none (all clusters)".to_string(), |s| s.to_string()),
+    );
+    let health = if c.health.enabled {
+        format!("http://{}", c.health.listen)
+    } else {
+        "off".to_string()
+    };
+    row(out, g, "health", health);
+    row(
+        out,
+        g,
+        "queue",
+        format!(
+            "{} per cluster, {} total, overflow {}",
+            c.queue.cluster_queue_size, c.queue.global_queue_size, c.queue.overflow_policy
+        ),
+    );
+    row(
+        out,
+        g,
+        "dedup",
+        format!(
+            "window {}, at most {} entries",
+            format_duration(c.dedup.window),
+            c.dedup.max_entries
+        ),
+    );
+    row(
+        out,
+        g,
+        "reconnect",
+        format!(
+            "{} to {}, x{}, jitter {}%",
+            format_duration(c.reconnect.initial),
+            format_duration(c.reconnect.max),
+            c.reconnect.multiplier,
+            c.reconnect.jitter * 100.0
+        ),
+    );
+    row(
+        out,
+        g,
+        "timeouts",
+        format!(
+            "connect {}, read {}, ping every {}, shutdown {}",
+            format_duration(c.connection.connect_timeout),
+            format_duration(c.connection.read_timeout),
+            format_duration(c.connection.ping_interval),
+            format_duration(c.shutdown_timeout)
+        ),
+    );
+    row(
+        out,
+        g,
+        "agent",
+        format!(
+            "{} (cli {}, model {}, at most {} at once, timeout {})",
+            c.agent.script.display(),
+            c.agent.cli,
+            c.agent.model,
+            c.agent.max_concurrent_agents,
+            format_duration(c.agent.timeout)
+        ),
+    );
+    row(
+        out,
+        g,
+        "slack",
+        if c.slack.webhook_url.is_some() {
+            "webhook set (redacted)"
+        } else {
+            "off"
+        },
+    );
+}
+
+fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
+    let _ = writeln!(out, "\ncluster {}:", cluster.name);
+    let i = "  ";
+    let owned = config.shard.is_none_or(|s| s.owns(&cluster.name));
+    let enabled = match (cluster.enabled, owned) {
+        (true, true) => "yes",
+        (true, false) => "yes, but another shard owns it",
+        (false, _) => "no",
+    };
+    row(out, i, "enabled", enabled);
+    row(
+        out,
+        i,
+        "environment",
+        cluster.environment.as_deref().unwrap_or("-"),
+    );
+    row(out, i, "priority", cluster.priority);
+    let labels = if cluster.labels.is_empty() {
+        "-".to_string()
+    } else {
+        cluster
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    row(out, i, "labels", labels);
+    let mcp = &cluster.mcp;
+    row(out, i, "endpoint", &mcp.endpoint);
+    let tls = if !mcp.endpoint.tls {
+        "no (plain http)".to_string()
+    } else if mcp.insecure_skip_tls_verify {
+        "yes, certificate NOT verified (insecure_skip_tls_verify)".to_string()
+    } else {
+        match &mcp.ca_file {
+            Some(ca) => format!("yes, verified against {}", ca.display()),
+            None => "yes, verified against the system roots".to_string(),
+        }
+    };
+    row(out, i, "tls", tls);
+    row(
+        out,
+        i,
+        "api_key",
+        if mcp.api_key.is_some() {
+            "set (redacted)"
+        } else {
+            "none"
+        },
+    );
+    let triage = if cluster.triage_ready() {
+        format!(
+            "enabled (kubeconfig {}, model {}, secrets access {})",
+            cluster
+                .triage
+                .kubeconfig
+                .as_ref()
+                .map_or(String::new(), |k| k.display().to_string()),
+            cluster.effective_model(&config.agent),
+            if cluster.triage.allow_secrets_access {
+                "allowed"
+            } else {
+                "denied"
+            }
+        )
+    } else {
+        "disabled (faults are logged as triage_skipped)".to_string()
+    };
+    row(out, i, "triage", triage);
+    let severity = cluster.effective_severity(config.severity_threshold);
+    let origin = if cluster.severity_threshold.is_some() {
+        "cluster setting"
+    } else {
+        "global"
+    };
+    row(
+        out,
+        i,
+        "severity_threshold",
+        format!("{severity} ({origin})"),
+    );
+}

@@ -1,0 +1,259 @@
+//! Fault events as kubernetes-mcp-server sends them, and the cluster-tagged form the rest of
+//! the pipeline consumes.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ClusterConfig, Severity};
+
+/// The `data` object of a `kubernetes/faults` log notification. Unknown fields are ignored;
+/// everything but the fault id is optional because servers differ in what they fill in.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultEvent {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// The server's own name for its cluster; the configured cluster name is the one that counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub fault_id: String,
+    #[serde(default)]
+    pub fault_type: String,
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub resource: ResourceRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// True when the server sent no `faultId` and nightcrier derived one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fault_id_derived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// A Kubernetes event as sent in `events` mode (logger `kubernetes/events`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct KubeEvent {
+    subscription_id: Option<String>,
+    cluster: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    reason: String,
+    message: Option<String>,
+    involved_object: ResourceRef,
+    timestamp: Option<String>,
+    last_timestamp: Option<String>,
+}
+
+/// Bounds on wire strings we keep: a fault is a few hundred bytes, anything larger is noise.
+const MAX_ID_LEN: usize = 128;
+
+impl FaultEvent {
+    /// Parses the `data` of a `kubernetes/faults` notification.
+    pub fn from_fault_data(data: &str) -> Result<FaultEvent, serde_json::Error> {
+        let mut fault: FaultEvent = serde_json::from_str(data)?;
+        fault.normalize();
+        Ok(fault)
+    }
+
+    /// Parses the `data` of a `kubernetes/events` notification into the fault shape.
+    pub fn from_event_data(data: &str) -> Result<FaultEvent, serde_json::Error> {
+        let event: KubeEvent = serde_json::from_str(data)?;
+        let severity = if event.event_type.eq_ignore_ascii_case("warning") {
+            "warning"
+        } else {
+            "info"
+        };
+        let mut fault = FaultEvent {
+            subscription_id: event.subscription_id,
+            cluster: event.cluster,
+            fault_id: String::new(),
+            fault_type: event.reason,
+            severity: severity.to_string(),
+            resource: event.involved_object,
+            context: event.message,
+            timestamp: event.timestamp.or(event.last_timestamp),
+            fault_id_derived: false,
+        };
+        fault.normalize();
+        Ok(fault)
+    }
+
+    /// The severity as nightcrier orders it; unknown names count as `warning` so that a
+    /// server with a new severity is not silently filtered out.
+    pub fn severity_level(&self) -> Severity {
+        self.severity.parse().unwrap_or(Severity::Warning)
+    }
+
+    fn normalize(&mut self) {
+        let usable = !self.fault_id.is_empty()
+            && self.fault_id.len() <= MAX_ID_LEN
+            && self.fault_id.bytes().all(|b| b.is_ascii_graphic());
+        if !usable {
+            self.fault_id = self.derived_key();
+            self.fault_id_derived = true;
+        }
+    }
+
+    /// A stable key for a fault that arrived without a usable `faultId`: the same condition on
+    /// the same resource always maps to the same key.
+    fn derived_key(&self) -> String {
+        let mut hash = Fnv64::new();
+        for part in [
+            self.fault_type.as_str(),
+            self.resource.kind.as_str(),
+            self.resource.namespace.as_deref().unwrap_or(""),
+            self.resource.name.as_str(),
+            self.resource.uid.as_deref().unwrap_or(""),
+        ] {
+            hash.write(part.as_bytes());
+            hash.write(&[0]);
+        }
+        format!("{:016x}", hash.finish())
+    }
+}
+
+/// A fault tagged with the configuration of the cluster it came from. The configuration is
+/// shared, so tagging costs one reference count, not a copy of labels and paths.
+#[derive(Debug, Clone)]
+pub struct ClusterEvent {
+    pub cluster: Arc<ClusterConfig>,
+    pub event: FaultEvent,
+    pub received_at: SystemTime,
+}
+
+impl ClusterEvent {
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster.name
+    }
+    pub fn labels(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.cluster.labels
+    }
+    pub fn kubeconfig(&self) -> Option<&std::path::Path> {
+        self.cluster.triage.kubeconfig.as_deref()
+    }
+}
+
+/// Receives every fault the connections deliver.
+pub trait EventSink {
+    fn deliver(&mut self, event: ClusterEvent);
+}
+
+impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {
+    fn deliver(&mut self, event: ClusterEvent) {
+        // A closed receiver means the consumer is gone; the loop is then shutting down.
+        let _ = self.send(event);
+    }
+}
+
+impl EventSink for Vec<ClusterEvent> {
+    fn deliver(&mut self, event: ClusterEvent) {
+        self.push(event);
+    }
+}
+
+/// FNV-1a, 64 bit: stable across runs and platforms (unlike `DefaultHasher`).
+pub struct Fnv64(u64);
+
+impl Fnv64 {
+    pub fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAULT: &str = r#"{"subscriptionId":"sub-1","cluster":"prod-us-east-1","faultId":"9f2c4e1a7b3d5c60",
+        "faultType":"CrashLoop","severity":"critical",
+        "resource":{"apiVersion":"v1","kind":"Pod","name":"api-7d9f","namespace":"shop","uid":"u-1"},
+        "context":"Back-off restarting failed container api","timestamp":"2026-11-20T10:00:00Z","extra":{"x":1}}"#;
+
+    #[test]
+    fn fault_fields_parse_and_unknown_fields_are_ignored() {
+        let fault = FaultEvent::from_fault_data(FAULT).unwrap();
+        assert_eq!(fault.fault_id, "9f2c4e1a7b3d5c60");
+        assert_eq!(fault.fault_type, "CrashLoop");
+        assert_eq!(fault.severity_level(), Severity::Critical);
+        assert_eq!(fault.resource.namespace.as_deref(), Some("shop"));
+        assert!(!fault.fault_id_derived);
+    }
+
+    #[test]
+    fn missing_fault_id_gets_a_stable_derived_key() {
+        let data = r#"{"faultType":"PodCrash","severity":"warning","resource":{"kind":"Pod","name":"a","uid":"u"}}"#;
+        let first = FaultEvent::from_fault_data(data).unwrap();
+        let second = FaultEvent::from_fault_data(data).unwrap();
+        assert!(first.fault_id_derived);
+        assert_eq!(first.fault_id.len(), 16);
+        assert_eq!(first.fault_id, second.fault_id);
+        let other = data.replace("\"a\"", "\"b\"");
+        assert_ne!(
+            FaultEvent::from_fault_data(&other).unwrap().fault_id,
+            first.fault_id
+        );
+    }
+
+    #[test]
+    fn fault_id_with_control_characters_is_replaced() {
+        let data = r#"{"faultId":"../../etc\n","faultType":"PodCrash","resource":{"kind":"Pod","name":"a"}}"#;
+        let fault = FaultEvent::from_fault_data(data).unwrap();
+        assert!(fault.fault_id_derived);
+        assert!(fault.fault_id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn kube_event_maps_to_fault_shape() {
+        let data = r#"{"type":"Warning","reason":"BackOff","message":"restarting","involvedObject":{"kind":"Pod","name":"p","namespace":"n"}}"#;
+        let fault = FaultEvent::from_event_data(data).unwrap();
+        assert_eq!(fault.fault_type, "BackOff");
+        assert_eq!(fault.severity_level(), Severity::Warning);
+        assert_eq!(fault.resource.name, "p");
+        assert!(fault.fault_id_derived);
+    }
+
+    #[test]
+    fn unknown_severity_counts_as_warning() {
+        let data = r#"{"faultId":"0000000000000001","severity":"catastrophic"}"#;
+        assert_eq!(
+            FaultEvent::from_fault_data(data).unwrap().severity_level(),
+            Severity::Warning
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! What the daemon shows about itself.
+
+pub mod board;

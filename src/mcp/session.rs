@@ -1,0 +1,886 @@
+//! The MCP client session as a sans-I/O state machine: the cluster connection feeds it HTTP
+//! reply heads, JSON-RPC message texts and stream openings; it answers with the requests to
+//! send and the faults it decoded. It never touches a socket or a clock.
+//!
+//! Order (PROTOCOL.md): initialize → notifications/initialized → logging/setLevel → GET
+//! stream → tools/call events_subscribe. The stream is opened before subscribing because a
+//! server drops notifications sent while no GET stream is attached.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::jsonrpc::{self, Message, RpcError};
+use crate::config::SubscribeMode;
+use crate::events::FaultEvent;
+
+pub const REQUESTED_PROTOCOL_VERSION: &str = "2025-11-25";
+pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+const SUBSCRIBE_TOOL: &str = "events_subscribe";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostKind {
+    Initialize,
+    Initialized,
+    SetLevel,
+    Subscribe,
+    Ping,
+    /// Our answer to a request the server sent (its `ping`).
+    Answer,
+}
+
+impl PostKind {
+    /// The phase name operators see in errors and metrics.
+    pub fn phase(self) -> &'static str {
+        match self {
+            PostKind::Initialize | PostKind::Initialized | PostKind::SetLevel => "initialize",
+            PostKind::Subscribe => "subscribe",
+            PostKind::Ping => "ping",
+            PostKind::Answer => "stream",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostRequest {
+    pub kind: PostKind,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Initializing,
+    Initialized,
+    SettingLevel,
+    OpeningStream,
+    Subscribing,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    Http {
+        phase: &'static str,
+        status: u16,
+        detail: String,
+    },
+    Rpc {
+        phase: &'static str,
+        error: String,
+    },
+    /// The server lacks the tool nightcrier subscribes with (an upstream build without event
+    /// streaming). Retrying soon cannot help.
+    ToolMissing {
+        tool: &'static str,
+        message: String,
+    },
+    /// The server runs without GET streams (stateless mode): no events can ever arrive.
+    NoEventStream,
+    MissingLoggingCapability,
+    UnsupportedProtocolVersion(String),
+    InvalidSessionId,
+    SessionExpired,
+    SubscribeRefused(String),
+    Protocol {
+        phase: &'static str,
+        detail: String,
+    },
+}
+
+impl SessionError {
+    /// Errors a fast retry cannot fix get the maximum backoff straight away.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            SessionError::ToolMissing { .. }
+                | SessionError::NoEventStream
+                | SessionError::MissingLoggingCapability
+                | SessionError::UnsupportedProtocolVersion(_)
+        )
+    }
+
+    pub fn phase(&self) -> &'static str {
+        match self {
+            SessionError::Http { phase, .. }
+            | SessionError::Rpc { phase, .. }
+            | SessionError::Protocol { phase, .. } => phase,
+            SessionError::ToolMissing { .. } | SessionError::SubscribeRefused(_) => "subscribe",
+            SessionError::NoEventStream | SessionError::SessionExpired => "stream",
+            SessionError::MissingLoggingCapability
+            | SessionError::UnsupportedProtocolVersion(_)
+            | SessionError::InvalidSessionId => "initialize",
+        }
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Http {
+                phase,
+                status,
+                detail,
+            } => write!(f, "{phase}: HTTP status {status}: {detail}"),
+            SessionError::Rpc { phase, error } => write!(f, "{phase}: {error}"),
+            SessionError::ToolMissing { tool, message } => write!(
+                f,
+                "subscribe: server has no `{tool}` tool (a kubernetes-mcp-server build without event streaming?): {message}"
+            ),
+            SessionError::NoEventStream => write!(
+                f,
+                "stream: server refuses GET streams (405; stateless mode?): no events can arrive"
+            ),
+            SessionError::MissingLoggingCapability => write!(
+                f,
+                "initialize: server does not declare the logging capability, faults cannot arrive"
+            ),
+            SessionError::UnsupportedProtocolVersion(v) => {
+                write!(f, "initialize: server negotiated unsupported protocol version {v:?}")
+            }
+            SessionError::InvalidSessionId => {
+                write!(f, "initialize: Mcp-Session-Id header is not visible ASCII")
+            }
+            SessionError::SessionExpired => write!(f, "server no longer knows the session (404)"),
+            SessionError::SubscribeRefused(reason) => write!(f, "subscribe: refused: {reason}"),
+            SessionError::Protocol { phase, detail } => write!(f, "{phase}: {detail}"),
+        }
+    }
+}
+
+/// What the session tells its driver. Outputs live for one call in a short Vec, so the size
+/// of the `Fault` variant costs nothing worth a box per fault.
+#[derive(Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Output {
+    Post(PostRequest),
+    OpenStream,
+    /// Subscribed (or resubscribed, or the stream resumed): faults flow.
+    Active {
+        subscription_id: String,
+    },
+    Fault(FaultEvent),
+    /// The server reported trouble with the subscription; a resubscribe is on its way.
+    Degraded(String),
+    /// Our ping was answered.
+    Pong,
+    /// A message we do not act on (another logger, a stale reply): counted, not an error.
+    Ignored(String),
+    /// One undecodable message: counted and logged; the connection stays.
+    Malformed(String),
+    Failed(SessionError),
+}
+
+pub struct McpSession {
+    phase: Phase,
+    mode: SubscribeMode,
+    client_version: &'static str,
+    next_id: u64,
+    awaiting: Vec<(u64, PostKind)>,
+    session_id: Option<String>,
+    protocol_version: Option<String>,
+    subscription_id: Option<String>,
+    session_id_invalid: bool,
+    initialize_answered: bool,
+    /// A subscription error arrived while a subscribe was in flight: subscribe again once
+    /// that one is answered.
+    resubscribe_pending: bool,
+}
+
+#[derive(Deserialize)]
+struct InitializeResult {
+    #[serde(rename = "protocolVersion")]
+    protocol_version: String,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+#[derive(Deserialize, Default)]
+struct Capabilities {
+    #[serde(default)]
+    logging: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct CallToolResult {
+    #[serde(default)]
+    content: Vec<ContentItem>,
+    #[serde(default, rename = "isError")]
+    is_error: bool,
+}
+
+#[derive(Deserialize)]
+struct ContentItem {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionInfo {
+    #[serde(rename = "subscriptionId")]
+    subscription_id: String,
+}
+
+#[derive(Deserialize)]
+struct LogParams<'a> {
+    #[serde(default)]
+    logger: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionErrorData {
+    #[serde(default)]
+    error: String,
+}
+
+impl McpSession {
+    pub fn new(mode: SubscribeMode, client_version: &'static str) -> Self {
+        McpSession {
+            phase: Phase::Initializing,
+            mode,
+            client_version,
+            next_id: 1,
+            awaiting: Vec::new(),
+            session_id: None,
+            protocol_version: None,
+            subscription_id: None,
+            session_id_invalid: false,
+            initialize_answered: false,
+            resubscribe_pending: false,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.protocol_version.as_deref()
+    }
+    pub fn subscription_id(&self) -> Option<&str> {
+        self.subscription_id.as_deref()
+    }
+
+    /// The first request of a session.
+    pub fn start(&mut self) -> PostRequest {
+        self.phase = Phase::Initializing;
+        let params = serde_json::json!({
+            "protocolVersion": REQUESTED_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "nightcrier", "version": self.client_version},
+        });
+        self.request(PostKind::Initialize, "initialize", &params)
+    }
+
+    /// A ping, when the session is active and nothing else waits for an answer.
+    pub fn ping(&mut self) -> Option<PostRequest> {
+        if self.phase != Phase::Active || !self.awaiting.is_empty() {
+            return None;
+        }
+        Some(self.request(PostKind::Ping, "ping", &serde_json::json!({})))
+    }
+
+    /// The head of a reply to one of our POSTs.
+    pub fn on_post_head(&mut self, kind: PostKind, status: u16, session_id: Option<&str>) {
+        // A server without session management sends no id; then no request carries one.
+        if kind == PostKind::Initialize && (200..300).contains(&status) {
+            let valid = |id: &str| !id.is_empty() && id.bytes().all(|b| (0x21..=0x7e).contains(&b));
+            self.session_id_invalid = session_id.is_some_and(|id| !valid(id));
+            self.session_id = session_id.filter(|id| valid(id)).map(str::to_owned);
+        }
+    }
+
+    /// The reply to one of our POSTs is complete; `excerpt` is the start of its body when
+    /// the status was not a success.
+    pub fn on_post_end(
+        &mut self,
+        kind: PostKind,
+        status: u16,
+        excerpt: &str,
+        out: &mut Vec<Output>,
+    ) {
+        if !(200..300).contains(&status) {
+            self.awaiting.retain(|(_, k)| *k != kind);
+            let error = if status == 404 && kind != PostKind::Initialize {
+                SessionError::SessionExpired
+            } else {
+                SessionError::Http {
+                    phase: kind.phase(),
+                    status,
+                    detail: excerpt.trim().to_owned(),
+                }
+            };
+            out.push(Output::Failed(error));
+            return;
+        }
+        match kind {
+            PostKind::Initialize => {
+                if !self.initialize_answered {
+                    return self.fail_protocol(kind, "reply carried no initialize result", out);
+                }
+                self.phase = Phase::SettingLevel;
+                let body = jsonrpc::notification("notifications/initialized");
+                out.push(Output::Post(PostRequest {
+                    kind: PostKind::Initialized,
+                    body,
+                }));
+            }
+            PostKind::Initialized => {
+                // The Go server drops every log message of a session until its level is set.
+                let level = serde_json::json!({"level": "info"});
+                out.push(Output::Post(self.request(
+                    PostKind::SetLevel,
+                    "logging/setLevel",
+                    &level,
+                )));
+            }
+            PostKind::SetLevel => {
+                self.awaiting.retain(|(_, k)| *k != PostKind::SetLevel);
+                self.phase = Phase::OpeningStream;
+                out.push(Output::OpenStream);
+            }
+            PostKind::Subscribe | PostKind::Ping => {
+                if self.awaiting.iter().any(|(_, k)| *k == kind) {
+                    self.awaiting.retain(|(_, k)| *k != kind);
+                    self.fail_protocol(kind, "reply ended without an answer", out);
+                }
+            }
+            PostKind::Answer => {}
+        }
+    }
+
+    /// The GET stream answered with `status`.
+    pub fn on_stream_head(&mut self, status: u16, is_event_stream: bool, out: &mut Vec<Output>) {
+        match status {
+            200 if is_event_stream => match self.phase {
+                Phase::OpeningStream => {
+                    self.phase = Phase::Subscribing;
+                    out.push(Output::Post(self.subscribe_request()));
+                }
+                Phase::Active => out.push(Output::Active {
+                    subscription_id: self.subscription_id.clone().unwrap_or_default(),
+                }),
+                _ => {}
+            },
+            200 => out.push(Output::Failed(SessionError::Protocol {
+                phase: "stream",
+                detail: "GET reply is not text/event-stream".into(),
+            })),
+            404 => out.push(Output::Failed(SessionError::SessionExpired)),
+            405 => out.push(Output::Failed(SessionError::NoEventStream)),
+            409 => out.push(Output::Failed(SessionError::Http {
+                phase: "stream",
+                status,
+                detail: "server already holds a stream for this session".into(),
+            })),
+            _ => out.push(Output::Failed(SessionError::Http {
+                phase: "stream",
+                status,
+                detail: String::new(),
+            })),
+        }
+    }
+
+    /// One JSON-RPC message, from a POST reply or from the GET stream.
+    pub fn on_message(&mut self, text: &str, out: &mut Vec<Output>) {
+        let message = match Message::parse(text) {
+            Ok(message) => message,
+            Err(e) => return out.push(Output::Malformed(e.to_string())),
+        };
+        match message {
+            Message::Notification { method, params } => self.on_notification(&method, params, out),
+            Message::Request { id, method, .. } => {
+                let body = if method == "ping" {
+                    jsonrpc::empty_result(id)
+                } else {
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32601,"message":"method not found"}}}}"#,
+                        id.get()
+                    )
+                    .into_bytes()
+                };
+                out.push(Output::Post(PostRequest {
+                    kind: PostKind::Answer,
+                    body,
+                }));
+            }
+            Message::Response { id, result } => match self.take_awaiting(id) {
+                Some(kind) => self.on_result(kind, result.get(), out),
+                None => out.push(Output::Ignored("reply to no pending request".into())),
+            },
+            Message::Error { id, error } => match self.take_awaiting(id) {
+                Some(kind) => out.push(Output::Failed(rpc_failure(kind, error))),
+                None => out.push(Output::Ignored(format!("unsolicited {error}"))),
+            },
+        }
+    }
+
+    fn on_notification(&mut self, method: &str, params: Option<&RawValue>, out: &mut Vec<Output>) {
+        if method != "notifications/message" {
+            return out.push(Output::Ignored(method.to_owned()));
+        }
+        let Some(params) = params else {
+            return out.push(Output::Malformed("log message without params".into()));
+        };
+        let params: LogParams = match serde_json::from_str(params.get()) {
+            Ok(p) => p,
+            Err(e) => return out.push(Output::Malformed(format!("log params: {e}"))),
+        };
+        let data = params.data.map(RawValue::get).unwrap_or("null");
+        match params.logger.as_deref() {
+            Some("kubernetes/faults") => match FaultEvent::from_fault_data(data) {
+                Ok(fault) => out.push(Output::Fault(fault)),
+                Err(e) => out.push(Output::Malformed(format!("fault data: {e}"))),
+            },
+            Some("kubernetes/events") => match FaultEvent::from_event_data(data) {
+                Ok(fault) => out.push(Output::Fault(fault)),
+                Err(e) => out.push(Output::Malformed(format!("event data: {e}"))),
+            },
+            Some("kubernetes/subscription_error") => {
+                let reason = serde_json::from_str::<SubscriptionErrorData>(data)
+                    .map(|d| d.error)
+                    .unwrap_or_default();
+                out.push(Output::Degraded(reason));
+                if self.awaiting_kind(PostKind::Subscribe) {
+                    self.resubscribe_pending = true;
+                } else if self.phase == Phase::Active {
+                    out.push(Output::Post(self.subscribe_request()));
+                }
+            }
+            other => out.push(Output::Ignored(format!(
+                "logger {}",
+                other.unwrap_or("(none)")
+            ))),
+        }
+    }
+
+    fn on_result(&mut self, kind: PostKind, result: &str, out: &mut Vec<Output>) {
+        match kind {
+            PostKind::Initialize => {
+                let parsed: InitializeResult = match serde_json::from_str(result) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return self.fail_protocol(kind, &format!("initialize result: {e}"), out)
+                    }
+                };
+                if !SUPPORTED_PROTOCOL_VERSIONS.contains(&parsed.protocol_version.as_str()) {
+                    return out.push(Output::Failed(SessionError::UnsupportedProtocolVersion(
+                        parsed.protocol_version,
+                    )));
+                }
+                if parsed.capabilities.logging.is_none() {
+                    return out.push(Output::Failed(SessionError::MissingLoggingCapability));
+                }
+                if self.session_id_invalid {
+                    return out.push(Output::Failed(SessionError::InvalidSessionId));
+                }
+                self.protocol_version = Some(parsed.protocol_version);
+                self.initialize_answered = true;
+                self.phase = Phase::Initialized;
+            }
+            PostKind::Subscribe => match subscription_from(result) {
+                Ok(id) => {
+                    self.subscription_id = Some(id.clone());
+                    self.phase = Phase::Active;
+                    out.push(Output::Active {
+                        subscription_id: id,
+                    });
+                    if std::mem::take(&mut self.resubscribe_pending) {
+                        out.push(Output::Post(self.subscribe_request()));
+                    }
+                }
+                Err(error) => out.push(Output::Failed(error)),
+            },
+            PostKind::Ping => out.push(Output::Pong),
+            PostKind::SetLevel | PostKind::Initialized | PostKind::Answer => {}
+        }
+    }
+
+    fn fail_protocol(&mut self, kind: PostKind, detail: &str, out: &mut Vec<Output>) {
+        out.push(Output::Failed(SessionError::Protocol {
+            phase: kind.phase(),
+            detail: detail.to_owned(),
+        }));
+    }
+
+    fn subscribe_request(&mut self) -> PostRequest {
+        let params = serde_json::json!({
+            "name": SUBSCRIBE_TOOL,
+            "arguments": {"mode": self.mode.as_str()},
+        });
+        self.request(PostKind::Subscribe, "tools/call", &params)
+    }
+
+    fn request(&mut self, kind: PostKind, method: &str, params: &serde_json::Value) -> PostRequest {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.awaiting.push((id, kind));
+        PostRequest {
+            kind,
+            body: jsonrpc::request(id, method, params),
+        }
+    }
+
+    fn take_awaiting(&mut self, id: Option<u64>) -> Option<PostKind> {
+        let id = id?;
+        let index = self.awaiting.iter().position(|(i, _)| *i == id)?;
+        Some(self.awaiting.swap_remove(index).1)
+    }
+
+    fn awaiting_kind(&self, kind: PostKind) -> bool {
+        self.awaiting.iter().any(|(_, k)| *k == kind)
+    }
+}
+
+fn rpc_failure(kind: PostKind, error: RpcError) -> SessionError {
+    if kind == PostKind::Subscribe && error.code == -32602 && error.message.contains(SUBSCRIBE_TOOL)
+    {
+        return SessionError::ToolMissing {
+            tool: SUBSCRIBE_TOOL,
+            message: error.message,
+        };
+    }
+    SessionError::Rpc {
+        phase: kind.phase(),
+        error: error.to_string(),
+    }
+}
+
+fn subscription_from(result: &str) -> Result<String, SessionError> {
+    let malformed = |detail: String| SessionError::Protocol {
+        phase: "subscribe",
+        detail,
+    };
+    let call: CallToolResult =
+        serde_json::from_str(result).map_err(|e| malformed(format!("tool result: {e}")))?;
+    let text = call
+        .content
+        .iter()
+        .filter_map(|item| item.text.as_deref())
+        .collect::<Vec<_>>()
+        .join("");
+    if call.is_error {
+        return Err(SessionError::SubscribeRefused(text));
+    }
+    let info: SubscriptionInfo = serde_json::from_str(&text)
+        .map_err(|e| malformed(format!("subscription info {text:?}: {e}")))?;
+    Ok(info.subscription_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn respond(session: &mut McpSession, request: &PostRequest, result: &str) -> Vec<Output> {
+        let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        let id = sent["id"].as_u64().unwrap();
+        let mut out = Vec::new();
+        session.on_message(
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#),
+            &mut out,
+        );
+        out
+    }
+
+    fn post(out: &[Output]) -> &PostRequest {
+        match out.last() {
+            Some(Output::Post(p)) => p,
+            other => panic!("expected a POST, got {other:?}"),
+        }
+    }
+
+    const INIT_RESULT: &str = r#"{"protocolVersion":"2025-06-18","capabilities":{"logging":{},"tools":{}},"serverInfo":{"name":"k"}}"#;
+
+    /// Drives a session to the point where the GET stream should open.
+    fn initialized() -> McpSession {
+        let mut s = McpSession::new(SubscribeMode::Faults, "test");
+        let init = s.start();
+        s.on_post_head(PostKind::Initialize, 200, Some("sess-1"));
+        assert!(respond(&mut s, &init, INIT_RESULT).is_empty());
+        let mut out = Vec::new();
+        s.on_post_end(PostKind::Initialize, 200, "", &mut out);
+        assert_eq!(post(&out).kind, PostKind::Initialized);
+        let mut out = Vec::new();
+        s.on_post_end(PostKind::Initialized, 202, "", &mut out);
+        let set_level = post(&out).clone();
+        assert_eq!(set_level.kind, PostKind::SetLevel);
+        assert!(String::from_utf8_lossy(&set_level.body).contains("logging/setLevel"));
+        respond(&mut s, &set_level, "{}");
+        let mut out = Vec::new();
+        s.on_post_end(PostKind::SetLevel, 200, "", &mut out);
+        assert_eq!(out, vec![Output::OpenStream]);
+        s
+    }
+
+    fn active() -> McpSession {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        let out = respond(
+            &mut s,
+            &subscribe,
+            r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-9\",\"status\":\"active\"}"}]}"#,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Active {
+                subscription_id: "sub-9".into()
+            }]
+        );
+        s
+    }
+
+    #[test]
+    fn handshake_runs_in_protocol_order_and_negotiates_down() {
+        let s = initialized();
+        assert_eq!(s.session_id(), Some("sess-1"));
+        assert_eq!(s.protocol_version(), Some("2025-06-18"));
+        assert_eq!(s.phase(), Phase::OpeningStream);
+    }
+
+    #[test]
+    fn initialize_asks_for_the_newest_version() {
+        let mut s = McpSession::new(SubscribeMode::Faults, "1.0");
+        let body = String::from_utf8(s.start().body).unwrap();
+        assert!(body.contains(r#""protocolVersion":"2025-11-25""#));
+        assert!(body.contains(r#""name":"nightcrier""#));
+    }
+
+    #[test]
+    fn subscribe_waits_for_the_stream_to_open() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let body = String::from_utf8(post(&out).body.clone()).unwrap();
+        assert!(body.contains("events_subscribe"));
+        assert!(body.contains(r#""mode":"faults""#));
+        assert_eq!(s.phase(), Phase::Subscribing);
+    }
+
+    #[test]
+    fn fault_notifications_become_fault_events() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"warning","logger":"kubernetes/faults","data":{"faultId":"00000000000000aa","faultType":"CrashLoop","severity":"critical","resource":{"kind":"Pod","name":"p"}}}}"#,
+            &mut out,
+        );
+        match &out[..] {
+            [Output::Fault(f)] => assert_eq!(f.fault_id, "00000000000000aa"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_loggers_are_ignored_not_failed() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"other","data":"x"}}"#,
+            &mut out,
+        );
+        assert!(matches!(&out[..], [Output::Ignored(_)]));
+    }
+
+    #[test]
+    fn missing_events_subscribe_tool_is_a_named_permanent_error() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let sent: serde_json::Value = serde_json::from_slice(&post(&out).body).unwrap();
+        let id = sent["id"].as_u64().unwrap();
+        let mut out = Vec::new();
+        s.on_message(
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32602,"message":"unknown tool \"events_subscribe\""}}}}"#),
+            &mut out,
+        );
+        match &out[..] {
+            [Output::Failed(e)] => {
+                assert!(matches!(e, SessionError::ToolMissing { .. }));
+                assert!(e.is_permanent());
+                assert!(e.to_string().contains("events_subscribe"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tool_error_result_refuses_subscription_with_its_text() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        let out = respond(
+            &mut s,
+            &subscribe,
+            r#"{"isError":true,"content":[{"type":"text","text":"mode must be faults or events"}]}"#,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Failed(SessionError::SubscribeRefused(
+                "mode must be faults or events".into()
+            ))]
+        );
+    }
+
+    #[test]
+    fn expired_session_is_reported_on_404() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_post_end(PostKind::Ping, 404, "session not found", &mut out);
+        assert_eq!(out, vec![Output::Failed(SessionError::SessionExpired)]);
+        let mut out = Vec::new();
+        s.on_stream_head(404, false, &mut out);
+        assert_eq!(out, vec![Output::Failed(SessionError::SessionExpired)]);
+    }
+
+    #[test]
+    fn stateless_server_is_a_named_error() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(405, false, &mut out);
+        assert_eq!(out, vec![Output::Failed(SessionError::NoEventStream)]);
+    }
+
+    #[test]
+    fn missing_logging_capability_fails_initialize() {
+        let mut s = McpSession::new(SubscribeMode::Faults, "t");
+        let init = s.start();
+        s.on_post_head(PostKind::Initialize, 200, Some("x"));
+        let out = respond(
+            &mut s,
+            &init,
+            r#"{"protocolVersion":"2025-11-25","capabilities":{"tools":{}}}"#,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Failed(SessionError::MissingLoggingCapability)]
+        );
+    }
+
+    #[test]
+    fn unknown_protocol_version_fails_initialize() {
+        let mut s = McpSession::new(SubscribeMode::Faults, "t");
+        let init = s.start();
+        s.on_post_head(PostKind::Initialize, 200, Some("x"));
+        let out = respond(
+            &mut s,
+            &init,
+            r#"{"protocolVersion":"1999-01-01","capabilities":{"logging":{}}}"#,
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Failed(SessionError::UnsupportedProtocolVersion(_))]
+        ));
+    }
+
+    #[test]
+    fn session_id_must_be_visible_ascii() {
+        let mut s = McpSession::new(SubscribeMode::Faults, "t");
+        let init = s.start();
+        s.on_post_head(PostKind::Initialize, 200, Some("bad id\u{7f}"));
+        let out = respond(&mut s, &init, INIT_RESULT);
+        assert_eq!(out, vec![Output::Failed(SessionError::InvalidSessionId)]);
+    }
+
+    #[test]
+    fn server_ping_is_answered_with_its_id() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Post(PostRequest {
+                kind: PostKind::Answer,
+                body: br#"{"jsonrpc":"2.0","id":42,"result":{}}"#.to_vec()
+            })]
+        );
+    }
+
+    #[test]
+    fn our_ping_is_answered_by_pong_and_only_one_at_a_time() {
+        let mut s = active();
+        let ping = s.ping().unwrap();
+        assert!(s.ping().is_none());
+        assert_eq!(respond(&mut s, &ping, "{}"), vec![Output::Pong]);
+        assert!(s.ping().is_some());
+    }
+
+    #[test]
+    fn subscription_error_degrades_and_resubscribes() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"kubernetes/subscription_error","data":{"subscriptionId":"sub-9","error":"watch closed","degraded":true}}}"#,
+            &mut out,
+        );
+        assert_eq!(out[0], Output::Degraded("watch closed".into()));
+        let resubscribe = post(&out).clone();
+        assert_eq!(resubscribe.kind, PostKind::Subscribe);
+        let out = respond(
+            &mut s,
+            &resubscribe,
+            r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-10\"}"}]}"#,
+        );
+        assert_eq!(
+            out,
+            vec![Output::Active {
+                subscription_id: "sub-10".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn subscription_error_during_subscribe_resubscribes_after_the_reply() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"kubernetes/subscription_error","data":{"error":"watch closed"}}}"#,
+            &mut out,
+        );
+        assert_eq!(out, vec![Output::Degraded("watch closed".into())]);
+        let out = respond(
+            &mut s,
+            &subscribe,
+            r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-1\"}"}]}"#,
+        );
+        assert!(matches!(out[0], Output::Active { .. }));
+        assert_eq!(post(&out).kind, PostKind::Subscribe);
+    }
+
+    #[test]
+    fn resumed_stream_reactivates_without_resubscribing() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        assert_eq!(
+            out,
+            vec![Output::Active {
+                subscription_id: "sub-9".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn garbage_messages_are_malformed_not_fatal() {
+        let mut s = active();
+        let mut out = Vec::new();
+        for text in [
+            "{not json",
+            "",
+            "[1,2]",
+            r#"{"method":"notifications/message"}"#,
+        ] {
+            s.on_message(text, &mut out);
+        }
+        assert_eq!(out.len(), 4);
+        assert!(out.iter().all(|o| matches!(o, Output::Malformed(_))));
+        assert_eq!(s.phase(), Phase::Active);
+    }
+}

@@ -1,0 +1,9 @@
+//! Network plumbing for the loop: name resolution, TCP/TLS transports, the HTTP/1.1 client
+//! and the SSE parser. Protocol parsers here are sans-I/O: bytes in, events out.
+
+pub mod client;
+pub mod dns;
+pub mod http;
+pub mod sse;
+pub mod tls;
+pub mod transport;

@@ -1,0 +1,283 @@
+//! Plain TCP or server-side rustls over one accepted socket, usable from two threads at
+//! once: a GET stream writes from one thread while another waits to read the peer's EOF.
+//!
+//! TLS is driven by hand (`read_tls`/`write_tls`) so that no lock is held while a thread
+//! blocks on the socket.
+
+use super::SimTls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Builds the shared rustls server configuration from PEM bytes.
+pub(crate) fn server_config(tls: &SimTls) -> io::Result<Arc<ServerConfig>> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("simulator tls {what}: {e}"),
+        )
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&tls.cert_chain_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate chain", &e))?;
+    if certs.is_empty() {
+        return Err(bad("certificate chain", &"no CERTIFICATE block found"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&tls.key_pem).map_err(|e| bad("private key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("protocol versions", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate", &e))?;
+    Ok(Arc::new(config))
+}
+
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsTransport>),
+}
+
+pub(crate) struct TlsTransport {
+    sock: TcpStream,
+    conn: Mutex<ServerConnection>,
+}
+
+/// Raw bytes read per socket read. Small enough that rustls' received-plaintext limit can
+/// never be exceeded, since we only read when no plaintext is pending.
+const RAW_READ: usize = 4096;
+
+impl Transport {
+    pub(crate) fn new(sock: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Transport> {
+        match tls {
+            None => Ok(Transport::Plain(sock)),
+            Some(config) => {
+                let conn = ServerConnection::new(Arc::clone(config))
+                    .map_err(|e| io::Error::other(format!("tls setup: {e}")))?;
+                Ok(Transport::Tls(Box::new(TlsTransport {
+                    sock,
+                    conn: Mutex::new(conn),
+                })))
+            }
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Blocking read of application bytes; `Ok(0)` is the end of the stream.
+    pub(crate) fn read(&self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => (&*s).read(out),
+            Transport::Tls(t) => t.read(out),
+        }
+    }
+
+    pub(crate) fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => (&*s).write_all(data),
+            Transport::Tls(t) => t.write_all(data),
+        }
+    }
+
+    /// Graceful close: TLS close_notify where there is TLS, then shut the socket down.
+    pub(crate) fn close(&self) {
+        if let Transport::Tls(t) = self {
+            let mut c = t.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            c.send_close_notify();
+            let _ = flush_tls(&mut c, &t.sock);
+        }
+        let _ = self.socket().shutdown(Shutdown::Both);
+    }
+}
+
+impl TlsTransport {
+    fn read(&self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            {
+                let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+                match c.reader().read(out) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
+                flush_tls(&mut c, &self.sock)?;
+            }
+            let mut raw = [0u8; RAW_READ];
+            let n = (&self.sock).read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rest = &raw[..n];
+            while !rest.is_empty() {
+                if c.read_tls(&mut rest)? == 0 {
+                    return Err(io::Error::other("tls: record buffer full"));
+                }
+                if let Err(e) = c.process_new_packets() {
+                    // Let the peer see the alert before we give up.
+                    let _ = flush_tls(&mut c, &self.sock);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("tls: {e}"),
+                    ));
+                }
+            }
+            flush_tls(&mut c, &self.sock)?;
+        }
+    }
+
+    fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = c.writer().write(rest)?;
+            rest = &rest[n..];
+            let flushed = flush_tls(&mut c, &self.sock)?;
+            if n == 0 && !flushed {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "tls: cannot buffer plaintext",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes out whatever TLS records are pending; true if anything was written.
+fn flush_tls(c: &mut ServerConnection, sock: &TcpStream) -> io::Result<bool> {
+    let mut wrote = false;
+    let mut w = sock;
+    while c.wants_write() {
+        if c.write_tls(&mut w)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "tls: socket closed",
+            ));
+        }
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::testkit::{quiet, start, test_certs, Client, Mcp, WAIT};
+    use crate::sim::{SimOptions, SimTls, Simulator};
+    use serde_json::json;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn tls_handshake_in_protocol_order_delivers_faults() {
+        let certs = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            rate_per_sec: 100.0,
+            faults_per_cluster: Some(2),
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        assert!(c.endpoint().starts_with("https://127.0.0.1:"));
+        let (mut m, mut stream) = Mcp::handshake(c, Some(&certs.ca_pem), "faults");
+        let a = stream.next_fault();
+        let b = stream.next_fault();
+        assert_ne!(a["faultId"], b["faultId"]);
+        let id = c.emit_fault("critical", "CrashLoop").expect("delivered");
+        assert_eq!(stream.next_fault()["faultId"], id.as_str());
+        assert!(c.wait_for(|s| s.faults_sent == 3, WAIT));
+        assert_eq!(m.delete().status, 204);
+        assert!(stream.ends());
+        sim.stop();
+    }
+
+    #[test]
+    fn tls_reply_formats_both_parse() {
+        let certs = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            reply_format: crate::sim::ReplyFormat::Alternate,
+            ..quiet(1)
+        });
+        let mut m = Mcp::initialize(&sim.clusters()[0], Some(&certs.ca_pem));
+        for _ in 0..4 {
+            assert_eq!(m.rpc("ping", json!({}))["result"], json!({}));
+        }
+        sim.stop();
+    }
+
+    #[test]
+    fn failed_tls_handshake_leaves_the_cluster_serving() {
+        let certs = test_certs();
+        let other = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        let mut untrusting = Client::connect(c, Some(&other.ca_pem));
+        let req = untrusting.request_bytes("POST", "/mcp", &[], "{}");
+        let err = untrusting
+            .try_send_raw(&req)
+            .expect_err("certificate must not verify");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        let mut ok = Mcp::initialize(c, Some(&certs.ca_pem));
+        assert_eq!(ok.rpc("ping", json!({}))["result"], json!({}));
+        sim.stop();
+    }
+
+    #[test]
+    fn tls_stop_is_prompt_with_streams_open() {
+        let certs = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            ..quiet(3)
+        });
+        let held: Vec<_> = sim
+            .clusters()
+            .iter()
+            .map(|c| Mcp::handshake(c, Some(&certs.ca_pem), "faults"))
+            .collect();
+        let began = Instant::now();
+        sim.stop();
+        assert!(began.elapsed() < Duration::from_secs(3));
+        drop(held);
+    }
+
+    #[test]
+    fn bad_pem_is_refused_naming_the_part() {
+        let certs = test_certs();
+        let err = Simulator::start(SimOptions {
+            tls: Some(SimTls {
+                cert_chain_pem: b"not pem".to_vec(),
+                key_pem: certs.tls.key_pem.clone(),
+            }),
+            ..quiet(1)
+        })
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("certificate chain"), "{err}");
+        let err = Simulator::start(SimOptions {
+            tls: Some(SimTls {
+                cert_chain_pem: certs.tls.cert_chain_pem.clone(),
+                key_pem: Vec::new(),
+            }),
+            ..quiet(1)
+        })
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("private key"), "{err}");
+    }
+}
