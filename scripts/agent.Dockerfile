@@ -1,4 +1,4 @@
-# The container nightcrier's run-agent.sh starts for every triage run: kubectl plus the AI
+# The container nightcrier's run-agent.sh starts for every triage run: kubectl plus the agent
 # CLIs, running as an unprivileged user in /workspace.
 #
 #   docker build -f scripts/agent.Dockerfile -t nightcrier-agent:latest scripts/

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one triage agent for nightcrier: the chosen AI CLI, inside a container, against one
+# Runs one triage agent for nightcrier: the chosen agent CLI, inside a container, against one
 # cluster. The agent must write its report to output/investigation.md in the workspace.
 #
 # Usage: run-agent.sh --workspace DIR --kubeconfig FILE --model M --agent CLI

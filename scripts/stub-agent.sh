@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stand-in for run-agent.sh in tests and demos: same arguments and environment, no AI CLI,
+# Stand-in for run-agent.sh in tests and demos: same arguments and environment, no agent CLI,
 # no container. Writes a plausible output/investigation.md built from incident.json.
 #
 # Usage: stub-agent.sh --workspace DIR --kubeconfig FILE --model M --agent CLI
@@ -100,9 +100,11 @@ field() {
 	printf '%s' "${match%\"}"
 }
 fault_json=${flat#*\"fault\": }
+fault_json=${fault_json%%, \"status\": *}
 fault=${fault_json:0:200}
 fault_type=$(field faultType)
 kind=$(field kind)
+kind=${kind:-Pod}
 name=$(field name)
 namespace=$(field namespace)
 severity=$(field severity)
@@ -114,8 +116,8 @@ cat >"$tmp" <<EOF
 # Investigation ${INCIDENT_ID}
 
 ## Summary
-${fault_type:-Fault} on ${kind:-resource} ${namespace:+$namespace/}${name:-unknown} in cluster ${CLUSTER_NAME} (severity ${severity:-unknown}).
-This report was written by the stub agent; no AI model was consulted.
+${fault_type:-Fault} on ${kind} ${namespace:+$namespace/}${name:-unknown} in cluster ${CLUSTER_NAME} (severity ${severity:-unknown}).
+This report was written by the stub agent; no model was consulted.
 
 ## Root Cause
 The workload's container keeps exiting shortly after start; its restarts match the
@@ -135,7 +137,7 @@ high
 
 ## Recommended Actions
 1. Inspect the container's previous logs: \`kubectl logs --previous ${name:-POD}${namespace:+ -n $namespace}\`.
-2. Check recent events for the resource: \`kubectl describe ${kind:-pod} ${name:-POD}${namespace:+ -n $namespace}\`.
+2. Check recent events for the resource: \`kubectl describe ${kind,,} ${name:-POD}${namespace:+ -n $namespace}\`.
 3. Roll back the last change to the workload if the failures started with it.
 EOF
 mv -f "$tmp" "$report"

@@ -245,6 +245,7 @@ impl<S: EventSink> EventLoop<S> {
         self.board.publish(Published {
             clusters: self.manager.snapshots(now),
             summary: self.manager.summary(),
+            pipeline: Default::default(),
             at: now,
             wall: SystemTime::now(),
             sequence: 0,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod logging;
 pub mod mcp;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod queue;

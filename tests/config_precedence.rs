@@ -53,6 +53,7 @@ fn a_minimal_file_yields_every_default() {
             read_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             tcp_keepalive: Duration::from_secs(60),
+            control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1_048_576,
             max_header_bytes: 16_384,
         }

@@ -22,6 +22,9 @@ use crate::agent::workspace::{rfc3339, status, AgentResult, Workspace, OUTPUT_DI
 /// Only the end of the agent's stderr is read, for the failure reason.
 const STDERR_TAIL_BYTES: u64 = 4096;
 
+/// Durations are clamped to this so `now + duration` can never overflow an `Instant`.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// The exit code the agent contract (like `timeout(1)`) uses for "ran out of time".
 const EXIT_TIMED_OUT: i32 = 124;
 
@@ -144,15 +147,25 @@ pub struct AgentExecutor {
     kill_grace: Duration,
     next_id: u64,
     agents: BTreeMap<AgentId, RunningAgent>,
+    hidden_env: Vec<String>,
 }
 
 impl AgentExecutor {
     pub fn new(kill_grace: Duration) -> Self {
         AgentExecutor {
-            kill_grace,
+            kill_grace: kill_grace.min(MAX_DURATION),
             next_id: 1,
             agents: BTreeMap::new(),
+            hidden_env: Vec::new(),
         }
+    }
+
+    /// Environment variables agents must not inherit (the names holding nightcrier's own
+    /// secrets, such as the Slack webhook URL). An agent's report may be posted to Slack,
+    /// so what it can read, it can leak.
+    pub fn with_hidden_env(mut self, names: Vec<String>) -> Self {
+        self.hidden_env = names;
+        self
     }
 
     /// Starts `script --workspace DIR --kubeconfig FILE --model M --agent CLI
@@ -168,7 +181,8 @@ impl AgentExecutor {
         // The child runs in the workspace, so relative paths would point elsewhere.
         let script = absolute_program(&job.script);
         let kubeconfig = absolute(&job.kubeconfig);
-        let timeout_secs = job.timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let timeout = job.timeout.min(MAX_DURATION);
+        let timeout_secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
 
         let mut command = Command::new(&script);
         command
@@ -182,6 +196,9 @@ impl AgentExecutor {
             .arg(timeout_secs.to_string());
         if let Some(file) = &job.system_prompt_file {
             command.arg("--system-prompt-file").arg(absolute(file));
+        }
+        for name in &self.hidden_env {
+            command.env_remove(name);
         }
         command
             .arg(&job.prompt)
@@ -234,7 +251,7 @@ impl AgentExecutor {
                 stopping: false,
             },
         );
-        Ok((id, now + job.timeout))
+        Ok((id, now + timeout))
     }
 
     /// Collects every agent that has exited, writing its `result.json` and final
@@ -253,10 +270,10 @@ impl AgentExecutor {
             // Stragglers in the group die before the leader's pid is released.
             agent.signal_group(libc::SIGKILL);
             let exit = match agent.child.wait() {
-                Ok(exit) => exit,
+                Ok(exit) => Some(exit),
                 Err(err) => {
                     log::warn!("incident {}: cannot reap agent: {err}", agent.incident_id);
-                    ExitStatus::from_raw(libc::SIGKILL)
+                    None
                 }
             };
             out.push(self.finish(id, agent, exit, now));
@@ -267,13 +284,13 @@ impl AgentExecutor {
         &self,
         id: AgentId,
         agent: RunningAgent,
-        exit: ExitStatus,
+        exit: Option<ExitStatus>,
         now: Instant,
     ) -> FinishedAgent {
         let duration = now.saturating_duration_since(agent.started_at);
         let facts = ExitFacts {
-            exit_code: exit.code(),
-            signal: exit.signal(),
+            exit_code: exit.and_then(|e| e.code()),
+            signal: exit.and_then(|e| e.signal()),
             timed_out: agent.timed_out,
             stopping: agent.stopping,
             report_present: agent.workspace.report_present(),
@@ -453,7 +470,7 @@ fn classify(facts: &ExitFacts, stderr_tail: impl FnOnce() -> Option<String>) -> 
             None => format!("exit code {code}"),
         },
         (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "ended without exit code or signal".to_string(),
+        (None, None) => "exit status unavailable".to_string(),
     };
     if facts.stopping {
         AgentOutcome::Failed(format!("stopped at shutdown: {reason}"))
@@ -546,7 +563,9 @@ fn record_result(
         duration_seconds: duration.as_secs_f64(),
         failure_reason: match outcome {
             AgentOutcome::Failed(reason) => Some(reason.clone()),
-            AgentOutcome::TimedOut => Some("timed out".to_string()),
+            AgentOutcome::TimedOut => {
+                Some(format!("timed out after {:.0}s", duration.as_secs_f64()))
+            }
             AgentOutcome::Investigated => None,
         },
         report_present: workspace.report_present(),

@@ -43,7 +43,11 @@ pub mod status {
 pub fn new_incident_id(cluster: &str, now: SystemTime, sequence: u64) -> String {
     let salt = process_salt();
     let tag = (salt.wrapping_add(sequence)) & 0x00ff_ffff;
-    format!("{}-{}-{tag:06x}", compact_utc(now), file_safe(cluster))
+    format!(
+        "{}-{}-{tag:06x}",
+        compact_utc(now),
+        file_safe(cluster, MAX_CLUSTER_PART)
+    )
 }
 
 fn process_salt() -> u64 {
@@ -67,12 +71,16 @@ fn process_salt() -> u64 {
     }
 }
 
-/// Cluster names are validated by the configuration; this keeps the id a single safe path
-/// component even if an unvalidated name slips through.
-fn file_safe(name: &str) -> String {
+/// Cluster names are validated by the configuration (at most 63 characters).
+const MAX_CLUSTER_PART: usize = 63;
+/// Far above any id `new_incident_id` makes, far below a file name's 255 bytes.
+const MAX_ID_LEN: usize = 200;
+
+/// Keeps a name a single safe path component even if an unvalidated one slips through.
+fn file_safe(name: &str, max_len: usize) -> String {
     let mut out: String = name
         .chars()
-        .take(63)
+        .take(max_len)
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -221,7 +229,7 @@ impl Workspace {
         fs::create_dir_all(root).map_err(|e| at("cannot create workspace root", root, e))?;
         let root =
             fs::canonicalize(root).map_err(|e| at("cannot resolve workspace root", root, e))?;
-        let id = file_safe(&record.incident_id);
+        let id = file_safe(&record.incident_id, MAX_ID_LEN);
         let dir = root.join(&id);
         fs::create_dir(&dir).map_err(|e| at("cannot create workspace", &dir, e))?;
         let output = dir.join(OUTPUT_DIR);

@@ -37,6 +37,10 @@ pub struct ConnectionSettings {
     pub read_timeout: Duration,
     pub ping_interval: Duration,
     pub tcp_keepalive: Duration,
+    /// Close the control connection after this long without a request; the next request
+    /// (usually a ping) opens a new one, with TLS session resumption. An idle cluster then
+    /// holds one socket, not two.
+    pub control_idle_timeout: Duration,
     pub stable_after: Duration,
     pub max_event_bytes: usize,
     pub max_header_bytes: usize,
@@ -51,6 +55,7 @@ impl ConnectionSettings {
             read_timeout: config.connection.read_timeout,
             ping_interval: config.connection.ping_interval,
             tcp_keepalive: config.connection.tcp_keepalive,
+            control_idle_timeout: config.connection.control_idle_timeout,
             stable_after: config.reconnect.stable_after,
             max_event_bytes: config.connection.max_event_bytes,
             max_header_bytes: config.connection.max_header_bytes,
@@ -129,9 +134,11 @@ pub enum TimerKind {
     Stable,
     /// TCP/TLS connect is overdue.
     Connect,
+    /// The control connection has been idle long enough to close it.
+    ControlIdle,
 }
 
-const TIMER_KINDS: usize = 6;
+const TIMER_KINDS: usize = 7;
 
 impl TimerKind {
     fn slot(self) -> usize {
@@ -216,6 +223,7 @@ pub struct ClusterConnection {
     degraded: bool,
     shutting_down: bool,
     closed: bool,
+    tried: bool,
     stats: Stats,
 }
 
@@ -243,6 +251,7 @@ impl ClusterConnection {
             degraded: false,
             shutting_down: false,
             closed: false,
+            tried: false,
             stats: Stats::default(),
         }
     }
@@ -410,6 +419,17 @@ impl ClusterConnection {
                     self.arm(ctx, TimerKind::Ping, ctx.settings.ping_interval);
                 }
             }
+            TimerKind::ControlIdle => {
+                if self.in_flight.is_none() && self.queue.is_empty() {
+                    if let Some(control) = self.control.take() {
+                        control.close(ctx.registry);
+                        log::trace!(
+                            "cluster={} idle control connection closed",
+                            self.config.name
+                        );
+                    }
+                }
+            }
             TimerKind::Stable => {
                 self.backoff.reset();
                 log::debug!("cluster={} session stable, backoff reset", self.config.name);
@@ -468,7 +488,11 @@ impl ClusterConnection {
     pub fn snapshot(&self, now: Instant) -> HealthSnapshot {
         HealthSnapshot {
             name: self.config.name.clone(),
+            environment: self.config.environment.clone(),
+            labels: self.config.labels.clone(),
+            triage_enabled: self.config.triage_ready(),
             status: self.status,
+            tried: self.tried,
             degraded: self.degraded,
             connected_since: self.stats.connected_since,
             last_event: self.stats.last_event,
@@ -586,9 +610,20 @@ impl ClusterConnection {
     // ---- sending ----------------------------------------------------------------------
 
     fn send_next(&mut self, ctx: &mut ConnectionContext) {
-        if self.in_flight.is_some() || self.queue.is_empty() {
+        if self.in_flight.is_some() {
             return;
         }
+        if self.queue.is_empty() {
+            if self.control.is_some() && self.status == ConnectionStatus::Active {
+                self.arm(
+                    ctx,
+                    TimerKind::ControlIdle,
+                    ctx.settings.control_idle_timeout,
+                );
+            }
+            return;
+        }
+        self.disarm(ctx, TimerKind::ControlIdle);
         if self.control.is_none() {
             // The server closed the keep-alive connection; open a new one for this request.
             match self.open_client(ctx, Channel::Control) {
@@ -1022,6 +1057,7 @@ impl ClusterConnection {
             TimerKind::Ping,
             TimerKind::Stable,
             TimerKind::Connect,
+            TimerKind::ControlIdle,
         ] {
             self.disarm(ctx, kind);
         }
@@ -1066,6 +1102,7 @@ impl ClusterConnection {
     }
 
     fn set_status(&mut self, ctx: &mut ConnectionContext, status: ConnectionStatus) {
+        self.tried |= matches!(status, ConnectionStatus::Active | ConnectionStatus::Failed);
         if self.status != status {
             ctx.changed = true;
             log::info!(

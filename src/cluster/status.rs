@@ -84,7 +84,12 @@ impl ErrorCounts {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthSnapshot {
     pub name: String,
+    pub environment: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub triage_enabled: bool,
     pub status: ConnectionStatus,
+    /// At least one connection attempt has finished (active or failed): for readiness.
+    pub tried: bool,
     pub degraded: bool,
     pub connected_since: Option<SystemTime>,
     pub last_event: Option<SystemTime>,

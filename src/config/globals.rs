@@ -52,6 +52,7 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "read_timeout",
     "ping_interval",
     "tcp_keepalive",
+    "control_idle_timeout",
     "max_event_bytes",
     "max_header_bytes",
 ];
@@ -200,6 +201,9 @@ fn read_connection(ctx: &mut Context, root: &Table) -> ConnectionConfig {
         read_timeout: ctx.duration(&table, "read_timeout", d.read_timeout).value,
         ping_interval: ctx.duration(&table, "ping_interval", d.ping_interval).value,
         tcp_keepalive: ctx.duration(&table, "tcp_keepalive", d.tcp_keepalive).value,
+        control_idle_timeout: ctx
+            .duration(&table, "control_idle_timeout", d.control_idle_timeout)
+            .value,
         max_event_bytes: size(
             ctx,
             &table,

@@ -119,6 +119,8 @@ pub struct ConnectionConfig {
     pub read_timeout: Duration,
     pub ping_interval: Duration,
     pub tcp_keepalive: Duration,
+    /// Close the POST connection after this long without a request.
+    pub control_idle_timeout: Duration,
     pub max_event_bytes: usize,
     pub max_header_bytes: usize,
 }
@@ -130,6 +132,7 @@ impl Default for ConnectionConfig {
             read_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
             tcp_keepalive: Duration::from_secs(60),
+            control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,
         }

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cluster::manager::HealthSummary;
 use crate::cluster::status::HealthSnapshot;
+use crate::metrics::counters::PipelineSnapshot;
 
 #[derive(Debug, Clone)]
 pub struct Published {
     pub clusters: Vec<HealthSnapshot>,
     pub summary: HealthSummary,
+    pub pipeline: PipelineSnapshot,
     /// When the loop published this (the loop's clock), for staleness checks.
     pub at: Instant,
     pub wall: SystemTime,
@@ -37,6 +39,7 @@ impl HealthBoard {
         let empty = Published {
             clusters: Vec::new(),
             summary: HealthSummary::default(),
+            pipeline: PipelineSnapshot::default(),
             at: Instant::now(),
             wall: SystemTime::now(),
             sequence: 0,

@@ -1,0 +1,118 @@
+//! What the pipeline counts, per cluster and overall. Plain numbers owned by the loop; the
+//! health thread sees a copy in each published snapshot.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::agent::permissions::ClusterPermissions;
+
+/// One cluster's pipeline counters (all `_total` counters are monotonic).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClusterCounters {
+    pub faults_received: u64,
+    /// Below the (cluster's) severity threshold.
+    pub faults_filtered: u64,
+    /// Seen within the dedup window.
+    pub faults_deduplicated: u64,
+    /// Displaced from a full queue (policy `drop`).
+    pub faults_dropped: u64,
+    /// Refused by a full queue (policy `reject`).
+    pub faults_rejected: u64,
+    /// An agent was started for it.
+    pub faults_triaged: u64,
+    /// Triage disabled or no kubeconfig for the cluster.
+    pub faults_skipped: u64,
+    /// Not run because the cluster's circuit breaker was open.
+    pub faults_breaker_open: u64,
+    pub agents_investigated: u64,
+    pub agents_failed: u64,
+    pub agents_timed_out: u64,
+    /// Gauges.
+    pub queue_depth: usize,
+    pub agents_running: usize,
+    pub breaker: &'static str,
+}
+
+/// Cumulative histogram of agent run durations, Prometheus style.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DurationHistogram {
+    /// Upper bounds in seconds, ascending; the implicit `+Inf` bucket is `count`.
+    pub bounds: Vec<f64>,
+    /// Observations `<=` each bound (cumulative).
+    pub cumulative: Vec<u64>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Default for DurationHistogram {
+    fn default() -> Self {
+        let bounds = vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+        DurationHistogram {
+            cumulative: vec![0; bounds.len()],
+            bounds,
+            sum_seconds: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl DurationHistogram {
+    pub fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(self.cumulative.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum_seconds += seconds;
+        self.count += 1;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SlackCounters {
+    pub delivered: u64,
+    pub retried: u64,
+    pub failed: u64,
+}
+
+/// Everything the pipeline publishes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PipelineSnapshot {
+    pub clusters: BTreeMap<String, ClusterCounters>,
+    pub permissions: BTreeMap<String, ClusterPermissions>,
+    pub agents_running: usize,
+    pub queue_depth: usize,
+    pub agent_duration: DurationHistogram,
+    pub slack: SlackCounters,
+    /// True while agent failures across clusters exceed the global threshold.
+    pub system_degraded: bool,
+    pub config_last_reload_successful: bool,
+    /// Unix time of the last reload attempt (or of the start).
+    pub config_last_reload_timestamp_seconds: f64,
+    pub config_reload_failures: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut histogram = DurationHistogram::default();
+        histogram.observe(Duration::from_secs(3));
+        histogram.observe(Duration::from_secs(45));
+        histogram.observe(Duration::from_secs(5000));
+        assert_eq!(histogram.count, 3);
+        assert_eq!(histogram.cumulative[0], 1, "<= 5s");
+        assert_eq!(histogram.cumulative[3], 2, "<= 60s");
+        assert_eq!(
+            *histogram.cumulative.last().unwrap(),
+            2,
+            "5000s only in +Inf"
+        );
+        assert!((histogram.sum_seconds - 5048.0).abs() < 1e-9);
+    }
+}
