@@ -44,4 +44,4 @@ bash scripts/install-peers.sh >/dev/null
 step "building (cargo build --release --locked)"
 cargo build --release --locked
 
-step "done: ./target/release/nightcrier"
+step "done: ${CARGO_TARGET_DIR:-target}/release/nightcrier"

@@ -54,8 +54,9 @@ pub fn main() -> i32 {
         .skip(1)
         .map(|a| a.into_string())
         .collect();
-    let mut stdout = std::io::stdout().lock();
-    let mut stderr = std::io::stderr().lock();
+    // Unlocked handles: the daemon's other threads log to stderr while a command runs.
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
     match args {
         Ok(args) => run_with(&args, &process_env(), &mut stdout, &mut stderr),
         Err(_) => {

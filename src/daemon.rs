@@ -1,65 +1,89 @@
 //! The running daemon: the validated configuration becomes one event loop holding every
-//! enabled cluster's session.
+//! enabled cluster's session and the triage pipeline behind it.
 
 use std::sync::Arc;
 
 use crate::cluster::connection::ConnectionSettings;
-use crate::config::Config;
-use crate::event_loop::{EventLoop, LoopOptions};
-use crate::events::{ClusterEvent, EventSink};
+use crate::config::{ClusterConfig, Config};
+use crate::event_loop::{EventLoop, LoopOptions, SignalSet};
 use crate::health::board::HealthBoard;
+use crate::health::server::HealthServer;
+use crate::pipeline::{PipelineSettings, TriagePipeline};
 use crate::registry::Registry;
 
-/// Logs every fault with its cluster, and counts them.
-#[derive(Default)]
-pub struct LoggingSink {
-    pub received: u64,
+/// The enabled clusters of this replica, shared between the connections and the pipeline.
+pub fn enabled_clusters(config: &Config) -> Vec<Arc<ClusterConfig>> {
+    Registry::load(config)
+        .enabled()
+        .into_iter()
+        .map(|c| Arc::new(c.clone()))
+        .collect()
 }
 
-impl EventSink for LoggingSink {
-    fn deliver(&mut self, event: ClusterEvent) {
-        self.received += 1;
-        let fault = &event.event;
-        log::info!(
-            "cluster={} fault={} type={} severity={} resource={}/{}/{}",
-            event.cluster_name(),
-            fault.fault_id,
-            fault.fault_type,
-            fault.severity,
-            fault.resource.namespace.as_deref().unwrap_or("-"),
-            fault.resource.kind,
-            fault.resource.name
-        );
+/// Builds the triage pipeline a configuration asks for.
+pub fn pipeline_for(
+    config: &Config,
+    clusters: &[Arc<ClusterConfig>],
+) -> Result<TriagePipeline, String> {
+    let slack = config.slack.webhook_url.clone().map(|url| {
+        (
+            url,
+            config.slack.ca_file.clone(),
+            config.slack.max_attempts,
+            config.connection.read_timeout,
+        )
+    });
+    TriagePipeline::new(PipelineSettings::from_config(config), clusters, slack)
+}
+
+pub fn loop_options(config: &Config, signals: SignalSet) -> LoopOptions {
+    LoopOptions {
+        settings: ConnectionSettings::from_config(config),
+        shutdown_timeout: config.shutdown_timeout,
+        publish_interval: config.health.publish_interval,
+        signals,
     }
 }
 
 pub fn run(config: Config) -> Result<(), String> {
-    let registry = Registry::load(&config);
-    let clusters: Vec<_> = registry
-        .enabled()
-        .into_iter()
-        .map(|c| Arc::new(c.clone()))
-        .collect();
+    let clusters = enabled_clusters(&config);
     log::info!(
-        "starting: {} clusters configured, {} enabled{}",
-        registry.len(),
+        "starting: {} clusters enabled{}, {} with triage",
         clusters.len(),
         config
             .shard
             .map(|s| format!(" in shard {}/{}", s.index, s.count))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        clusters.iter().filter(|c| c.triage_ready()).count()
     );
-    let options = LoopOptions {
-        settings: ConnectionSettings::from_config(&config),
-        shutdown_timeout: config.shutdown_timeout,
-        publish_interval: config.health.publish_interval,
-        handle_signals: true,
+    match crate::limits::raise_fd_limit(clusters.len(), config.agent.max_concurrent_agents) {
+        Ok(limit) => match limit.message() {
+            Some(message) => log::warn!("{message}"),
+            None => log::info!(
+                "file descriptor limit {} (needed about {})",
+                limit.soft,
+                limit.needed
+            ),
+        },
+        Err(e) => log::warn!("file descriptor limit unknown: {e}"),
+    }
+    let pipeline = pipeline_for(&config, &clusters)?;
+    let board = HealthBoard::new();
+    // Kept alive for the run; dropping it stops the health thread.
+    let _health = if config.health.enabled {
+        let stale_after = config.health.publish_interval * 3;
+        let server = HealthServer::start(config.health.listen, board.clone(), stale_after)
+            .map_err(|e| format!("health server on {}: {e}", config.health.listen))?;
+        log::info!("health and metrics on http://{}", server.local_addr());
+        Some(server)
+    } else {
+        None
     };
-    let mut event_loop = EventLoop::new(options, LoggingSink::default(), HealthBoard::new())
+    let mut event_loop = EventLoop::new(loop_options(&config, SignalSet::All), pipeline, board)
         .map_err(|e| format!("event loop: {e}"))?;
     event_loop
         .run(&clusters)
         .map_err(|e| format!("event loop: {e}"))?;
-    log::info!("stopped after {} faults", event_loop.sink().received);
+    log::info!("stopped");
     Ok(())
 }

@@ -1,22 +1,24 @@
 //! The one thread that owns everything that moves: a `mio::Poll` over every cluster's
-//! sockets, the DNS resolver's and the commands' waker, and the signals; the timer wheel's
-//! next deadline is the poll timeout, so an idle daemon sleeps until something is due.
+//! sockets, the stage's sockets (Slack deliveries), the waker of the side threads (DNS,
+//! preflight, commands) and the signals. The earliest timer is the poll timeout, so an idle
+//! daemon sleeps until something is due.
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TimerKey};
 use crate::cluster::manager::Manager;
 use crate::config::ClusterConfig;
-use crate::events::EventSink;
+use crate::events::{ClusterEvent, EventSink};
 use crate::health::board::{HealthBoard, Published};
-use crate::net::dns::Resolver;
+use crate::metrics::counters::PipelineSnapshot;
+use crate::net::dns::{Answer, Resolver};
 use crate::net::tls::TlsConfigs;
 use crate::timer::TimerWheel;
 
@@ -25,6 +27,66 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 const TIMER_TICK: Duration = Duration::from_millis(5);
 const TIMER_SLOTS: usize = 4096;
 const EVENTS_CAPACITY: usize = 1024;
+/// After SIGKILL, how long children get to be reaped (their results written) before exit.
+const FINAL_REAP_WAIT: Duration = Duration::from_secs(2);
+
+/// Tokens whose low byte is this belong to the stage (cluster connections use 0 and 1).
+pub const STAGE_TOKEN_CODE: usize = 2;
+/// DNS query keys with this bit set belong to the stage.
+pub const STAGE_DNS_BIT: u64 = 1 << 63;
+
+pub fn stage_token(id: u64) -> Token {
+    Token(((id as usize) << 8) | STAGE_TOKEN_CODE)
+}
+
+pub fn stage_token_id(token: Token) -> Option<u64> {
+    (token.0 & 0xff == STAGE_TOKEN_CODE).then_some((token.0 >> 8) as u64)
+}
+
+/// The loop's shared parts, lent to the stage for one call.
+pub struct StageContext<'a> {
+    pub now: Instant,
+    pub registry: &'a Registry,
+    pub resolver: &'a Resolver,
+    pub tls: &'a mut TlsConfigs,
+    pub inbound: &'a mut Vec<u8>,
+    pub waker: &'a Arc<Waker>,
+}
+
+/// What the loop drives besides the cluster connections: the triage pipeline in the daemon,
+/// a plain sink in tests. Every hook runs on the loop thread.
+pub trait Stage: EventSink {
+    fn start(&mut self, _ctx: &mut StageContext) {}
+    /// The earliest moment `on_tick` has work to do.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// After every loop iteration: due timers, dispatching.
+    fn on_tick(&mut self, _ctx: &mut StageContext) {}
+    fn on_ready(&mut self, _ctx: &mut StageContext, _token: Token) {}
+    fn on_resolved(&mut self, _ctx: &mut StageContext, _answer: Answer) {}
+    /// SIGCHLD arrived (signals coalesce: check every child).
+    fn on_child_exit(&mut self, _ctx: &mut StageContext) {}
+    /// The waker fired (a side thread may have results).
+    fn on_wake(&mut self, _ctx: &mut StageContext) {}
+    fn snapshot(&self) -> PipelineSnapshot {
+        PipelineSnapshot::default()
+    }
+    /// Stop taking work; let running work finish.
+    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {}
+    fn is_drained(&self) -> bool {
+        true
+    }
+    /// The shutdown timeout passed: ask running work to stop. Returns how long to wait
+    /// before `kill`.
+    fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
+        Duration::ZERO
+    }
+    fn kill(&mut self, _ctx: &mut StageContext) {}
+}
+
+impl Stage for Sender<ClusterEvent> {}
+impl Stage for Vec<ClusterEvent> {}
 
 /// Asks the loop to do something from another thread.
 #[derive(Debug)]
@@ -52,17 +114,26 @@ impl LoopHandle {
     }
 }
 
+/// Which signals the loop takes into its poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalSet {
+    /// SIGTERM, SIGINT, SIGHUP and SIGCHLD: the daemon.
+    All,
+    /// SIGCHLD only: a loop embedded in a process that handles its own termination (tests).
+    ChildOnly,
+    None,
+}
+
 pub struct LoopOptions {
     pub settings: ConnectionSettings,
-    /// How long sessions get to close (DELETE) on shutdown.
+    /// How long sessions and agents get to finish on shutdown.
     pub shutdown_timeout: Duration,
     /// How often the health snapshot is refreshed even without status changes.
     pub publish_interval: Duration,
-    /// Take SIGTERM/SIGINT/SIGHUP/SIGCHLD into the poll (the daemon does; tests don't).
-    pub handle_signals: bool,
+    pub signals: SignalSet,
 }
 
-pub struct EventLoop<S: EventSink> {
+pub struct EventLoop<S: Stage> {
     poll: Poll,
     waker: Arc<Waker>,
     commands: Receiver<Command>,
@@ -73,23 +144,45 @@ pub struct EventLoop<S: EventSink> {
     tls: TlsConfigs,
     inbound: Vec<u8>,
     manager: Manager,
-    sink: S,
+    stage: S,
     board: HealthBoard,
     options: LoopOptions,
 }
 
-impl<S: EventSink> EventLoop<S> {
-    pub fn new(options: LoopOptions, sink: S, board: HealthBoard) -> io::Result<Self> {
+/// Where a shutdown stands.
+struct Stopping {
+    since: Instant,
+    kill_at: Option<Instant>,
+    killed_at: Option<Instant>,
+}
+
+impl Stopping {
+    fn next_deadline(&self, timeout: Duration) -> Instant {
+        match (self.killed_at, self.kill_at) {
+            (Some(killed), _) => killed + FINAL_REAP_WAIT,
+            (None, Some(kill)) => kill,
+            (None, None) => self.since + timeout,
+        }
+    }
+}
+
+impl<S: Stage> EventLoop<S> {
+    pub fn new(options: LoopOptions, stage: S, board: HealthBoard) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (command_sender, commands) = mpsc::channel();
-        let signals = if options.handle_signals {
-            let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
+        let wanted: &[i32] = match options.signals {
+            SignalSet::All => &[SIGTERM, SIGINT, SIGHUP, SIGCHLD],
+            SignalSet::ChildOnly => &[SIGCHLD],
+            SignalSet::None => &[],
+        };
+        let signals = if wanted.is_empty() {
+            None
+        } else {
+            let mut signals = Signals::new(wanted.iter().copied())?;
             poll.registry()
                 .register(&mut signals, SIGNALS, Interest::READABLE)?;
             Some(signals)
-        } else {
-            None
         };
         let resolver = Resolver::start(waker.clone())?;
         Ok(EventLoop {
@@ -103,7 +196,7 @@ impl<S: EventSink> EventLoop<S> {
             tls: TlsConfigs::new(),
             inbound: Vec::with_capacity(16 * 1024),
             manager: Manager::new(),
-            sink,
+            stage,
             board,
             options,
         })
@@ -116,12 +209,17 @@ impl<S: EventSink> EventLoop<S> {
         }
     }
 
+    /// For side threads the stage starts (they wake the loop when they have results).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
+    }
+
     pub fn manager(&self) -> &Manager {
         &self.manager
     }
 
-    pub fn sink(&self) -> &S {
-        &self.sink
+    pub fn stage(&self) -> &S {
+        &self.stage
     }
 
     /// Connects every enabled cluster and runs until shutdown, then closes the sessions.
@@ -129,24 +227,26 @@ impl<S: EventSink> EventLoop<S> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut fired = Vec::new();
         let mut now = Instant::now();
-        let mut stopping_since: Option<Instant> = None;
+        let mut stopping: Option<Stopping> = None;
         let mut next_publish = now;
         let mut changed = false;
 
+        self.with_stage(now, |stage, ctx| stage.start(ctx));
         {
-            let (manager, mut ctx) = self.parts(now);
+            let (manager, mut ctx) = self.connection_parts(now);
             manager.start_all(&mut ctx, clusters);
         }
 
         loop {
+            self.with_stage(now, |stage, ctx| stage.on_tick(ctx));
             if changed || now >= next_publish {
-                self.publish(now, stopping_since.is_some());
+                self.publish(now, stopping.is_some());
                 next_publish = now + self.options.publish_interval;
                 changed = false;
             }
-            if let Some(since) = stopping_since {
-                if self.manager.all_closed() || now >= since + self.options.shutdown_timeout {
-                    let (manager, mut ctx) = self.parts(now);
+            if let Some(stop) = stopping.as_mut() {
+                if self.advance_shutdown(stop, now) {
+                    let (manager, mut ctx) = self.connection_parts(now);
                     manager.close_all(&mut ctx);
                     self.publish(now, true);
                     return Ok(());
@@ -154,11 +254,17 @@ impl<S: EventSink> EventLoop<S> {
             }
 
             let mut deadline = next_publish;
-            if let Some(timer) = self.timers.next_deadline() {
-                deadline = deadline.min(timer);
-            }
-            if let Some(since) = stopping_since {
-                deadline = deadline.min(since + self.options.shutdown_timeout);
+            for candidate in [
+                self.timers.next_deadline(),
+                self.stage.next_deadline(),
+                stopping
+                    .as_ref()
+                    .map(|s| s.next_deadline(self.options.shutdown_timeout)),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                deadline = deadline.min(candidate);
             }
             let timeout = deadline.saturating_duration_since(Instant::now());
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -169,57 +275,119 @@ impl<S: EventSink> EventLoop<S> {
             now = Instant::now();
 
             let mut woken = false;
-            let mut stop = false;
-            {
-                let (manager, mut ctx) = self.parts(now);
-                for event in events.iter() {
-                    match event.token() {
-                        WAKER => woken = true,
-                        SIGNALS => {}
-                        token => manager.on_ready(&mut ctx, token),
+            let mut signalled = false;
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => woken = true,
+                    SIGNALS => signalled = true,
+                    token if stage_token_id(token).is_some() => {
+                        self.with_stage(now, |stage, ctx| stage.on_ready(ctx, token));
+                    }
+                    token => {
+                        let (manager, mut ctx) = self.connection_parts(now);
+                        manager.on_ready(&mut ctx, token);
+                        changed |= ctx.changed;
                     }
                 }
+            }
+            {
+                let (manager, mut ctx) = self.connection_parts(now);
                 ctx.timers.expire(now, &mut fired);
                 for timer in fired.drain(..) {
                     manager.on_timer(&mut ctx, timer);
                 }
                 changed |= ctx.changed;
             }
-            if events.iter().any(|e| e.token() == SIGNALS) {
-                stop |= self.on_signals();
+            let mut stop = false;
+            if signalled {
+                let (stop_requested, child_exited) = self.take_signals();
+                stop |= stop_requested;
+                if child_exited {
+                    self.with_stage(now, |stage, ctx| stage.on_child_exit(ctx));
+                }
             }
             if woken {
-                let answers: Vec<_> = self.resolver.answers().collect();
-                let (manager, mut ctx) = self.parts(now);
-                for answer in answers {
-                    manager.on_resolved(&mut ctx, answer);
-                }
-                changed |= ctx.changed;
-                for command in self.commands.try_iter() {
-                    match command {
-                        Command::Shutdown => stop = true,
-                    }
-                }
+                stop |= self.on_wake(now, &mut changed);
             }
-            if stop && stopping_since.is_none() {
+            if stop && stopping.is_none() {
                 log::info!(
                     "shutting down: closing {} cluster sessions",
                     self.manager.len()
                 );
-                stopping_since = Some(now);
-                let (manager, mut ctx) = self.parts(now);
+                stopping = Some(Stopping {
+                    since: now,
+                    kill_at: None,
+                    killed_at: None,
+                });
+                let (manager, mut ctx) = self.connection_parts(now);
                 manager.begin_shutdown(&mut ctx);
+                self.with_stage(now, |stage, ctx| stage.begin_shutdown(ctx));
                 changed = true;
             }
         }
     }
 
-    /// Returns true when a signal asks the daemon to stop.
-    fn on_signals(&mut self) -> bool {
-        let Some(signals) = self.signals.as_mut() else {
+    /// Returns true when the shutdown is complete: everything closed and drained, or the
+    /// last resort — killed work given `FINAL_REAP_WAIT` to be reaped — has run out.
+    fn advance_shutdown(&mut self, stop: &mut Stopping, now: Instant) -> bool {
+        if self.manager.all_closed() && self.stage.is_drained() {
+            return true;
+        }
+        if let Some(killed_at) = stop.killed_at {
+            if now >= killed_at + FINAL_REAP_WAIT {
+                log::error!("shutdown: work still running after SIGKILL; exiting anyway");
+                return true;
+            }
             return false;
-        };
+        }
+        if let Some(kill_at) = stop.kill_at {
+            if now >= kill_at {
+                self.with_stage(now, |stage, ctx| stage.kill(ctx));
+                stop.killed_at = Some(now);
+            }
+            return false;
+        }
+        if now >= stop.since + self.options.shutdown_timeout {
+            log::warn!(
+                "shutdown timeout ({:?}) passed; stopping what is still running",
+                self.options.shutdown_timeout
+            );
+            let grace = self.with_stage(now, |stage, ctx| stage.terminate(ctx));
+            stop.kill_at = Some(now + grace);
+            let (manager, mut ctx) = self.connection_parts(now);
+            manager.close_all(&mut ctx);
+        }
+        false
+    }
+
+    /// DNS answers, commands and side-thread results. Returns true when asked to stop.
+    fn on_wake(&mut self, now: Instant, changed: &mut bool) -> bool {
+        let answers: Vec<_> = self.resolver.answers().collect();
+        for answer in answers {
+            if answer.key & STAGE_DNS_BIT != 0 {
+                self.with_stage(now, |stage, ctx| stage.on_resolved(ctx, answer));
+            } else {
+                let (manager, mut ctx) = self.connection_parts(now);
+                manager.on_resolved(&mut ctx, answer);
+                *changed |= ctx.changed;
+            }
+        }
+        self.with_stage(now, |stage, ctx| stage.on_wake(ctx));
         let mut stop = false;
+        for command in self.commands.try_iter() {
+            match command {
+                Command::Shutdown => stop = true,
+            }
+        }
+        stop
+    }
+
+    /// Returns (stop requested, a child exited).
+    fn take_signals(&mut self) -> (bool, bool) {
+        let Some(signals) = self.signals.as_mut() else {
+            return (false, false);
+        };
+        let (mut stop, mut child) = (false, false);
         for signal in signals.pending() {
             match signal {
                 SIGTERM | SIGINT => {
@@ -234,18 +402,18 @@ impl<S: EventSink> EventLoop<S> {
                     stop = true;
                 }
                 SIGHUP => log::warn!("SIGHUP received: configuration reload is not supported yet"),
-                SIGCHLD => log::debug!("SIGCHLD received"),
+                SIGCHLD => child = true,
                 _ => {}
             }
         }
-        stop
+        (stop, child)
     }
 
     fn publish(&self, now: Instant, stopping: bool) {
         self.board.publish(Published {
             clusters: self.manager.snapshots(now),
             summary: self.manager.summary(),
-            pipeline: Default::default(),
+            pipeline: self.stage.snapshot(),
             at: now,
             wall: SystemTime::now(),
             sequence: 0,
@@ -253,8 +421,20 @@ impl<S: EventSink> EventLoop<S> {
         });
     }
 
+    fn with_stage<R>(&mut self, now: Instant, f: impl FnOnce(&mut S, &mut StageContext) -> R) -> R {
+        let mut ctx = StageContext {
+            now,
+            registry: self.poll.registry(),
+            resolver: &self.resolver,
+            tls: &mut self.tls,
+            inbound: &mut self.inbound,
+            waker: &self.waker,
+        };
+        f(&mut self.stage, &mut ctx)
+    }
+
     /// Splits the loop into the manager and the context its connections borrow.
-    fn parts(&mut self, now: Instant) -> (&mut Manager, ConnectionContext<'_>) {
+    fn connection_parts(&mut self, now: Instant) -> (&mut Manager, ConnectionContext<'_>) {
         let ctx = ConnectionContext {
             now,
             registry: self.poll.registry(),
@@ -262,7 +442,7 @@ impl<S: EventSink> EventLoop<S> {
             resolver: &self.resolver,
             tls: &mut self.tls,
             inbound: &mut self.inbound,
-            sink: &mut self.sink,
+            sink: &mut self.stage,
             settings: &self.options.settings,
             changed: false,
         };

@@ -154,20 +154,20 @@ impl ClusterEvent {
     }
 }
 
-/// Receives every fault the connections deliver.
+/// Receives every fault the connections deliver; `now` is the loop's clock.
 pub trait EventSink {
-    fn deliver(&mut self, event: ClusterEvent);
+    fn deliver(&mut self, event: ClusterEvent, now: std::time::Instant);
 }
 
 impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {
-    fn deliver(&mut self, event: ClusterEvent) {
+    fn deliver(&mut self, event: ClusterEvent, _now: std::time::Instant) {
         // A closed receiver means the consumer is gone; the loop is then shutting down.
         let _ = self.send(event);
     }
 }
 
 impl EventSink for Vec<ClusterEvent> {
-    fn deliver(&mut self, event: ClusterEvent) {
+    fn deliver(&mut self, event: ClusterEvent, _now: std::time::Instant) {
         self.push(event);
     }
 }

@@ -113,6 +113,7 @@ fn a_minimal_file_yields_every_default() {
         config.slack,
         SlackConfig {
             webhook_url: None,
+            ca_file: None,
             notify_on_agent_failure: false,
             max_attempts: 5,
         }

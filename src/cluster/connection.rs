@@ -923,7 +923,19 @@ impl ClusterConnection {
             Channel::Control => "control connection",
             Channel::Stream => "event stream",
         };
-        self.fail(ctx, error.phase(), format!("{what}: {error}"), false);
+        // Connect and TLS errors name their own phase; a broken reply belongs to the
+        // request it answered.
+        let phase = match (
+            &error,
+            channel,
+            self.in_flight.as_ref().and_then(|f| f.kind),
+        ) {
+            (ClientError::Io(_) | ClientError::Http(_), Channel::Control, Some(kind)) => {
+                kind.phase()
+            }
+            _ => error.phase(),
+        };
+        self.fail(ctx, phase, format!("{what}: {error}"), false);
     }
 
     // ---- session outputs --------------------------------------------------------------
@@ -957,11 +969,14 @@ impl ClusterConnection {
                             event.fault_id
                         );
                     }
-                    ctx.sink.deliver(ClusterEvent {
-                        cluster: self.config.clone(),
-                        event,
-                        received_at: SystemTime::now(),
-                    });
+                    ctx.sink.deliver(
+                        ClusterEvent {
+                            cluster: self.config.clone(),
+                            event,
+                            received_at: SystemTime::now(),
+                        },
+                        ctx.now,
+                    );
                 }
                 Output::Degraded(reason) => {
                     self.degraded = true;

@@ -79,6 +79,7 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "webhook_url_env",
     "notify_on_agent_failure",
     "max_attempts",
+    "ca_file",
 ];
 
 /// Where a top-level key that belongs in a section should go.
@@ -380,8 +381,10 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
     let max_attempts = ctx
         .count(&table, "max_attempts", i64::from(d.max_attempts), 1..=100)
         .value;
+    let ca_file = ctx.readable_file(&table, "ca_file").map(|c| c.value);
     SlackConfig {
         webhook_url,
+        ca_file,
         notify_on_agent_failure: ctx.flag(
             &table,
             "notify_on_agent_failure",
@@ -399,4 +402,30 @@ fn size(ctx: &mut Context, table: &Table, key: &str, default: usize, min: i64, m
 /// Counts are range-checked as positive before this; the fallback is unreachable in practice.
 fn to_usize(value: i64) -> usize {
     usize::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_parse_in_any_case_and_warning_means_warn() {
+        assert_eq!(parse_log_level("INFO"), Ok(LevelFilter::Info));
+        assert_eq!(parse_log_level("off"), Ok(LevelFilter::Off));
+        assert_eq!(parse_log_level("trace"), Ok(LevelFilter::Trace));
+        assert_eq!(parse_log_level("warn"), Ok(LevelFilter::Warn));
+        assert_eq!(parse_log_level("Warning"), Ok(LevelFilter::Warn));
+        assert!(parse_log_level("verbose")
+            .unwrap_err()
+            .contains("\"verbose\""));
+    }
+
+    #[test]
+    fn blame_points_at_the_setting_actually_written() {
+        let written = Origin::File(3..5);
+        let default = Origin::Default;
+        assert_eq!(blame(("a", &written), ("b", &default)).0, "a");
+        assert_eq!(blame(("a", &default), ("b", &written)).0, "b");
+        assert_eq!(blame(("a", &written), ("b", &written)).0, "b");
+    }
 }

@@ -263,6 +263,8 @@ impl Default for HealthConfig {
 pub struct SlackConfig {
     /// Absent: Slack is off.
     pub webhook_url: Option<Secret>,
+    /// Extra CA to trust for the webhook (a private relay); webpki roots otherwise.
+    pub ca_file: Option<PathBuf>,
     pub notify_on_agent_failure: bool,
     pub max_attempts: u32,
 }
@@ -271,6 +273,7 @@ impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
             webhook_url: None,
+            ca_file: None,
             notify_on_agent_failure: false,
             max_attempts: 5,
         }

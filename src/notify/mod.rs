@@ -3,4 +3,5 @@
 //! is the event loop's job; nothing here does I/O.
 
 pub mod report;
+pub mod sender;
 pub mod slack;

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nightcrier::cluster::connection::ConnectionSettings;
 use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::config::{self, Config, FlagOverrides};
-use nightcrier::event_loop::{EventLoop, LoopHandle, LoopOptions};
+use nightcrier::event_loop::{EventLoop, LoopHandle, SignalSet, Stage};
 use nightcrier::events::ClusterEvent;
 use nightcrier::health::board::HealthBoard;
 use nightcrier::sim::{SimCluster, Simulator};
@@ -72,22 +71,35 @@ pub struct RunningLoop {
 }
 
 pub fn start_loop(config: &Config) -> RunningLoop {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let settings = ConnectionSettings::from_config(config);
-    let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
-    let board = HealthBoard::new();
     let (event_tx, events) = mpsc::channel();
+    let mut running = start_stage_loop(config, SignalSet::None, move |_| event_tx);
+    running.events = events;
+    running
+}
+
+/// Runs a loop with the daemon's triage pipeline; agents are reaped on SIGCHLD.
+pub fn start_pipeline_loop(config: &Config) -> RunningLoop {
+    start_stage_loop(config, SignalSet::ChildOnly, |clusters| {
+        nightcrier::daemon::pipeline_for(config, clusters).expect("pipeline")
+    })
+}
+
+pub fn start_stage_loop<S: Stage + Send + 'static>(
+    config: &Config,
+    signals: SignalSet,
+    make_stage: impl FnOnce(&[Arc<nightcrier::config::ClusterConfig>]) -> S,
+) -> RunningLoop {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut options = nightcrier::daemon::loop_options(config, signals);
+    options.publish_interval = Duration::from_millis(200);
+    options.shutdown_timeout = options.shutdown_timeout.min(Duration::from_secs(10));
+    let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
+    let stage = make_stage(&clusters);
+    let board = HealthBoard::new();
     let (handle_tx, handle_rx) = mpsc::channel();
     let loop_board = board.clone();
-    let shutdown_timeout = Duration::from_secs(5);
     let thread = std::thread::spawn(move || {
-        let options = LoopOptions {
-            settings,
-            shutdown_timeout,
-            publish_interval: Duration::from_millis(200),
-            handle_signals: false,
-        };
-        let mut event_loop = EventLoop::new(options, event_tx, loop_board)?;
+        let mut event_loop = EventLoop::new(options, stage, loop_board)?;
         handle_tx
             .send(event_loop.handle())
             .expect("test thread waits for the handle");
@@ -96,6 +108,7 @@ pub fn start_loop(config: &Config) -> RunningLoop {
     let handle = handle_rx
         .recv_timeout(WAIT)
         .expect("event loop did not start");
+    let (_, events) = mpsc::channel();
     RunningLoop {
         handle,
         board,

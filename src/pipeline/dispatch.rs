@@ -1,0 +1,268 @@
+//! Dispatch: start agents for queued faults — at most `max_concurrent_agents` at once,
+//! highest priority first and round-robin across clusters, never for a cluster whose
+//! circuit breaker is open — and settle each finished run: breaker, counters, Slack.
+
+use std::time::SystemTime;
+
+use super::TriagePipeline;
+use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent};
+use crate::agent::workspace::{self, status, IncidentRecord, Workspace};
+use crate::event_loop::StageContext;
+use crate::events::ClusterEvent;
+use crate::notify::report::extract_report;
+use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
+
+/// Largest report read back for the Slack summary.
+const MAX_REPORT_BYTES: u64 = 1024 * 1024;
+
+impl TriagePipeline {
+    pub(super) fn dispatch(&mut self, ctx: &mut StageContext) {
+        while self.accepting && self.executor.running() < self.settings.agent.max_concurrent_agents
+        {
+            let now = ctx.now;
+            let clusters = &mut self.clusters;
+            let names = &self.shard_names;
+            let next = self.queue.pop_fair(|shard| {
+                names
+                    .get(shard)
+                    .and_then(|name| clusters.get_mut(name))
+                    .is_some_and(|slot| slot.breaker.allow(now))
+            });
+            let Some((_, queued)) = next else {
+                break;
+            };
+            self.start_agent(ctx, queued.event);
+        }
+    }
+
+    fn start_agent(&mut self, ctx: &mut StageContext, event: ClusterEvent) {
+        let name = event.cluster_name().to_owned();
+        let Some(slot) = self.clusters.get_mut(&name) else {
+            return;
+        };
+        let config = slot.config.clone();
+        let Some(kubeconfig) = config.triage.kubeconfig.clone() else {
+            slot.counters.faults_skipped += 1;
+            return;
+        };
+        self.incidents_started += 1;
+        let incident_id =
+            workspace::new_incident_id(&name, SystemTime::now(), self.incidents_started);
+        let mut record = IncidentRecord::new(
+            incident_id.clone(),
+            name.clone(),
+            config.environment.clone(),
+            config.labels.clone(),
+            event.event.clone(),
+            event.received_at,
+        );
+        record.status = status::RUNNING.to_string();
+        record.started_at = Some(workspace::rfc3339(SystemTime::now()));
+        let workspace = match Workspace::create(
+            &self.settings.workspace_root,
+            &record,
+            slot.permissions.as_ref(),
+        ) {
+            Ok(workspace) => workspace,
+            Err(e) => {
+                // A full or read-only disk: say where, count it, and keep the fault in
+                // the log so nothing is lost silently.
+                log::error!(
+                    "cluster={name} fault={} incident {incident_id}: workspace not created: {e}",
+                    event.event.fault_id
+                );
+                slot.counters.agents_failed += 1;
+                slot.breaker.on_failure(ctx.now);
+                return;
+            }
+        };
+        let job = AgentJob {
+            incident_id: incident_id.clone(),
+            cluster: name.clone(),
+            workspace,
+            script: self.settings.agent.script.clone(),
+            kubeconfig,
+            model: config.effective_model(&self.settings.agent).to_owned(),
+            cli: self.settings.agent.cli.clone(),
+            allowed_tools: self.settings.agent.allowed_tools.clone(),
+            timeout: self.settings.agent.timeout,
+            system_prompt_file: self.settings.agent.system_prompt_file.clone(),
+            prompt: prompt_for(&event, &incident_id),
+        };
+        match self.executor.spawn(job, ctx.now) {
+            Ok((id, deadline)) => {
+                slot.counters.faults_triaged += 1;
+                self.deadlines.push((deadline, id));
+                log::info!(
+                    "cluster={name} fault={} incident {incident_id}: agent started",
+                    event.event.fault_id
+                );
+            }
+            Err(e) => {
+                slot.counters.agents_failed += 1;
+                slot.breaker.on_failure(ctx.now);
+                log::error!("cluster={name} incident {incident_id}: agent did not start: {e}");
+                self.note_failure(ctx);
+            }
+        }
+    }
+
+    pub(super) fn reap(&mut self, ctx: &mut StageContext) {
+        let mut finished = Vec::new();
+        self.executor.reap(ctx.now, &mut finished);
+        for agent in finished {
+            self.deadlines.retain(|(_, id)| *id != agent.id);
+            self.on_finished(ctx, agent);
+        }
+    }
+
+    fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
+        self.agent_duration.observe(agent.duration);
+        let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
+            return;
+        };
+        let reason = match &agent.outcome {
+            AgentOutcome::Investigated => {
+                slot.counters.agents_investigated += 1;
+                slot.breaker.on_success();
+                None
+            }
+            AgentOutcome::Failed(reason) => {
+                slot.counters.agents_failed += 1;
+                slot.breaker.on_failure(ctx.now);
+                Some(reason.clone())
+            }
+            AgentOutcome::TimedOut => {
+                slot.counters.agents_timed_out += 1;
+                slot.breaker.on_failure(ctx.now);
+                Some(format!("timed out after {:?}", self.settings.agent.timeout))
+            }
+        };
+        log::info!(
+            "cluster={} incident {}: agent {} after {:.1}s{}; breaker {}",
+            agent.cluster,
+            agent.incident_id,
+            agent.outcome.status(),
+            agent.duration.as_secs_f64(),
+            reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            slot.breaker.state_name()
+        );
+        let config = slot.config.clone();
+        match reason {
+            None => self.note_success(ctx),
+            Some(_) => self.note_failure(ctx),
+        }
+        let kind = match reason {
+            None => NotificationKind::Investigated,
+            Some(reason) if self.settings.notify_on_agent_failure => {
+                NotificationKind::AgentFailed { reason }
+            }
+            Some(_) => return,
+        };
+        let Some(slack) = self.slack.as_mut() else {
+            return;
+        };
+        let Ok(record) = agent.workspace.read_incident() else {
+            log::warn!(
+                "cluster={} incident {}: incident.json unreadable; no Slack message",
+                agent.cluster,
+                agent.incident_id
+            );
+            return;
+        };
+        let report = read_report(&agent.workspace);
+        let fault = &record.fault;
+        let notification = TriageNotification {
+            cluster: agent.cluster.clone(),
+            environment: config.environment.clone(),
+            severity: fault.severity.clone(),
+            namespace: fault.resource.namespace.clone(),
+            kind: fault.resource.kind.clone(),
+            name: fault.resource.name.clone(),
+            fault_type: fault.fault_type.clone(),
+            incident_id: agent.incident_id.clone(),
+            kind_of: kind,
+            duration: agent.duration,
+            summary: extract_report(&report),
+            labels: config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        slack.send(ctx, &build_payload(&notification), &agent.incident_id);
+    }
+
+    fn note_success(&mut self, ctx: &mut StageContext) {
+        self.consecutive_failures = 0;
+        if self.system_degraded {
+            self.system_degraded = false;
+            log::warn!("system recovered: an agent run succeeded again");
+            self.alert(
+                ctx,
+                ":white_check_mark: nightcrier recovered: triage agents succeed again",
+            );
+        }
+    }
+
+    fn note_failure(&mut self, ctx: &mut StageContext) {
+        self.consecutive_failures += 1;
+        let threshold = self.settings.breaker.global_failure_threshold;
+        if !self.system_degraded && self.consecutive_failures >= threshold {
+            self.system_degraded = true;
+            log::error!(
+                "system degraded: {} agent runs in a row failed across clusters",
+                self.consecutive_failures
+            );
+            let text = format!(
+                ":rotating_light: nightcrier degraded: {} triage agent runs in a row failed across clusters",
+                self.consecutive_failures
+            );
+            self.alert(ctx, &text);
+        }
+    }
+
+    fn alert(&mut self, ctx: &mut StageContext, text: &str) {
+        if let Some(slack) = self.slack.as_mut() {
+            slack.send(ctx, &serde_json::json!({ "text": text }), "system alert");
+        }
+    }
+}
+
+fn read_report(workspace: &Workspace) -> String {
+    use std::io::Read;
+    let mut text = Vec::new();
+    if let Ok(file) = std::fs::File::open(workspace.report_path()) {
+        let _ = file.take(MAX_REPORT_BYTES).read_to_end(&mut text);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// The agent's task. The fault's fields are data from the wire: they are quoted, never
+/// interpreted, and the agent finds the full record in `incident.json`.
+fn prompt_for(event: &ClusterEvent, incident_id: &str) -> String {
+    let fault = &event.event;
+    let resource = &fault.resource;
+    format!(
+        "Investigate incident {incident_id} on Kubernetes cluster {cluster}: a {fault_type} fault \
+         (severity {severity}) on {kind} {namespace}{name}. Server context: {context:?}. \
+         The full incident is in incident.json and your verified permissions in \
+         incident_cluster_permissions.json. Use read-only kubectl commands only. Write your \
+         findings to output/investigation.md with the sections Summary, Root Cause, \
+         Confidence, Evidence and Recommended Actions.",
+        cluster = event.cluster_name(),
+        fault_type = fault.fault_type,
+        severity = fault.severity,
+        kind = resource.kind,
+        namespace = resource
+            .namespace
+            .as_deref()
+            .map(|ns| format!("{ns}/"))
+            .unwrap_or_default(),
+        name = resource.name,
+        context = fault.context.as_deref().unwrap_or("none"),
+    )
+}

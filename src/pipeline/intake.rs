@@ -1,0 +1,246 @@
+//! Intake: every fault a connection delivers passes the severity filter, the dedup window
+//! and the bounded queue, in that order; each way out is counted per cluster and logged.
+
+use std::time::Instant;
+
+use super::{QueuedFault, TriagePipeline};
+use crate::events::ClusterEvent;
+use crate::queue::Admission;
+
+impl TriagePipeline {
+    pub(super) fn admit(&mut self, event: ClusterEvent, now: Instant) {
+        let global = self.settings.severity_threshold;
+        let name = event.cluster_name().to_owned();
+        let Some(slot) = self.clusters.get_mut(&name) else {
+            log::warn!(
+                "cluster={name} fault {} from a cluster the pipeline does not know; dropped",
+                event.event.fault_id
+            );
+            return;
+        };
+        // Overrides (severity, triage, labels) come from the pipeline's copy of the config,
+        // which a reload updates.
+        let config = slot.config.clone();
+        let fault = &event.event;
+        slot.counters.faults_received += 1;
+        let threshold = config.effective_severity(global);
+        if !fault.severity_level().meets(threshold) {
+            slot.counters.faults_filtered += 1;
+            log::debug!(
+                "cluster={name} fault {} severity {} below {}: filtered",
+                fault.fault_id,
+                fault.severity,
+                threshold.as_str()
+            );
+            return;
+        }
+        if !self.dedup.check_and_record(&name, &fault.fault_id, now) {
+            slot.counters.faults_deduplicated += 1;
+            log::debug!(
+                "cluster={name} fault {} seen within the dedup window",
+                fault.fault_id
+            );
+            return;
+        }
+        if !config.triage_ready() {
+            slot.counters.faults_skipped += 1;
+            log::info!(
+                "cluster={name} triage_skipped fault={} type={} severity={} (triage {})",
+                fault.fault_id,
+                fault.fault_type,
+                fault.severity,
+                if config.triage.enabled {
+                    "has no kubeconfig"
+                } else {
+                    "disabled"
+                }
+            );
+            return;
+        }
+        if !self.accepting {
+            // Shutting down: the queue was already written to the pending file.
+            log::warn!(
+                "cluster={name} fault {} arrived during shutdown; not queued",
+                fault.fault_id
+            );
+            return;
+        }
+        let fault_id = fault.fault_id.clone();
+        let labels = label_text(&event);
+        match self.queue.push(slot.shard, QueuedFault { event }) {
+            Admission::Queued => log::info!(
+                "cluster={name} fault={fault_id} queued{labels} (queue depth {})",
+                self.queue.len()
+            ),
+            Admission::QueuedDroppedOldest(old) => {
+                let old_cluster = old.event.cluster_name().to_owned();
+                if let Some(old_slot) = self.clusters.get_mut(&old_cluster) {
+                    old_slot.counters.faults_dropped += 1;
+                }
+                log::warn!(
+                    "cluster={old_cluster} fault={} dropped: queue full (overflow policy drop); cluster={name} fault={fault_id} queued in its place",
+                    old.event.event.fault_id
+                );
+            }
+            Admission::Rejected(_) => {
+                slot.counters.faults_rejected += 1;
+                log::warn!(
+                    "cluster={name} fault={fault_id} rejected: queue full (overflow policy reject)"
+                );
+            }
+        }
+    }
+}
+
+fn label_text(event: &ClusterEvent) -> String {
+    if event.labels().is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = event
+        .labels()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(" labels={}", pairs.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use super::super::{PipelineSettings, TriagePipeline};
+    use crate::config::{self, FlagOverrides};
+    use crate::events::{ClusterEvent, FaultEvent};
+
+    fn pipeline(extra: &str) -> TriagePipeline {
+        let text = format!(
+            "severity_threshold = \"warning\"\n{extra}\n\
+             [[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
+             [clusters.triage]\nenabled = true\nkubeconfig = \"kc-a\"\n\
+             [[clusters]]\nname = \"b\"\nseverity_threshold = \"critical\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:2/mcp\"\n\
+             [clusters.triage]\nenabled = true\nkubeconfig = \"kc-b\"\n\
+             [[clusters]]\nname = \"quiet\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:3/mcp\"\n"
+        );
+        let config = config::parse_str(&text, Path::new("t.toml"), &[], &FlagOverrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&config);
+        settings.resume_pending = false;
+        TriagePipeline::new(settings, &clusters, None).unwrap()
+    }
+
+    fn fault(pipeline: &TriagePipeline, cluster: &str, id: &str, severity: &str) -> ClusterEvent {
+        ClusterEvent {
+            cluster: pipeline.clusters[cluster].config.clone(),
+            event: FaultEvent {
+                fault_id: id.into(),
+                fault_type: "CrashLoop".into(),
+                severity: severity.into(),
+                ..FaultEvent::default()
+            },
+            received_at: SystemTime::now(),
+        }
+    }
+
+    fn admit(p: &mut TriagePipeline, cluster: &str, id: &str, severity: &str, now: Instant) {
+        let event = fault(p, cluster, id, severity);
+        p.admit(event, now);
+    }
+
+    #[test]
+    fn global_threshold_filters_and_cluster_override_wins() {
+        let mut p = pipeline("");
+        let now = Instant::now();
+        admit(&mut p, "a", "1", "info", now);
+        admit(&mut p, "a", "2", "warning", now);
+        admit(&mut p, "b", "3", "warning", now);
+        admit(&mut p, "b", "4", "critical", now);
+        let a = p.counters("a").unwrap();
+        let b = p.counters("b").unwrap();
+        assert_eq!((a.faults_received, a.faults_filtered), (2, 1));
+        assert_eq!(
+            (b.faults_received, b.faults_filtered),
+            (2, 1),
+            "b's critical override beats the global warning"
+        );
+        assert_eq!(p.queue.len(), 2);
+    }
+
+    #[test]
+    fn dedup_is_per_cluster_and_within_the_window() {
+        let mut p = pipeline("[dedup]\nwindow = \"60s\"");
+        let now = Instant::now();
+        admit(&mut p, "a", "same", "critical", now);
+        admit(
+            &mut p,
+            "a",
+            "same",
+            "critical",
+            now + Duration::from_secs(1),
+        );
+        admit(&mut p, "b", "same", "critical", now);
+        assert_eq!(p.counters("a").unwrap().faults_deduplicated, 1);
+        assert_eq!(
+            p.counters("b").unwrap().faults_deduplicated,
+            0,
+            "same id on another cluster is new"
+        );
+        admit(
+            &mut p,
+            "a",
+            "same",
+            "critical",
+            now + Duration::from_secs(61),
+        );
+        assert_eq!(
+            p.counters("a").unwrap().faults_deduplicated,
+            1,
+            "after the window it is new again"
+        );
+        assert_eq!(p.queue.len(), 3);
+    }
+
+    #[test]
+    fn clusters_without_triage_are_counted_as_skipped() {
+        let mut p = pipeline("");
+        admit(&mut p, "quiet", "1", "critical", Instant::now());
+        let quiet = p.counters("quiet").unwrap();
+        assert_eq!((quiet.faults_received, quiet.faults_skipped), (1, 1));
+        assert_eq!(p.queue.len(), 0);
+    }
+
+    #[test]
+    fn drop_policy_counts_the_displaced_fault_on_its_cluster() {
+        let mut p = pipeline(
+            "[queue]\ncluster_queue_size = 2\nglobal_queue_size = 3\noverflow_policy = \"drop\"",
+        );
+        let now = Instant::now();
+        for id in ["1", "2", "3"] {
+            admit(&mut p, "a", id, "critical", now);
+        }
+        assert_eq!(p.counters("a").unwrap().faults_dropped, 1);
+        assert_eq!(p.queue.shard_len(0), 2);
+    }
+
+    #[test]
+    fn reject_policy_keeps_the_oldest_and_counts_the_refused() {
+        let mut p = pipeline(
+            "[queue]\ncluster_queue_size = 2\nglobal_queue_size = 3\noverflow_policy = \"reject\"",
+        );
+        let now = Instant::now();
+        for id in ["1", "2", "3"] {
+            admit(&mut p, "a", id, "critical", now);
+        }
+        admit(&mut p, "b", "4", "critical", now);
+        admit(&mut p, "b", "5", "critical", now);
+        assert_eq!(p.counters("a").unwrap().faults_rejected, 1);
+        assert_eq!(
+            p.counters("b").unwrap().faults_rejected,
+            1,
+            "global bound of 3 reached"
+        );
+        assert_eq!(p.queue.len(), 3);
+    }
+}

@@ -1,0 +1,385 @@
+//! From fault to finished triage, on the loop thread: intake (severity filter, dedup, the
+//! bounded queue), dispatch (fair across clusters, per-cluster circuit breakers, at most
+//! `max_concurrent_agents` agents), agent completion, Slack, and the pending file that
+//! carries queued faults across a restart.
+
+mod dispatch;
+mod intake;
+pub mod pending;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::Token;
+
+use crate::agent::breaker::CircuitBreaker;
+use crate::agent::executor::{AgentExecutor, AgentId};
+use crate::agent::permissions::ClusterPermissions;
+use crate::agent::preflight::{PreflightRequest, PreflightWorker};
+use crate::config::{
+    AgentConfig, BreakerConfig, ClusterConfig, Config, OverflowPolicy as ConfigOverflow,
+    PreflightConfig, Severity,
+};
+use crate::dedup::Deduplicator;
+use crate::event_loop::{stage_token_id, Stage, StageContext};
+use crate::events::{ClusterEvent, EventSink};
+use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
+use crate::net::dns::Answer;
+use crate::notify::sender::SlackNotifier;
+use crate::notify::slack::RetryPolicy;
+use crate::queue::{OverflowPolicy, ShardedQueue};
+
+/// The settings the pipeline takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub severity_threshold: Severity,
+    pub workspace_root: PathBuf,
+    pub agent: AgentConfig,
+    pub breaker: BreakerConfig,
+    pub preflight: PreflightConfig,
+    pub cluster_queue_size: usize,
+    pub global_queue_size: usize,
+    pub overflow_policy: OverflowPolicy,
+    pub dedup_window: Duration,
+    pub dedup_max_entries: usize,
+    pub notify_on_agent_failure: bool,
+    /// Take `pending.jsonl` from the workspace root at start.
+    pub resume_pending: bool,
+}
+
+impl PipelineSettings {
+    pub fn from_config(config: &Config) -> Self {
+        PipelineSettings {
+            severity_threshold: config.severity_threshold,
+            workspace_root: config.workspace_root.clone(),
+            agent: config.agent.clone(),
+            breaker: config.breaker.clone(),
+            preflight: config.preflight.clone(),
+            cluster_queue_size: config.queue.cluster_queue_size,
+            global_queue_size: config.queue.global_queue_size,
+            overflow_policy: match config.queue.overflow_policy {
+                ConfigOverflow::DropOldest => OverflowPolicy::DropOldest,
+                ConfigOverflow::RejectNewest => OverflowPolicy::RejectNewest,
+            },
+            dedup_window: config.dedup.window,
+            dedup_max_entries: config.dedup.max_entries,
+            notify_on_agent_failure: config.slack.notify_on_agent_failure,
+            resume_pending: true,
+        }
+    }
+}
+
+/// One cluster as the pipeline sees it.
+struct ClusterSlot {
+    config: Arc<ClusterConfig>,
+    shard: usize,
+    breaker: CircuitBreaker,
+    counters: ClusterCounters,
+    permissions: Option<ClusterPermissions>,
+}
+
+/// A fault waiting for an agent.
+struct QueuedFault {
+    event: ClusterEvent,
+}
+
+pub struct TriagePipeline {
+    settings: PipelineSettings,
+    clusters: HashMap<String, ClusterSlot>,
+    /// Queue shard index → cluster name.
+    shard_names: Vec<String>,
+    queue: ShardedQueue<QueuedFault>,
+    dedup: Deduplicator,
+    executor: AgentExecutor,
+    /// Agent timeouts (few: at most `max_concurrent_agents`).
+    deadlines: Vec<(Instant, AgentId)>,
+    preflight: Option<PreflightWorker>,
+    preflight_pending: usize,
+    slack: Option<SlackNotifier>,
+    agent_duration: DurationHistogram,
+    /// Agent failures in a row across all clusters, for the system-degraded alert.
+    consecutive_failures: u32,
+    system_degraded: bool,
+    accepting: bool,
+    incidents_started: u64,
+    reload_ok: bool,
+    reload_at: SystemTime,
+    reload_failures: u64,
+}
+
+impl TriagePipeline {
+    pub fn new(
+        settings: PipelineSettings,
+        clusters: &[Arc<ClusterConfig>],
+        slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
+    ) -> Result<TriagePipeline, String> {
+        let slack = match slack {
+            Some((url, ca_file, attempts, timeout)) => {
+                let policy = RetryPolicy {
+                    max_attempts: attempts,
+                    ..RetryPolicy::default()
+                };
+                Some(SlackNotifier::new(&url, ca_file, policy, timeout)?)
+            }
+            None => None,
+        };
+        // Agents must not inherit the daemon's secrets (webhook URL, API keys by variable).
+        let hidden: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.starts_with("NIGHTCRIER_"))
+            .collect();
+        let mut pipeline = TriagePipeline {
+            queue: ShardedQueue::new(
+                settings.cluster_queue_size,
+                settings.global_queue_size,
+                settings.overflow_policy,
+            ),
+            dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
+            executor: AgentExecutor::new(settings.agent.kill_grace).with_hidden_env(hidden),
+            settings,
+            clusters: HashMap::new(),
+            shard_names: Vec::new(),
+            deadlines: Vec::new(),
+            preflight: None,
+            preflight_pending: 0,
+            slack,
+            agent_duration: DurationHistogram::default(),
+            consecutive_failures: 0,
+            system_degraded: false,
+            accepting: true,
+            incidents_started: 0,
+            reload_ok: true,
+            reload_at: SystemTime::now(),
+            reload_failures: 0,
+        };
+        for config in clusters {
+            pipeline.add_cluster(config.clone());
+        }
+        Ok(pipeline)
+    }
+
+    /// Registers a cluster (or updates its configuration without losing its queue).
+    pub fn add_cluster(&mut self, config: Arc<ClusterConfig>) {
+        if let Some(slot) = self.clusters.get_mut(&config.name) {
+            self.queue.add_shard(slot.shard, config.priority);
+            slot.config = config;
+            return;
+        }
+        let shard = self.shard_names.len();
+        self.shard_names.push(config.name.clone());
+        self.queue.add_shard(shard, config.priority);
+        let breaker = CircuitBreaker::new(
+            self.settings.breaker.failure_threshold,
+            self.settings.breaker.cooldown,
+        );
+        self.clusters.insert(
+            config.name.clone(),
+            ClusterSlot {
+                config,
+                shard,
+                breaker,
+                counters: ClusterCounters {
+                    breaker: "closed",
+                    ..ClusterCounters::default()
+                },
+                permissions: None,
+            },
+        );
+    }
+
+    pub fn permissions(&self, cluster: &str) -> Option<&ClusterPermissions> {
+        self.clusters.get(cluster)?.permissions.as_ref()
+    }
+
+    pub fn counters(&self, cluster: &str) -> Option<&ClusterCounters> {
+        self.clusters.get(cluster).map(|s| &s.counters)
+    }
+
+    fn submit_preflights(&mut self) {
+        let Some(worker) = self.preflight.as_ref() else {
+            return;
+        };
+        for slot in self.clusters.values() {
+            let config = &slot.config;
+            let Some(kubeconfig) = config.triage.kubeconfig.clone() else {
+                continue;
+            };
+            if !config.triage_ready() {
+                continue;
+            }
+            worker.submit(PreflightRequest {
+                cluster: config.name.clone(),
+                kubeconfig,
+                allow_secrets_access: config.triage.allow_secrets_access,
+                kubectl: PathBuf::from(&self.settings.preflight.kubectl),
+                timeout: self.settings.preflight.timeout,
+            });
+            self.preflight_pending += 1;
+        }
+    }
+}
+
+impl EventSink for TriagePipeline {
+    fn deliver(&mut self, event: ClusterEvent, now: Instant) {
+        self.admit(event, now);
+    }
+}
+
+impl Stage for TriagePipeline {
+    fn start(&mut self, ctx: &mut StageContext) {
+        match PreflightWorker::start(ctx.waker.clone()) {
+            Ok(worker) => self.preflight = Some(worker),
+            Err(e) => log::error!(
+                "preflight worker did not start: {e}; triage runs without a permission record"
+            ),
+        }
+        self.submit_preflights();
+        if self.settings.resume_pending {
+            self.resume_pending(ctx.now);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.deadlines.iter().map(|(at, _)| *at).min(),
+            self.dedup.next_expiry(),
+            self.slack.as_ref().and_then(SlackNotifier::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn on_tick(&mut self, ctx: &mut StageContext) {
+        let now = ctx.now;
+        self.dedup.expire(now);
+        let due: Vec<AgentId> = self
+            .deadlines
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        if !due.is_empty() {
+            self.deadlines.retain(|(at, _)| *at > now);
+            for id in due {
+                if let Some(next) = self.executor.on_deadline(id, now) {
+                    self.deadlines.push((next, id));
+                }
+            }
+        }
+        if let Some(slack) = self.slack.as_mut() {
+            slack.on_tick(ctx);
+        }
+        self.dispatch(ctx);
+    }
+
+    fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
+        if let (Some(slack), Some(id)) = (self.slack.as_mut(), stage_token_id(token)) {
+            slack.on_ready(ctx, id);
+        }
+    }
+
+    fn on_resolved(&mut self, ctx: &mut StageContext, answer: Answer) {
+        if let Some(slack) = self.slack.as_mut() {
+            slack.on_resolved(ctx, answer);
+        }
+    }
+
+    fn on_child_exit(&mut self, ctx: &mut StageContext) {
+        self.reap(ctx);
+    }
+
+    fn on_wake(&mut self, _ctx: &mut StageContext) {
+        let Some(worker) = self.preflight.as_ref() else {
+            return;
+        };
+        let results: Vec<ClusterPermissions> = worker.results().collect();
+        for permissions in results {
+            self.preflight_pending = self.preflight_pending.saturating_sub(1);
+            let Some(slot) = self.clusters.get_mut(&permissions.cluster) else {
+                continue;
+            };
+            for warning in &permissions.warnings {
+                log::warn!("cluster={} preflight: {warning}", permissions.cluster);
+            }
+            log::info!(
+                "cluster={} preflight: minimum permissions {}",
+                permissions.cluster,
+                if permissions.minimum_met {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+            slot.permissions = Some(permissions);
+        }
+    }
+
+    fn snapshot(&self) -> PipelineSnapshot {
+        let mut snapshot = PipelineSnapshot {
+            agents_running: self.executor.running(),
+            queue_depth: self.queue.len(),
+            agent_duration: self.agent_duration.clone(),
+            slack: self
+                .slack
+                .as_ref()
+                .map(SlackNotifier::counters)
+                .unwrap_or_default(),
+            system_degraded: self.system_degraded,
+            config_last_reload_successful: self.reload_ok,
+            config_last_reload_timestamp_seconds: self
+                .reload_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            config_reload_failures: self.reload_failures,
+            ..PipelineSnapshot::default()
+        };
+        for (name, slot) in &self.clusters {
+            let mut counters = slot.counters.clone();
+            counters.queue_depth = self.queue.shard_len(slot.shard);
+            counters.agents_running = self.executor.running_for(name);
+            counters.breaker = slot.breaker.state_name();
+            snapshot.clusters.insert(name.clone(), counters);
+            if let Some(permissions) = &slot.permissions {
+                snapshot
+                    .permissions
+                    .insert(name.clone(), permissions.clone());
+            }
+        }
+        snapshot
+    }
+
+    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {
+        self.accepting = false;
+        self.save_pending();
+        if self.executor.running() > 0 {
+            log::info!(
+                "waiting for {} running agents to finish",
+                self.executor.running()
+            );
+        }
+    }
+
+    fn is_drained(&self) -> bool {
+        self.executor.running() == 0 && self.slack.as_ref().is_none_or(SlackNotifier::is_idle)
+    }
+
+    fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
+        let stopped = self.executor.terminate_all();
+        if stopped > 0 {
+            log::warn!("sent SIGTERM to {stopped} agent process groups");
+        }
+        self.settings.agent.kill_grace
+    }
+
+    fn kill(&mut self, ctx: &mut StageContext) {
+        if self.executor.running() > 0 {
+            log::warn!("killing {} agent process groups", self.executor.running());
+            self.executor.kill_all();
+        }
+        self.reap(ctx);
+    }
+}

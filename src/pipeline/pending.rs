@@ -1,0 +1,153 @@
+//! `pending.jsonl`: faults that were accepted but not yet started when the daemon stopped.
+//! Written at shutdown, taken back into the queue at the next start, then renamed to
+//! `pending.jsonl.resumed` so a crash before they run cannot lose them and a restart
+//! cannot run them twice.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::{QueuedFault, TriagePipeline};
+use crate::agent::workspace::write_atomic;
+use crate::events::{ClusterEvent, FaultEvent};
+use crate::queue::Admission;
+
+pub const PENDING_FILE: &str = "pending.jsonl";
+const RESUMED_SUFFIX: &str = ".resumed";
+
+#[derive(Serialize, Deserialize)]
+struct PendingEntry {
+    cluster: String,
+    received_at_unix: f64,
+    fault: FaultEvent,
+}
+
+pub fn pending_path(workspace_root: &Path) -> PathBuf {
+    workspace_root.join(PENDING_FILE)
+}
+
+impl TriagePipeline {
+    /// Moves every queued fault to the pending file.
+    pub(super) fn save_pending(&mut self) {
+        let queued = self.queue.drain_all();
+        if queued.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for (_, QueuedFault { event }) in &queued {
+            let entry = PendingEntry {
+                cluster: event.cluster_name().to_owned(),
+                received_at_unix: event
+                    .received_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0),
+                fault: event.event.clone(),
+            };
+            match serde_json::to_string(&entry) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(e) => log::error!(
+                    "pending fault {} not serializable: {e}",
+                    entry.fault.fault_id
+                ),
+            }
+        }
+        let path = pending_path(&self.settings.workspace_root);
+        let written = std::fs::create_dir_all(&self.settings.workspace_root)
+            .and_then(|_| write_atomic(&path, text.as_bytes()));
+        match written {
+            Ok(()) => log::info!(
+                "{} queued faults written to {} for the next start",
+                queued.len(),
+                path.display()
+            ),
+            Err(e) => {
+                // Last resort: the faults go to the log, so an operator can still see them.
+                log::error!(
+                    "could not write {}: {e}; the queued faults were:",
+                    path.display()
+                );
+                for line in text.lines() {
+                    log::error!("pending: {line}");
+                }
+            }
+        }
+    }
+
+    /// Takes the pending file of the previous run back into the queue.
+    pub(super) fn resume_pending(&mut self, now: Instant) {
+        let path = pending_path(&self.settings.workspace_root);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => return log::error!("{}: cannot read: {e}; left in place", path.display()),
+        };
+        let mut resumed = 0;
+        for (index, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let entry: PendingEntry = match serde_json::from_str(line) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    log::error!(
+                        "{}:{}: unreadable entry skipped: {e}",
+                        path.display(),
+                        index + 1
+                    );
+                    continue;
+                }
+            };
+            let Some(slot) = self.clusters.get(&entry.cluster) else {
+                log::warn!(
+                    "{}:{}: cluster {:?} is no longer configured; fault {} not resumed",
+                    path.display(),
+                    index + 1,
+                    entry.cluster,
+                    entry.fault.fault_id
+                );
+                continue;
+            };
+            let received_at = SystemTime::UNIX_EPOCH
+                + Duration::try_from_secs_f64(entry.received_at_unix).unwrap_or_default();
+            let event = ClusterEvent {
+                cluster: slot.config.clone(),
+                event: entry.fault,
+                received_at,
+            };
+            let shard = slot.shard;
+            self.dedup
+                .check_and_record(&entry.cluster, &event.event.fault_id, now);
+            match self.queue.push(shard, QueuedFault { event }) {
+                Admission::Queued => resumed += 1,
+                Admission::QueuedDroppedOldest(old) => {
+                    resumed += 1;
+                    log::warn!(
+                        "cluster={} fault={} dropped while resuming: queue full",
+                        old.event.cluster_name(),
+                        old.event.event.fault_id
+                    );
+                }
+                Admission::Rejected(rejected) => log::warn!(
+                    "cluster={} fault={} not resumed: queue full",
+                    rejected.event.cluster_name(),
+                    rejected.event.event.fault_id
+                ),
+            }
+        }
+        let mut done = path.clone().into_os_string();
+        done.push(RESUMED_SUFFIX);
+        if let Err(e) = std::fs::rename(&path, &done) {
+            log::error!(
+                "{}: resumed but not renamed ({e}); its faults may run again at the next start",
+                path.display()
+            );
+        }
+        log::info!("resumed {resumed} pending faults from {}", path.display());
+    }
+}

@@ -1,0 +1,292 @@
+//! From fault to finished triage, end to end: the simulator's faults pass the pipeline, the
+//! stub agent (a real child process) investigates with its cluster's own kubeconfig, the
+//! workspace holds every file, and Slack gets its message.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::peers::repo_root;
+use common::webhook::WebhookReceiver;
+use common::*;
+use nightcrier::health::board::Published;
+use nightcrier::sim::{SimOptions, Simulator};
+
+/// Writes an executable through `install(1)`, a separate process: writing it from this
+/// multi-threaded process and running it could fail with ETXTBSY while other tests fork.
+pub fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let source = dir.join(format!("{name}.src"));
+    std::fs::write(&source, body).unwrap();
+    let target = dir.join(name);
+    let status = Command::new("install")
+        .arg("-m")
+        .arg("755")
+        .arg(&source)
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    target
+}
+
+/// A kubectl that answers `auth can-i` with yes, except "no" for nodes.
+fn fake_kubectl(dir: &Path) -> PathBuf {
+    executable(
+        dir,
+        "kubectl",
+        "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = nodes ] && { echo no; exit 1; }; done\necho yes\n",
+    )
+}
+
+/// The stub agent with a fixed mode.
+fn agent(dir: &Path, mode: &str) -> PathBuf {
+    let stub = repo_root().join("scripts/stub-agent.sh");
+    executable(
+        dir,
+        &format!("agent-{mode}"),
+        &format!(
+            "#!/bin/sh\nSTUB_AGENT_MODE={mode} STUB_AGENT_DELAY=0.05 exec {} \"$@\"\n",
+            stub.display()
+        ),
+    )
+}
+
+struct Triage {
+    dir: tempfile::TempDir,
+    workspace: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Triage {
+    fn new() -> Triage {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("incidents");
+        let kubectl = fake_kubectl(dir.path());
+        Triage {
+            dir,
+            workspace,
+            kubectl,
+        }
+    }
+
+    fn kubeconfig(&self, cluster: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("kubeconfig-{cluster}"));
+        std::fs::write(&path, format!("# kubeconfig of {cluster}\n")).unwrap();
+        path
+    }
+
+    /// Globals for a triage run with `agent` and `extra`.
+    fn globals(&self, agent: &Path, extra: &str) -> String {
+        format!(
+            "workspace_root = {:?}\nseverity_threshold = \"info\"\n{FAST_TIMINGS}\n[agent]\nscript = {:?}\ntimeout = \"20s\"\nkill_grace = \"500ms\"\nmax_concurrent_agents = 2\n[preflight]\nkubectl = {:?}\ntimeout = \"5s\"\n{extra}\n",
+            self.workspace.display().to_string(),
+            agent.display().to_string(),
+            self.kubectl.display().to_string(),
+        )
+    }
+
+    fn triage_cluster(&self, cluster: &nightcrier::sim::SimCluster) -> String {
+        let kubeconfig = self.kubeconfig(cluster.name());
+        format!(
+            "{}[clusters.triage]\nenabled = true\nkubeconfig = {:?}\n",
+            cluster_toml(cluster, ""),
+            kubeconfig.display().to_string()
+        )
+    }
+
+    fn incidents(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.workspace)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.sort();
+        dirs
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn counter(
+    p: &Published,
+    cluster: &str,
+    pick: fn(&nightcrier::metrics::counters::ClusterCounters) -> u64,
+) -> u64 {
+    p.pipeline.clusters.get(cluster).map(pick).unwrap_or(0)
+}
+
+#[test]
+fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
+    let triage = Triage::new();
+    let sim = Simulator::start(SimOptions {
+        clusters: 3,
+        rate_per_sec: 20.0,
+        faults_per_cluster: Some(2),
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let [a, b, c] = [&sim.clusters()[0], &sim.clusters()[1], &sim.clusters()[2]];
+    let mut text = triage.globals(&agent(triage.dir.path(), "ok"), "");
+    text.push_str(&triage.triage_cluster(a));
+    text.push_str(&triage.triage_cluster(b));
+    text.push_str(&cluster_toml(c, ""));
+    let config = parse_config(&text, triage.dir.path());
+    let running = start_pipeline_loop(&config);
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        counter(p, a.name(), |c| c.agents_investigated) == 2
+            && counter(p, b.name(), |c| c.agents_investigated) == 2
+            && counter(p, c.name(), |c| c.faults_skipped) == 2
+    });
+    assert!(done, "{:#?}", published.pipeline.clusters);
+    assert_eq!(counter(&published, c.name(), |c| c.faults_triaged), 0);
+    let incidents = triage.incidents();
+    assert_eq!(incidents.len(), 4, "{incidents:?}");
+    for dir in &incidents {
+        let incident = json(&dir.join("incident.json"));
+        let cluster = incident["cluster"].as_str().unwrap().to_owned();
+        assert!(cluster == a.name() || cluster == b.name(), "{cluster}");
+        assert_eq!(incident["status"], "investigated");
+        let report = std::fs::read_to_string(dir.join("output/investigation.md")).unwrap();
+        let own = triage.dir.path().join(format!("kubeconfig-{cluster}"));
+        assert!(
+            report.contains(&own.display().to_string()),
+            "agent got {cluster}'s kubeconfig:\n{report}"
+        );
+        let permissions = json(&dir.join("incident_cluster_permissions.json"));
+        assert_eq!(permissions["cluster"], cluster.as_str());
+        assert_eq!(permissions["can_get_pods"], true);
+        assert_eq!(
+            permissions["can_get_nodes"], false,
+            "the fake kubectl said no"
+        );
+        assert_eq!(permissions["minimum_met"], true);
+        assert!(
+            permissions["can_get_secrets"].is_null(),
+            "secrets not checked without allow_secrets_access"
+        );
+        let result = json(&dir.join("result.json"));
+        assert_eq!(result["status"], "investigated");
+        assert_eq!(result["exit_code"], 0);
+        assert!(dir.join("agent-stdout.log").exists());
+    }
+    running.stop().unwrap();
+}
+
+#[test]
+fn single_cluster_mode_triages_with_the_top_level_kubeconfig() {
+    let triage = Triage::new();
+    let sim = Simulator::start(SimOptions {
+        clusters: 1,
+        rate_per_sec: 20.0,
+        faults_per_cluster: Some(2),
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let kubeconfig = triage.kubeconfig("single");
+    let mut text = format!(
+        "mcp_endpoint = {:?}\nkubeconfig = {:?}\n",
+        sim.clusters()[0].endpoint(),
+        kubeconfig.display().to_string()
+    );
+    text.push_str(&triage.globals(&agent(triage.dir.path(), "ok"), ""));
+    let config = parse_config(&text, triage.dir.path());
+    assert_eq!(config.clusters.len(), 1);
+    let name = config.clusters[0].name.clone();
+    let running = start_pipeline_loop(&config);
+    let (published, done) = running
+        .board
+        .wait_for(WAIT, |p| counter(p, &name, |c| c.agents_investigated) == 2);
+    assert!(done, "{:#?}", published.pipeline);
+    for dir in triage.incidents() {
+        let report = std::fs::read_to_string(dir.join("output/investigation.md")).unwrap();
+        assert!(report.contains(&kubeconfig.display().to_string()));
+    }
+    running.stop().unwrap();
+}
+
+#[test]
+fn hung_agent_is_killed_at_its_timeout() {
+    let triage = Triage::new();
+    let sim = Simulator::start(SimOptions {
+        clusters: 1,
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let cluster = &sim.clusters()[0];
+    let mut text = triage.globals(&agent(triage.dir.path(), "hang"), "");
+    text = text.replace("timeout = \"20s\"", "timeout = \"1s\"");
+    text.push_str(&triage.triage_cluster(cluster));
+    let running = start_pipeline_loop(&parse_config(&text, triage.dir.path()));
+    running.wait_status(
+        cluster.name(),
+        nightcrier::cluster::status::ConnectionStatus::Active,
+    );
+    cluster.emit_fault("critical", "CrashLoop").unwrap();
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        counter(p, cluster.name(), |c| c.agents_timed_out) == 1
+    });
+    assert!(done, "{:#?}", published.pipeline);
+    assert_eq!(published.pipeline.agents_running, 0);
+    let incidents = triage.incidents();
+    assert_eq!(incidents.len(), 1);
+    let result = json(&incidents[0].join("result.json"));
+    assert_eq!(result["status"], "timed_out");
+    running.stop().unwrap();
+}
+
+#[test]
+fn slack_message_survives_a_429_and_a_500() {
+    let triage = Triage::new();
+    let receiver = WebhookReceiver::start(vec![(429, Some("1")), (500, None)]);
+    let sim = Simulator::start(SimOptions {
+        clusters: 1,
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let cluster = &sim.clusters()[0];
+    let slack = format!(
+        "[slack]\nwebhook_url = {:?}\nca_file = {:?}\n",
+        receiver.url(),
+        receiver.ca_pem_path().display().to_string()
+    );
+    let mut text = triage.globals(&agent(triage.dir.path(), "ok"), &slack);
+    text.push_str(&triage.triage_cluster(cluster));
+    let running = start_pipeline_loop(&parse_config(&text, triage.dir.path()));
+    running.wait_status(
+        cluster.name(),
+        nightcrier::cluster::status::ConnectionStatus::Active,
+    );
+    cluster.emit_fault("critical", "CrashLoop").unwrap();
+    assert!(
+        receiver.wait_for_requests(3, WAIT),
+        "requests: {:?}",
+        receiver.requests().len()
+    );
+    let (published, done) = running
+        .board
+        .wait_for(WAIT, |p| p.pipeline.slack.delivered == 1);
+    assert!(done, "{:?}", published.pipeline.slack);
+    assert_eq!(published.pipeline.slack.retried, 2);
+    let requests = receiver.requests();
+    let answered: Vec<u16> = requests.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, vec![429, 500, 200]);
+    let body: serde_json::Value = serde_json::from_str(&requests[2].body).unwrap();
+    let text = body.to_string();
+    assert!(body["blocks"].is_array());
+    assert!(text.contains(cluster.name()), "{text}");
+    assert!(text.contains("CrashLoop"), "{text}");
+    assert!(
+        !text.contains("services/T000"),
+        "the webhook URL is not in the message"
+    );
+    running.stop().unwrap();
+}
