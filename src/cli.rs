@@ -284,6 +284,11 @@ fn check(
 }
 
 fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn Write) -> i32 {
+    let load_options = LoadOptions {
+        config_path: options.config_path.clone(),
+        env: env.to_vec(),
+        flags: options.flags.clone(),
+    };
     let config = match load(options, env) {
         Ok(config) => config,
         Err(errors) => {
@@ -300,7 +305,7 @@ fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn W
     for warning in config.warnings() {
         log::warn!("{warning}");
     }
-    match crate::daemon::run(config) {
+    match crate::daemon::run(config, load_options) {
         Ok(()) => EXIT_OK,
         Err(message) => {
             log::error!("{message}");

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use crate::cluster::connection::ConnectionSettings;
-use crate::config::{ClusterConfig, Config};
+use crate::config::{ClusterConfig, Config, LoadOptions};
 use crate::event_loop::{EventLoop, LoopOptions, SignalSet};
 use crate::health::board::HealthBoard;
 use crate::health::server::HealthServer;
 use crate::pipeline::{PipelineSettings, TriagePipeline};
 use crate::registry::Registry;
+use crate::reload::Reloader;
 
 /// The enabled clusters of this replica, shared between the connections and the pipeline.
 pub fn enabled_clusters(config: &Config) -> Vec<Arc<ClusterConfig>> {
@@ -42,10 +43,14 @@ pub fn loop_options(config: &Config, signals: SignalSet) -> LoopOptions {
         shutdown_timeout: config.shutdown_timeout,
         publish_interval: config.health.publish_interval,
         signals,
+        reloader: None,
     }
 }
 
-pub fn run(config: Config) -> Result<(), String> {
+/// Runs until SIGTERM/SIGINT. SIGHUP reads the configuration again with `load`.
+pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
+    // Reload the file that was found, even if it was found by searching.
+    load.config_path = Some(config.source.clone());
     let clusters = enabled_clusters(&config);
     log::info!(
         "starting: {} clusters enabled{}, {} with triage",
@@ -79,8 +84,13 @@ pub fn run(config: Config) -> Result<(), String> {
     } else {
         None
     };
-    let mut event_loop = EventLoop::new(loop_options(&config, SignalSet::All), pipeline, board)
-        .map_err(|e| format!("event loop: {e}"))?;
+    let mut options = loop_options(&config, SignalSet::All);
+    options.reloader = Some(Reloader {
+        current: config,
+        source: Box::new(move || crate::config::load(&load)),
+    });
+    let mut event_loop =
+        EventLoop::new(options, pipeline, board).map_err(|e| format!("event loop: {e}"))?;
     event_loop
         .run(&clusters)
         .map_err(|e| format!("event loop: {e}"))?;

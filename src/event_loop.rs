@@ -14,12 +14,13 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TimerKey};
 use crate::cluster::manager::Manager;
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Config};
 use crate::events::{ClusterEvent, EventSink};
 use crate::health::board::{HealthBoard, Published};
 use crate::metrics::counters::PipelineSnapshot;
 use crate::net::dns::{Answer, Resolver};
 use crate::net::tls::TlsConfigs;
+use crate::reload::{self, ReloadPlan, Reloader};
 use crate::timer::TimerWheel;
 
 const WAKER: Token = Token(usize::MAX);
@@ -83,6 +84,10 @@ pub trait Stage: EventSink {
         Duration::ZERO
     }
     fn kill(&mut self, _ctx: &mut StageContext) {}
+    /// A reloaded configuration was applied to the connections; apply it to the stage.
+    fn apply_reload(&mut self, _ctx: &mut StageContext, _config: &Config, _plan: &ReloadPlan) {}
+    /// A reload was refused (invalid file); the stage only counts it.
+    fn reload_failed(&mut self) {}
 }
 
 impl Stage for Sender<ClusterEvent> {}
@@ -92,6 +97,8 @@ impl Stage for Vec<ClusterEvent> {}
 #[derive(Debug)]
 pub enum Command {
     Shutdown,
+    /// Same as SIGHUP.
+    Reload,
 }
 
 /// A cloneable way to reach a running loop.
@@ -131,6 +138,8 @@ pub struct LoopOptions {
     /// How often the health snapshot is refreshed even without status changes.
     pub publish_interval: Duration,
     pub signals: SignalSet,
+    /// Where SIGHUP reads the configuration again; `None` ignores SIGHUP.
+    pub reloader: Option<Reloader>,
 }
 
 pub struct EventLoop<S: Stage> {
@@ -299,15 +308,22 @@ impl<S: Stage> EventLoop<S> {
                 changed |= ctx.changed;
             }
             let mut stop = false;
+            let mut reload = false;
             if signalled {
-                let (stop_requested, child_exited) = self.take_signals();
+                let (stop_requested, child_exited, reload_requested) = self.take_signals();
                 stop |= stop_requested;
+                reload |= reload_requested;
                 if child_exited {
                     self.with_stage(now, |stage, ctx| stage.on_child_exit(ctx));
                 }
             }
             if woken {
-                stop |= self.on_wake(now, &mut changed);
+                let (stop_requested, reload_requested) = self.on_wake(now, &mut changed);
+                stop |= stop_requested;
+                reload |= reload_requested;
+            }
+            if reload && stopping.is_none() {
+                changed |= self.reload(now);
             }
             if stop && stopping.is_none() {
                 log::info!(
@@ -360,8 +376,8 @@ impl<S: Stage> EventLoop<S> {
         false
     }
 
-    /// DNS answers, commands and side-thread results. Returns true when asked to stop.
-    fn on_wake(&mut self, now: Instant, changed: &mut bool) -> bool {
+    /// DNS answers, commands and side-thread results. Returns (stop, reload) requests.
+    fn on_wake(&mut self, now: Instant, changed: &mut bool) -> (bool, bool) {
         let answers: Vec<_> = self.resolver.answers().collect();
         for answer in answers {
             if answer.key & STAGE_DNS_BIT != 0 {
@@ -373,21 +389,22 @@ impl<S: Stage> EventLoop<S> {
             }
         }
         self.with_stage(now, |stage, ctx| stage.on_wake(ctx));
-        let mut stop = false;
+        let (mut stop, mut reload) = (false, false);
         for command in self.commands.try_iter() {
             match command {
                 Command::Shutdown => stop = true,
+                Command::Reload => reload = true,
             }
         }
-        stop
+        (stop, reload)
     }
 
-    /// Returns (stop requested, a child exited).
-    fn take_signals(&mut self) -> (bool, bool) {
+    /// Returns (stop requested, a child exited, reload requested).
+    fn take_signals(&mut self) -> (bool, bool, bool) {
         let Some(signals) = self.signals.as_mut() else {
-            return (false, false);
+            return (false, false, false);
         };
-        let (mut stop, mut child) = (false, false);
+        let (mut stop, mut child, mut reload) = (false, false, false);
         for signal in signals.pending() {
             match signal {
                 SIGTERM | SIGINT => {
@@ -401,12 +418,67 @@ impl<S: Stage> EventLoop<S> {
                     );
                     stop = true;
                 }
-                SIGHUP => log::warn!("SIGHUP received: configuration reload is not supported yet"),
+                SIGHUP => reload = true,
                 SIGCHLD => child = true,
                 _ => {}
             }
         }
-        (stop, child)
+        (stop, child, reload)
+    }
+
+    /// Reads the configuration again and applies the difference; an invalid file changes
+    /// nothing. Returns true when cluster statuses may have changed.
+    fn reload(&mut self, now: Instant) -> bool {
+        let Some(reloader) = self.options.reloader.as_mut() else {
+            log::warn!("reload requested, but this loop has no configuration file to read");
+            return false;
+        };
+        log::info!("reloading {}", reloader.current.source.display());
+        let new = match (reloader.source)() {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in errors.iter() {
+                    log::error!("reload refused: {error}");
+                }
+                log::error!(
+                    "configuration reload failed ({} problems); still running on the previous configuration",
+                    errors.len()
+                );
+                self.stage.reload_failed();
+                return false;
+            }
+        };
+        let plan = reload::plan(&reloader.current, &new);
+        reloader.current = new;
+        let Some(config) = self.options.reloader.as_ref().map(|r| r.current.clone()) else {
+            return false;
+        };
+        log::set_max_level(config.log_level);
+        self.options.settings = ConnectionSettings::from_config(&config);
+        {
+            let (manager, mut ctx) = self.connection_parts(now);
+            for name in &plan.stop {
+                manager.remove(&mut ctx, name);
+            }
+            for cluster in &plan.reconnect {
+                manager.remove(&mut ctx, &cluster.name);
+                manager.add(&mut ctx, cluster.clone(), Duration::ZERO);
+            }
+            for cluster in &plan.start {
+                manager.add(&mut ctx, cluster.clone(), Duration::ZERO);
+            }
+            for cluster in &plan.update {
+                if let Some(connection) = manager.get_by_name_mut(&cluster.name) {
+                    connection.update_config(cluster.clone());
+                }
+            }
+        }
+        self.with_stage(now, |stage, ctx| stage.apply_reload(ctx, &config, &plan));
+        log::info!("configuration reloaded: {}", plan.describe());
+        for setting in &plan.needs_restart {
+            log::warn!("reload: the change to `{setting}` takes effect only after a restart");
+        }
+        true
     }
 
     fn publish(&self, now: Instant, stopping: bool) {

@@ -17,5 +17,6 @@ pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod registry;
+pub mod reload;
 pub mod sim;
 pub mod timer;

@@ -30,6 +30,7 @@ use crate::net::dns::Answer;
 use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::RetryPolicy;
 use crate::queue::{OverflowPolicy, ShardedQueue};
+use crate::reload::ReloadPlan;
 
 /// The settings the pipeline takes from the configuration.
 #[derive(Debug, Clone)]
@@ -197,12 +198,15 @@ impl TriagePipeline {
         self.clusters.get(cluster).map(|s| &s.counters)
     }
 
-    fn submit_preflights(&mut self) {
+    fn submit_preflights(&mut self, only: Option<&[String]>) {
         let Some(worker) = self.preflight.as_ref() else {
             return;
         };
         for slot in self.clusters.values() {
             let config = &slot.config;
+            if only.is_some_and(|names| !names.contains(&config.name)) {
+                continue;
+            }
             let Some(kubeconfig) = config.triage.kubeconfig.clone() else {
                 continue;
             };
@@ -235,7 +239,7 @@ impl Stage for TriagePipeline {
                 "preflight worker did not start: {e}; triage runs without a permission record"
             ),
         }
-        self.submit_preflights();
+        self.submit_preflights(None);
         if self.settings.resume_pending {
             self.resume_pending(ctx.now);
         }
@@ -373,6 +377,38 @@ impl Stage for TriagePipeline {
             log::warn!("sent SIGTERM to {stopped} agent process groups");
         }
         self.settings.agent.kill_grace
+    }
+
+    fn apply_reload(&mut self, _ctx: &mut StageContext, config: &Config, plan: &ReloadPlan) {
+        // Live: thresholds, agent settings, preflight, notification choice. Queue, dedup
+        // and Slack settings keep their running values (the reload names them).
+        let fresh = PipelineSettings::from_config(config);
+        self.settings.severity_threshold = fresh.severity_threshold;
+        self.settings.agent = fresh.agent;
+        self.settings.preflight = fresh.preflight;
+        self.settings.notify_on_agent_failure = fresh.notify_on_agent_failure;
+        for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
+            self.add_cluster(cluster.clone());
+        }
+        for name in &plan.stop {
+            // Its queued faults stay and run; no new ones can arrive.
+            log::info!(
+                "cluster={name} removed: {} queued faults still run",
+                self.clusters
+                    .get(name)
+                    .map(|s| self.queue.shard_len(s.shard))
+                    .unwrap_or(0)
+            );
+        }
+        self.submit_preflights(Some(&plan.preflight));
+        self.reload_ok = true;
+        self.reload_at = SystemTime::now();
+    }
+
+    fn reload_failed(&mut self) {
+        self.reload_ok = false;
+        self.reload_at = SystemTime::now();
+        self.reload_failures += 1;
     }
 
     fn kill(&mut self, ctx: &mut StageContext) {

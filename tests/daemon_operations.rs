@@ -1,0 +1,283 @@
+//! Operating the real binary: its health and metrics endpoints over real HTTP in healthy,
+//! failed and changing states, and SIGHUP reloads that add, remove, modify and reconnect
+//! clusters — and a bad reload that changes nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::peers::peer_python;
+use common::*;
+use nightcrier::sim::{Behaviour, SimCluster, SimOptions, Simulator};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One GET; returns status and body (`None` while nothing listens yet).
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// Polls an endpoint of the daemon (another process: nothing to wait on but its answers)
+/// until `accept` holds; bounded in time.
+fn poll(port: u16, path: &str, what: &str, accept: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((status, body)) = get(port, path) {
+            if accept(status, &body) {
+                return body;
+            }
+            last = Some((status, body));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{path} never showed {what}; last answer: {last:?}");
+}
+
+fn metric(text: &str, name: &str, cluster: Option<&str>) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .find(|line| cluster.is_none_or(|c| line.contains(&format!("cluster=\"{c}\""))))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+fn cluster_names(body: &str) -> BTreeSet<String> {
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn write_config(path: &Path, port: u16, clusters: &[(&SimCluster, &str)], extra: &str) {
+    let mut text = format!(
+        "{FAST_TIMINGS}\n{extra}\n[health]\nlisten = \"127.0.0.1:{port}\"\npublish_interval = \"200ms\"\n"
+    );
+    for (cluster, cluster_extra) in clusters {
+        text.push_str(&format!(
+            "[[clusters]]\nname = \"{}\"\n{cluster_extra}\n[clusters.mcp]\nendpoint = \"{}\"\n",
+            cluster.name(),
+            cluster.endpoint()
+        ));
+    }
+    // Rename into place so the daemon never reads a half-written file.
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(rc, 0);
+}
+
+fn python_parses(text: &str) {
+    let script = common::peers::repo_root().join("tests/peers/parse_metrics.py");
+    let mut parser = Command::new(peer_python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    parser
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = parser.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "prometheus_client refused /metrics: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimOptions {
+        clusters: 4,
+        rate_per_sec: 0.0,
+        behaviours: vec![(3, Behaviour::Garbage)],
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let [a, b, c, bad] = [0, 1, 2, 3].map(|i| &sim.clusters()[i]);
+    let port = free_port();
+    let config = dir.path().join("nightcrier.toml");
+    write_config(
+        &config,
+        port,
+        &[(a, "labels = { team = \"a\" }"), (b, ""), (bad, "")],
+        "",
+    );
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Ready: every cluster tried, at least one active (the garbage one failed).
+    poll(port, "/readyz", "ready", |status, _| status == 200);
+    let body = poll(port, "/health/clusters", "2 active", |status, body| {
+        status == 200 && body.contains("\"active\":2")
+    });
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["summary"]["total"], 3);
+    assert_eq!(doc["summary"]["unhealthy"], 1);
+    let failed = doc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == bad.name())
+        .unwrap();
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("HTTP"),
+        "{failed}"
+    );
+    let (status, one) = get(port, &format!("/health/clusters/{}", a.name())).unwrap();
+    assert_eq!(status, 200);
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(
+        (one["status"].as_str(), one["labels"]["team"].as_str()),
+        (Some("active"), Some("a"))
+    );
+    assert_eq!(get(port, "/health/clusters/nope").unwrap().0, 404);
+    assert_eq!(get(port, "/healthz").unwrap().0, 200);
+
+    // Counters move when faults flow, and the exposition parses.
+    a.emit_fault("critical", "CrashLoop").unwrap();
+    a.emit_fault("warning", "PodCrash").unwrap();
+    let metrics = poll(port, "/metrics", "2 faults on a", |_, body| {
+        metric(body, "nightcrier_faults_received_total", Some(a.name())) == Some(2.0)
+    });
+    assert_eq!(
+        metric(&metrics, "nightcrier_faults_received_total", Some(b.name())),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&metrics, "nightcrier_faults_skipped_total", Some(a.name())),
+        Some(2.0)
+    );
+    python_parses(&metrics);
+
+    // Reload: b removed, c added, a relabelled in place.
+    write_config(
+        &config,
+        port,
+        &[(a, "labels = { team = \"b\" }"), (c, ""), (bad, "")],
+        "",
+    );
+    signal(&daemon, libc::SIGHUP);
+    let body = poll(port, "/health/clusters", "c active, b gone", |_, body| {
+        cluster_names(body) == [a.name(), c.name(), bad.name()].map(String::from).into()
+            && body.contains("\"active\":2")
+    });
+    assert!(body.contains("\"team\":\"b\""), "labels updated: {body}");
+    assert!(
+        b.wait_for(|s| s.deletes == 1, WAIT),
+        "removed cluster's session deleted"
+    );
+    assert_eq!(
+        a.stats().sessions_created,
+        1,
+        "a relabel does not reconnect"
+    );
+    let metrics = poll(port, "/metrics", "reload ok", |_, body| {
+        metric(body, "nightcrier_config_last_reload_successful", None) == Some(1.0)
+    });
+    assert_eq!(
+        metric(&metrics, "nightcrier_config_reload_failures_total", None),
+        Some(0.0)
+    );
+
+    // A bad file changes nothing.
+    std::fs::write(
+        &config,
+        "[queue]\ncluster_queue_size = 0\n[[clusters]]\nname = \"x\"\n",
+    )
+    .unwrap();
+    signal(&daemon, libc::SIGHUP);
+    let metrics = poll(port, "/metrics", "reload failure", |_, body| {
+        metric(body, "nightcrier_config_reload_failures_total", None) == Some(1.0)
+    });
+    assert_eq!(
+        metric(&metrics, "nightcrier_config_last_reload_successful", None),
+        Some(0.0)
+    );
+    let body = get(port, "/health/clusters").unwrap().1;
+    assert_eq!(
+        cluster_names(&body),
+        [a.name(), c.name(), bad.name()].map(String::from).into()
+    );
+    assert!(body.contains("\"active\":2"));
+
+    // A connection setting changed: only that cluster reconnects.
+    write_config(
+        &config,
+        port,
+        &[(a, "labels = { team = \"b\" }"), (c, ""), (bad, "")],
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        &format!("endpoint = \"{}\"", c.endpoint()),
+        &format!("endpoint = \"{}\"\napi_key = \"rotated\"", c.endpoint()),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    signal(&daemon, libc::SIGHUP);
+    assert!(
+        c.wait_for(|s| s.sessions_created == 2 && s.subscribes == 2, WAIT),
+        "c reconnected: {:?}",
+        c.stats()
+    );
+    assert_eq!(a.stats().sessions_created, 1);
+
+    signal(&daemon, libc::SIGTERM);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(daemon.wait());
+    });
+    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(!log.contains("rotated"), "secrets stay out of the log");
+}
