@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::cluster::admission::ConnectAdmission;
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TimerKey};
 use crate::cluster::manager::Manager;
 use crate::config::{ClusterConfig, Config};
@@ -152,6 +153,7 @@ pub struct EventLoop<S: Stage> {
     timers: TimerWheel<TimerKey>,
     tls: TlsConfigs,
     inbound: Vec<u8>,
+    admission: ConnectAdmission,
     manager: Manager,
     stage: S,
     board: HealthBoard,
@@ -204,6 +206,7 @@ impl<S: Stage> EventLoop<S> {
             timers: TimerWheel::new(Instant::now(), TIMER_TICK, TIMER_SLOTS),
             tls: TlsConfigs::new(),
             inbound: Vec::with_capacity(16 * 1024),
+            admission: ConnectAdmission::default(),
             manager: Manager::new(),
             stage,
             board,
@@ -265,6 +268,7 @@ impl<S: Stage> EventLoop<S> {
             let mut deadline = next_publish;
             for candidate in [
                 self.timers.next_deadline(),
+                self.admission.next_deadline(),
                 self.stage.next_deadline(),
                 stopping
                     .as_ref()
@@ -305,6 +309,11 @@ impl<S: Stage> EventLoop<S> {
                 for timer in fired.drain(..) {
                     manager.on_timer(&mut ctx, timer);
                 }
+                changed |= ctx.changed;
+            }
+            if !self.admission.is_empty() {
+                let (manager, mut ctx) = self.connection_parts(now);
+                manager.admit_connects(&mut ctx);
                 changed |= ctx.changed;
             }
             let mut stop = false;
@@ -462,10 +471,10 @@ impl<S: Stage> EventLoop<S> {
             }
             for cluster in &plan.reconnect {
                 manager.remove(&mut ctx, &cluster.name);
-                manager.add(&mut ctx, cluster.clone(), Duration::ZERO);
+                manager.add(&mut ctx, cluster.clone());
             }
             for cluster in &plan.start {
-                manager.add(&mut ctx, cluster.clone(), Duration::ZERO);
+                manager.add(&mut ctx, cluster.clone());
             }
             for cluster in &plan.update {
                 if let Some(connection) = manager.get_by_name_mut(&cluster.name) {
@@ -516,6 +525,7 @@ impl<S: Stage> EventLoop<S> {
             inbound: &mut self.inbound,
             sink: &mut self.stage,
             settings: &self.options.settings,
+            admission: &mut self.admission,
             changed: false,
         };
         (&mut self.manager, ctx)

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Registry, Token};
 
+use super::admission::ConnectAdmission;
 use super::backoff::{seed_for, Backoff, BackoffPolicy};
 use super::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
 use crate::config::{ClusterConfig, Config, SubscribeMode};
@@ -162,6 +163,7 @@ pub struct ConnectionContext<'a> {
     pub inbound: &'a mut Vec<u8>,
     pub sink: &'a mut dyn EventSink,
     pub settings: &'a ConnectionSettings,
+    pub admission: &'a mut ConnectAdmission,
     /// Set when any connection changed status, so the loop publishes a fresh snapshot.
     pub changed: bool,
 }
@@ -278,12 +280,16 @@ impl ClusterConnection {
     }
 
     /// First connect, after `delay` (used to spread a fleet's first connects).
-    pub fn start(&mut self, ctx: &mut ConnectionContext, delay: Duration) {
+    /// First connect: waits for admission like every connect does.
+    pub fn start(&mut self, ctx: &mut ConnectionContext) {
         self.retry_scope = RetryScope::Full;
-        if delay.is_zero() {
+        ctx.admission.request(self.config.priority, self.key);
+    }
+
+    /// Admission let this connection's connect through.
+    pub fn on_admitted(&mut self, ctx: &mut ConnectionContext) {
+        if !self.shutting_down && !self.closed {
             self.connect(ctx);
-        } else {
-            self.arm(ctx, TimerKind::Retry, delay);
         }
     }
 
@@ -375,7 +381,7 @@ impl ClusterConnection {
                     (RetryScope::Stream, Some(_)) if self.session.session_id().is_some() => {
                         self.open_stream(ctx)
                     }
-                    _ => self.connect(ctx),
+                    _ => ctx.admission.request(self.config.priority, self.key),
                 }
             }
             TimerKind::Request => {

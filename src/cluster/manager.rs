@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mio::Token;
 use serde::Serialize;
@@ -12,11 +12,6 @@ use super::connection::{ClusterConnection, ConnectionContext, SlotKey, TimerKey}
 use super::status::{ConnectionStatus, HealthSnapshot};
 use crate::config::ClusterConfig;
 use crate::net::dns::Answer;
-
-/// First connects are spread so a fleet does not hit its servers (and this host) in one
-/// instant: this many connects per step.
-const CONNECTS_PER_STEP: usize = 50;
-const CONNECT_STEP: Duration = Duration::from_millis(20);
 
 struct Slot {
     generation: u32,
@@ -54,23 +49,26 @@ impl Manager {
         self.by_name.is_empty()
     }
 
-    /// Starts every given cluster, highest `priority` first, spread over time.
+    /// Starts every enabled cluster; admission orders and paces their first connects.
     pub fn start_all(&mut self, ctx: &mut ConnectionContext, clusters: &[Arc<ClusterConfig>]) {
-        let mut ordered: Vec<&Arc<ClusterConfig>> = clusters.iter().filter(|c| c.enabled).collect();
-        ordered.sort_by_key(|c| std::cmp::Reverse(c.priority));
-        for (position, config) in ordered.into_iter().enumerate() {
-            let step = u32::try_from(position / CONNECTS_PER_STEP).unwrap_or(u32::MAX);
-            self.add(ctx, config.clone(), CONNECT_STEP.saturating_mul(step));
+        for config in clusters.iter().filter(|c| c.enabled) {
+            self.add(ctx, config.clone());
+        }
+    }
+
+    /// Lets through the connects admission allows now.
+    pub fn admit_connects(&mut self, ctx: &mut ConnectionContext) {
+        let mut admitted = Vec::new();
+        ctx.admission.admit(ctx.now, &mut admitted);
+        for key in admitted {
+            if let Some(connection) = self.get_mut(key) {
+                connection.on_admitted(ctx);
+            }
         }
     }
 
     /// Adds and starts one cluster. A cluster of the same name must not be present.
-    pub fn add(
-        &mut self,
-        ctx: &mut ConnectionContext,
-        config: Arc<ClusterConfig>,
-        delay: Duration,
-    ) -> SlotKey {
+    pub fn add(&mut self, ctx: &mut ConnectionContext, config: Arc<ClusterConfig>) -> SlotKey {
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -88,7 +86,7 @@ impl Manager {
             generation: slot.generation,
         };
         let mut connection = ClusterConnection::new(config.clone(), key, ctx.settings);
-        connection.start(ctx, delay);
+        connection.start(ctx);
         slot.connection = Some(connection);
         self.by_name.insert(config.name.clone(), key);
         key
