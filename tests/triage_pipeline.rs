@@ -126,17 +126,23 @@ fn counter(
 fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
     let triage = Triage::new();
     let sim = Simulator::start(SimOptions {
-        clusters: 3,
+        clusters: 4,
         rate_per_sec: 20.0,
         faults_per_cluster: Some(2),
         ..SimOptions::default()
     })
     .unwrap();
-    let [a, b, c] = [&sim.clusters()[0], &sim.clusters()[1], &sim.clusters()[2]];
-    let mut text = triage.globals(&agent(triage.dir.path(), "ok"), "");
+    let [a, b, c, off] = [0, 1, 2, 3].map(|i| &sim.clusters()[i]);
+    let mut text = triage
+        .globals(&agent(triage.dir.path(), "ok"), "")
+        .replace("[agent]\n", "[agent]\nmodel = \"global-model\"\n");
     text.push_str(&triage.triage_cluster(a));
+    text.push_str("model = \"override-model\"\n");
     text.push_str(&triage.triage_cluster(b));
     text.push_str(&cluster_toml(c, ""));
+    text.push_str(
+        &cluster_toml(off, "").replace("[clusters.mcp]", "enabled = false\n[clusters.mcp]"),
+    );
     let config = parse_config(&text, triage.dir.path());
     let running = start_pipeline_loop(&config);
     let (published, done) = running.board.wait_for(WAIT, |p| {
@@ -175,7 +181,71 @@ fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
         assert_eq!(result["status"], "investigated");
         assert_eq!(result["exit_code"], 0);
         assert!(dir.join("agent-stdout.log").exists());
+        let model = if cluster == a.name() {
+            "override-model"
+        } else {
+            "global-model"
+        };
+        assert!(
+            report.contains(&format!("model {model}")),
+            "{cluster} runs {model}:\n{report}"
+        );
     }
+    assert_eq!(
+        off.stats().connections_accepted,
+        0,
+        "a disabled cluster is never connected"
+    );
+    assert!(!published.clusters.iter().any(|s| s.name == off.name()));
+    running.stop().unwrap();
+}
+
+#[test]
+fn failing_agents_open_the_breaker_and_faults_are_counted_not_run() {
+    let triage = Triage::new();
+    let sim = Simulator::start(SimOptions {
+        clusters: 1,
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let cluster = &sim.clusters()[0];
+    let mut text = triage
+        .globals(
+            &agent(triage.dir.path(), "fail"),
+            "[breaker]\nfailure_threshold = 2\ncooldown = \"1h\"\nglobal_failure_threshold = 2\n",
+        )
+        .replace("max_concurrent_agents = 2", "max_concurrent_agents = 1");
+    text.push_str(&triage.triage_cluster(cluster));
+    let running = start_pipeline_loop(&parse_config(&text, triage.dir.path()));
+    running.wait_status(
+        cluster.name(),
+        nightcrier::cluster::status::ConnectionStatus::Active,
+    );
+    for fault_type in ["CrashLoop", "PodCrash", "JobFailure", "NodeUnhealthy"] {
+        cluster.emit_fault("critical", fault_type).unwrap();
+    }
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        counter(p, cluster.name(), |c| c.agents_failed) == 2
+            && counter(p, cluster.name(), |c| c.faults_breaker_open) == 2
+    });
+    assert!(done, "{:#?}", published.pipeline);
+    let counters = &published.pipeline.clusters[cluster.name()];
+    assert_eq!(counters.breaker, "open");
+    assert_eq!(counters.faults_triaged, 2, "only two agents ran");
+    assert!(
+        published.pipeline.system_degraded,
+        "two failures in a row cross the global threshold"
+    );
+    cluster.emit_fault("critical", "DeploymentFailure").unwrap();
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        counter(p, cluster.name(), |c| c.faults_breaker_open) == 3
+    });
+    assert!(done, "{:#?}", published.pipeline);
+    assert_eq!(
+        published.pipeline.clusters[cluster.name()].faults_triaged,
+        2
+    );
     running.stop().unwrap();
 }
 

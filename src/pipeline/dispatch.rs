@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use super::TriagePipeline;
+use crate::agent::breaker::BreakerState;
 use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent};
 use crate::agent::workspace::{self, status, IncidentRecord, Workspace};
 use crate::event_loop::StageContext;
@@ -151,6 +152,11 @@ impl TriagePipeline {
             slot.breaker.state_name()
         );
         let config = slot.config.clone();
+        let opened = matches!(slot.breaker.state(), BreakerState::Open { .. });
+        let shard = slot.shard;
+        if opened {
+            self.drop_for_open_breaker(&agent.cluster, shard);
+        }
         match reason {
             None => self.note_success(ctx),
             Some(_) => self.note_failure(ctx),
@@ -194,6 +200,23 @@ impl TriagePipeline {
                 .collect(),
         };
         slack.send(ctx, &build_payload(&notification), &agent.incident_id);
+    }
+
+    /// The cluster's breaker opened: its queued faults are not run, each counted and logged.
+    fn drop_for_open_breaker(&mut self, cluster: &str, shard: usize) {
+        let dropped = self.queue.remove_shard(shard);
+        let priority = self.clusters.get(cluster).map_or(0, |s| s.config.priority);
+        self.queue.add_shard(shard, priority);
+        let Some(slot) = self.clusters.get_mut(cluster) else {
+            return;
+        };
+        for queued in dropped {
+            slot.counters.faults_breaker_open += 1;
+            log::warn!(
+                "cluster={cluster} breaker_open fault={}: circuit breaker opened; not triaged",
+                queued.event.event.fault_id
+            );
+        }
     }
 
     fn note_success(&mut self, ctx: &mut StageContext) {

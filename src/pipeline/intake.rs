@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{QueuedFault, TriagePipeline};
+use crate::agent::breaker::BreakerState;
 use crate::events::ClusterEvent;
 use crate::queue::Admission;
 
@@ -56,6 +57,17 @@ impl TriagePipeline {
                 }
             );
             return;
+        }
+        if let BreakerState::Open { until } = slot.breaker.state() {
+            if now < until {
+                slot.counters.faults_breaker_open += 1;
+                log::warn!(
+                    "cluster={name} breaker_open fault={} type={}: not triaged while the cluster's agents keep failing",
+                    fault.fault_id,
+                    fault.fault_type
+                );
+                return;
+            }
         }
         if !self.accepting {
             // Shutting down: the queue was already written to the pending file.
