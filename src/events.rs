@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ClusterConfig, Severity};
+use crate::config::{fnv1a64, ClusterConfig, Severity};
 
 /// The `data` object of a `kubernetes/faults` log notification. Unknown fields are ignored;
 /// everything but the fault id is optional because servers differ in what they fill in.
@@ -118,18 +118,15 @@ impl FaultEvent {
     /// A stable key for a fault that arrived without a usable `faultId`: the same condition on
     /// the same resource always maps to the same key.
     fn derived_key(&self) -> String {
-        let mut hash = Fnv64::new();
-        for part in [
+        let parts = [
             self.fault_type.as_str(),
             self.resource.kind.as_str(),
             self.resource.namespace.as_deref().unwrap_or(""),
             self.resource.name.as_str(),
             self.resource.uid.as_deref().unwrap_or(""),
-        ] {
-            hash.write(part.as_bytes());
-            hash.write(&[0]);
-        }
-        format!("{:016x}", hash.finish())
+        ];
+        // NUL separators keep ("ab", "c") and ("a", "bc") apart.
+        format!("{:016x}", fnv1a64(parts.join("\0").as_bytes()))
     }
 }
 
@@ -169,30 +166,6 @@ impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {
 impl EventSink for Vec<ClusterEvent> {
     fn deliver(&mut self, event: ClusterEvent, _now: std::time::Instant) {
         self.push(event);
-    }
-}
-
-/// FNV-1a, 64 bit: stable across runs and platforms (unlike `DefaultHasher`).
-pub struct Fnv64(u64);
-
-impl Fnv64 {
-    pub fn new() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-    pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Default for Fnv64 {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -6,14 +6,46 @@
 //! next to nothing.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
 
 /// What to do when a shard or the whole queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OverflowPolicy {
     /// Make room by dropping the oldest queued item: the newest faults matter most.
     DropOldest,
     /// Refuse the new item: the faults already queued keep their place.
     RejectNewest,
+}
+
+impl OverflowPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowPolicy::DropOldest => "drop",
+            OverflowPolicy::RejectNewest => "reject",
+        }
+    }
+}
+
+impl fmt::Display for OverflowPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OverflowPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "drop" => Ok(OverflowPolicy::DropOldest),
+            "reject" => Ok(OverflowPolicy::RejectNewest),
+            _ => Err(format!(
+                "unknown overflow policy {} (expected \"drop\" or \"reject\")",
+                crate::config::quote(s)
+            )),
+        }
+    }
 }
 
 /// The outcome of [`ShardedQueue::push`]. Every item that is not queued comes back to the

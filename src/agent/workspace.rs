@@ -15,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::agent::permissions::ClusterPermissions;
-use crate::events::{FaultEvent, Fnv64};
+use crate::config::fnv1a64;
+use crate::events::FaultEvent;
 
 pub const INCIDENT_FILE: &str = "incident.json";
 pub const PERMISSIONS_FILE: &str = "incident_cluster_permissions.json";
@@ -57,14 +58,13 @@ fn process_salt() -> u64 {
     if salt != 0 {
         return salt;
     }
-    let mut hash = Fnv64::new();
-    hash.write(&std::process::id().to_le_bytes());
     let started = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    hash.write(&started.to_le_bytes());
-    let fresh = hash.finish() | 1;
+    let mut seed = std::process::id().to_le_bytes().to_vec();
+    seed.extend_from_slice(&started.to_le_bytes());
+    let fresh = fnv1a64(&seed) | 1;
     match SALT.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => fresh,
         Err(existing) => existing,

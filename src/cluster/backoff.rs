@@ -106,12 +106,7 @@ impl Backoff {
 /// A stable seed from a cluster name (FNV-1a), so a cluster's jitter sequence does not
 /// change between runs or builds.
 pub fn seed_for(name: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    crate::config::fnv1a64(name.as_bytes())
 }
 
 /// xorshift64* (Vigna): small, fast and good enough to spread reconnects.

@@ -30,6 +30,7 @@ use toml::de::DeTable;
 pub use clusters::{is_valid_cluster_name, DEFAULT_CLUSTER_NAME, MAX_CLUSTER_NAME_LEN};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use endpoint::{Endpoint, EndpointError};
+pub(crate) use error::quote;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{MAX_CONFIG_BYTES, SEARCH_PATHS};
 pub use globals::parse_log_level;

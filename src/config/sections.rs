@@ -48,44 +48,7 @@ impl FromStr for SubscribeMode {
     }
 }
 
-/// What a full queue does with one more fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OverflowPolicy {
-    /// `"drop"`: make room by dropping the oldest queued fault.
-    DropOldest,
-    /// `"reject"`: keep what is queued and refuse the new fault.
-    RejectNewest,
-}
-
-impl OverflowPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverflowPolicy::DropOldest => "drop",
-            OverflowPolicy::RejectNewest => "reject",
-        }
-    }
-}
-
-impl fmt::Display for OverflowPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OverflowPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "drop" => Ok(OverflowPolicy::DropOldest),
-            "reject" => Ok(OverflowPolicy::RejectNewest),
-            _ => Err(format!(
-                "unknown overflow policy {} (expected \"drop\" or \"reject\")",
-                quote(s)
-            )),
-        }
-    }
-}
+pub use crate::queue::OverflowPolicy;
 
 /// `[reconnect]`: backoff between connection attempts.
 #[derive(Clone, Debug, PartialEq)]

@@ -18,10 +18,7 @@ use crate::agent::breaker::CircuitBreaker;
 use crate::agent::executor::{AgentExecutor, AgentId};
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
-use crate::config::{
-    AgentConfig, BreakerConfig, ClusterConfig, Config, OverflowPolicy as ConfigOverflow,
-    PreflightConfig, Severity,
-};
+use crate::config::{AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity};
 use crate::dedup::Deduplicator;
 use crate::event_loop::{stage_token_id, Stage, StageContext};
 use crate::events::{ClusterEvent, EventSink};
@@ -60,10 +57,7 @@ impl PipelineSettings {
             preflight: config.preflight.clone(),
             cluster_queue_size: config.queue.cluster_queue_size,
             global_queue_size: config.queue.global_queue_size,
-            overflow_policy: match config.queue.overflow_policy {
-                ConfigOverflow::DropOldest => OverflowPolicy::DropOldest,
-                ConfigOverflow::RejectNewest => OverflowPolicy::RejectNewest,
-            },
+            overflow_policy: config.queue.overflow_policy,
             dedup_window: config.dedup.window,
             dedup_max_entries: config.dedup.max_entries,
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
