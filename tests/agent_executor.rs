@@ -2,6 +2,9 @@
 //! left in the workspace, the timeout's SIGTERM-then-SIGKILL of the whole process group,
 //! and no zombie left behind.
 
+mod common;
+
+use common::exec::write_executable;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -31,22 +34,6 @@ fn stub_with(dir: &Path, name: &str, env: &[(&str, &str)]) -> PathBuf {
     let path = dir.join(name);
     write_executable(&path, &text);
     path
-}
-
-/// Writes an executable script. Another test thread may fork while a write descriptor is
-/// open, and exec of a file open for writing fails (ETXTBSY); so `install`, a separate
-/// process, writes the executable, and this process only ever writes the source copy.
-fn write_executable(path: &Path, text: &str) {
-    let source = path.with_extension("src");
-    fs::write(&source, text).unwrap();
-    let status = std::process::Command::new("install")
-        .arg("-m")
-        .arg("755")
-        .arg(&source)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "install {}", path.display());
 }
 
 struct Setup {

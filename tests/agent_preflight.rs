@@ -2,6 +2,9 @@
 //! hangs past the timeout, a kubectl that is missing, and the worker thread that wakes the
 //! event loop.
 
+mod common;
+
+use common::exec::write_executable;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,22 +38,6 @@ echo yes
     let path = dir.join("kubectl");
     write_executable(&path, &script);
     path
-}
-
-/// Writes an executable script. Another test thread may fork while a write descriptor is
-/// open, and exec of a file open for writing fails (ETXTBSY); so `install`, a separate
-/// process, writes the executable, and this process only ever writes the source copy.
-fn write_executable(path: &Path, text: &str) {
-    let source = path.with_extension("src");
-    fs::write(&source, text).unwrap();
-    let status = std::process::Command::new("install")
-        .arg("-m")
-        .arg("755")
-        .arg(&source)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "install {}", path.display());
 }
 
 fn kubeconfig(dir: &Path) -> PathBuf {

@@ -2,6 +2,9 @@
 //! on the host and in a container (against fake `claude` and `docker` binaries), and its
 //! timeout.
 
+mod common;
+
+use common::exec::write_executable;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,22 +13,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(name)
-}
-
-/// Writes an executable script. Another test thread may fork while a write descriptor is
-/// open, and exec of a file open for writing fails (ETXTBSY); so `install`, a separate
-/// process, writes the executable, and this process only ever writes the source copy.
-fn write_executable(path: &Path, text: &str) {
-    let source = path.with_extension("src");
-    fs::write(&source, text).unwrap();
-    let status = std::process::Command::new("install")
-        .arg("-m")
-        .arg("755")
-        .arg(&source)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "install {}", path.display());
 }
 
 struct Env {

@@ -6,34 +6,14 @@ mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
+use common::exec::{executable, mkfifo};
 use common::peers::repo_root;
 use common::*;
 use nightcrier::sim::{SimOptions, Simulator};
-
-fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.src"));
-    std::fs::write(&source, body).unwrap();
-    let target = dir.join(name);
-    let status = Command::new("install")
-        .args(["-m", "755"])
-        .arg(&source)
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    target
-}
-
-fn mkfifo(path: &Path) {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path and a mode.
-    let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
-    assert_eq!(rc, 0, "mkfifo {}", path.display());
-}
 
 /// Blocks (bounded) until a writer has written a line to the FIFO.
 fn wait_fifo(path: &Path) -> String {

@@ -5,30 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::exec::executable;
 use common::peers::repo_root;
 use common::webhook::WebhookReceiver;
 use common::*;
 use nightcrier::health::board::Published;
 use nightcrier::sim::{SimOptions, Simulator};
-
-/// Writes an executable through `install(1)`, a separate process: writing it from this
-/// multi-threaded process and running it could fail with ETXTBSY while other tests fork.
-pub fn executable(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let source = dir.join(format!("{name}.src"));
-    std::fs::write(&source, body).unwrap();
-    let target = dir.join(name);
-    let status = Command::new("install")
-        .arg("-m")
-        .arg("755")
-        .arg(&source)
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    target
-}
 
 /// A kubectl that answers `auth can-i` with yes, except "no" for nodes.
 fn fake_kubectl(dir: &Path) -> PathBuf {

@@ -15,6 +15,7 @@ use nightcrier::events::ClusterEvent;
 use nightcrier::health::board::HealthBoard;
 use nightcrier::sim::{SimCluster, Simulator};
 
+pub mod exec;
 pub mod peers;
 pub mod tls;
 pub mod webhook;
