@@ -1,0 +1,96 @@
+//! Connecting: resolve, open the control connection (plain or TLS), open the GET stream.
+
+use super::*;
+
+impl ClusterConnection {
+    pub(super) fn connect(&mut self, ctx: &mut ConnectionContext) {
+        self.close_channels(ctx);
+        self.set_status(ctx, ConnectionStatus::Connecting);
+        self.retry_scope = RetryScope::Full;
+        let endpoint = &self.config.mcp.endpoint;
+        if let Some(result) =
+            ctx.resolver
+                .resolve(self.key.dns_key(), &endpoint.host, endpoint.port)
+        {
+            self.on_resolved(ctx, result);
+        }
+    }
+
+    pub(super) fn open_client(
+        &self,
+        ctx: &mut ConnectionContext,
+        channel: Channel,
+    ) -> Result<HttpClient, ClientError> {
+        let Some(addr) = self.addr else {
+            return Err(ClientError::Connect(io::Error::other(
+                "no resolved address",
+            )));
+        };
+        let mcp = &self.config.mcp;
+        let tls = if mcp.endpoint.tls {
+            if mcp.insecure_skip_tls_verify {
+                log::warn!(
+                    "cluster={} TLS certificate verification is OFF (insecure_skip_tls_verify)",
+                    self.config.name
+                );
+            }
+            let config = ctx
+                .tls
+                .get(mcp.ca_file.as_deref(), mcp.insecure_skip_tls_verify)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+            let name = tls::server_name(&mcp.endpoint.host)
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+            Some(TlsTarget { config, name })
+        } else {
+            None
+        };
+        let max_body = match channel {
+            Channel::Control => Some(ctx.settings.max_event_bytes),
+            Channel::Stream => None,
+        };
+        HttpClient::open(
+            ctx.registry,
+            self.key.token(channel),
+            addr,
+            tls,
+            ctx.settings.tcp_keepalive,
+            ctx.settings.max_header_bytes,
+            max_body,
+        )
+    }
+
+    pub(super) fn open_stream(&mut self, ctx: &mut ConnectionContext) {
+        if let Some(old) = self.stream.take() {
+            old.close(ctx.registry);
+        }
+        let mut client = match self.open_client(ctx, Channel::Stream) {
+            Ok(client) => client,
+            Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
+        };
+        self.stream_sse.reset_stream();
+        self.stream_open = false;
+        let last_event_id = self.stream_sse.last_event_id().map(str::to_owned);
+        self.sent_last_event_id = last_event_id.is_some();
+        let mut headers = self.session_headers();
+        headers.push(("Accept", "text/event-stream".to_owned()));
+        headers.push(("Cache-Control", "no-cache".to_owned()));
+        if let Some(id) = last_event_id {
+            headers.push(("Last-Event-ID", id));
+        }
+        let mut bytes = Vec::new();
+        self.write_http(&mut bytes, "GET", &headers, None);
+        client.queue(&bytes);
+        if let Err(e) = client.flush() {
+            return self.fail(ctx, e.phase(), e.to_string(), false);
+        }
+        self.stream = Some(client);
+        if self.status != ConnectionStatus::Active {
+            self.set_status(ctx, ConnectionStatus::Subscribing);
+        }
+        self.arm(
+            ctx,
+            TimerKind::StreamOpen,
+            ctx.settings.connect_timeout + ctx.settings.read_timeout,
+        );
+    }
+}

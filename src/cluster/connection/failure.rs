@@ -1,0 +1,110 @@
+//! Failure, backoff, status changes and timers.
+
+use super::*;
+
+impl ClusterConnection {
+    pub(super) fn fail(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        phase: &str,
+        message: String,
+        permanent: bool,
+    ) {
+        if self.shutting_down {
+            return self.finish_shutdown(ctx);
+        }
+        self.stats.errors.count(phase);
+        self.stats.last_error = Some(format!("{phase}: {message}"));
+        self.stats.last_error_at = Some(SystemTime::now());
+        self.stats.connected_since = None;
+        self.close_channels(ctx);
+        self.set_status(ctx, ConnectionStatus::Failed);
+        log::warn!("cluster={} {phase} failed: {message}", self.config.name);
+        self.schedule_retry(ctx, RetryScope::Full, permanent);
+    }
+
+    pub(super) fn schedule_retry(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        scope: RetryScope,
+        permanent: bool,
+    ) {
+        for kind in [
+            TimerKind::Request,
+            TimerKind::StreamOpen,
+            TimerKind::Ping,
+            TimerKind::Stable,
+            TimerKind::Connect,
+            TimerKind::ControlIdle,
+        ] {
+            self.disarm(ctx, kind);
+        }
+        let delay = if permanent {
+            // Retrying soon cannot help; still retry, since the server may be upgraded.
+            let _ = self.backoff.next_delay();
+            ctx.settings.backoff.max
+        } else {
+            self.backoff.next_delay()
+        };
+        self.retry_scope = scope;
+        self.stats.retry_at = Some(ctx.now + delay);
+        log::info!(
+            "cluster={} {} attempt {} in {:.1}s",
+            self.config.name,
+            match scope {
+                RetryScope::Full => "reconnect",
+                RetryScope::Stream => "stream reopen",
+            },
+            self.backoff.attempts(),
+            delay.as_secs_f64()
+        );
+        self.arm(ctx, TimerKind::Retry, delay);
+    }
+
+    pub(super) fn finish_shutdown(&mut self, ctx: &mut ConnectionContext) {
+        self.in_flight = None;
+        self.queue.clear();
+        self.close(ctx);
+    }
+
+    pub(super) fn close_channels(&mut self, ctx: &mut ConnectionContext) {
+        if let Some(control) = self.control.take() {
+            control.close(ctx.registry);
+        }
+        if let Some(stream) = self.stream.take() {
+            stream.close(ctx.registry);
+        }
+        self.stream_open = false;
+        self.in_flight = None;
+        self.queue.clear();
+    }
+
+    pub(super) fn set_status(&mut self, ctx: &mut ConnectionContext, status: ConnectionStatus) {
+        self.tried |= matches!(status, ConnectionStatus::Active | ConnectionStatus::Failed);
+        if self.status != status {
+            ctx.changed = true;
+            log::info!(
+                "cluster={} status {} -> {}",
+                self.config.name,
+                self.status,
+                status
+            );
+            self.status = status;
+        }
+    }
+
+    pub(super) fn arm(&mut self, ctx: &mut ConnectionContext, kind: TimerKind, delay: Duration) {
+        self.disarm(ctx, kind);
+        let key = TimerKey {
+            slot: self.key,
+            kind,
+        };
+        self.timers[kind.slot()] = Some(ctx.timers.insert(ctx.now + delay, key));
+    }
+
+    pub(super) fn disarm(&mut self, ctx: &mut ConnectionContext, kind: TimerKind) {
+        if let Some(id) = self.timers[kind.slot()].take() {
+            ctx.timers.cancel(id);
+        }
+    }
+}

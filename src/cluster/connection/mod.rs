@@ -1,0 +1,538 @@
+//! One cluster's MCP connection: the I/O driver around `McpSession`. It owns two HTTP
+//! connections to the cluster's server — the control connection that carries the POSTs
+//! (keep-alive) and the stream connection that holds the GET event stream — plus its
+//! backoff and timers. The loop hands it readiness events, timer expiries and DNS answers
+//! together with a `ConnectionContext` of the loop's shared parts.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Registry, Token};
+
+use super::admission::ConnectAdmission;
+use super::backoff::{seed_for, Backoff, BackoffPolicy};
+use super::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
+use crate::config::{ClusterConfig, Config, SubscribeMode};
+use crate::events::{ClusterEvent, EventSink};
+use crate::mcp::session::{McpSession, Output, Phase, PostKind, PostRequest, SessionError};
+use crate::net::client::{ClientError, HttpClient, Progress, TlsTarget};
+use crate::net::dns::Resolver;
+use crate::net::http::{write_request, ResponseEvent};
+use crate::net::sse::{SseEvent, SseParser};
+use crate::net::tls::{self, TlsConfigs};
+use crate::timer::{TimerId, TimerWheel};
+
+mod connecting;
+mod failure;
+mod outputs;
+mod receiving;
+mod sending;
+
+const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+const USER_AGENT: &str = concat!("nightcrier/", env!("CARGO_PKG_VERSION"));
+/// Enough of an error body to name the cause in a log line.
+const EXCERPT_BYTES: usize = 256;
+
+/// The settings every connection shares, taken from the global configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionSettings {
+    pub mode: SubscribeMode,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub ping_interval: Duration,
+    pub tcp_keepalive: Duration,
+    /// Close the control connection after this long without a request; the next request
+    /// (usually a ping) opens a new one, with TLS session resumption. An idle cluster then
+    /// holds one socket, not two.
+    pub control_idle_timeout: Duration,
+    pub stable_after: Duration,
+    pub max_event_bytes: usize,
+    pub max_header_bytes: usize,
+    pub backoff: BackoffPolicy,
+}
+
+impl ConnectionSettings {
+    pub fn from_config(config: &Config) -> Self {
+        ConnectionSettings {
+            mode: config.subscribe_mode,
+            connect_timeout: config.connection.connect_timeout,
+            read_timeout: config.connection.read_timeout,
+            ping_interval: config.connection.ping_interval,
+            tcp_keepalive: config.connection.tcp_keepalive,
+            control_idle_timeout: config.connection.control_idle_timeout,
+            stable_after: config.reconnect.stable_after,
+            max_event_bytes: config.connection.max_event_bytes,
+            max_header_bytes: config.connection.max_header_bytes,
+            backoff: BackoffPolicy {
+                initial: config.reconnect.initial,
+                max: config.reconnect.max,
+                multiplier: config.reconnect.multiplier,
+                jitter: config.reconnect.jitter,
+            },
+        }
+    }
+}
+
+/// A connection's place in the manager's slab. The generation makes events and timers of a
+/// removed cluster harmless to the cluster that later takes its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotKey {
+    pub index: u32,
+    pub generation: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Control,
+    Stream,
+}
+
+impl SlotKey {
+    pub fn token(self, channel: Channel) -> Token {
+        let code = match channel {
+            Channel::Control => 0,
+            Channel::Stream => 1,
+        };
+        Token(((self.index as usize) << 32) | ((self.generation as usize & 0xff_ffff) << 8) | code)
+    }
+
+    /// Inverse of `token`; the generation comes back truncated to 24 bits, so compare with
+    /// `matches_token`.
+    pub fn from_token(token: Token) -> Option<(u32, u32, Channel)> {
+        let raw = token.0;
+        let channel = match raw & 0xff {
+            0 => Channel::Control,
+            1 => Channel::Stream,
+            _ => return None,
+        };
+        Some(((raw >> 32) as u32, ((raw >> 8) & 0xff_ffff) as u32, channel))
+    }
+
+    pub fn matches_generation(self, truncated: u32) -> bool {
+        self.generation & 0xff_ffff == truncated
+    }
+
+    fn dns_key(self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+
+    pub fn from_dns_key(key: u64) -> SlotKey {
+        SlotKey {
+            index: (key >> 32) as u32,
+            generation: key as u32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Backoff over: connect again (or reopen the stream).
+    Retry,
+    /// A reply to a POST or DELETE is overdue.
+    Request,
+    /// The GET stream has not answered.
+    StreamOpen,
+    /// Time to ping.
+    Ping,
+    /// The session stayed active long enough to forget past failures.
+    Stable,
+    /// TCP/TLS connect is overdue.
+    Connect,
+    /// The control connection has been idle long enough to close it.
+    ControlIdle,
+}
+
+const TIMER_KINDS: usize = 7;
+
+impl TimerKind {
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerKey {
+    pub slot: SlotKey,
+    pub kind: TimerKind,
+}
+
+/// The loop's shared parts, lent to a connection for one call.
+pub struct ConnectionContext<'a> {
+    pub now: Instant,
+    pub registry: &'a Registry,
+    pub timers: &'a mut TimerWheel<TimerKey>,
+    pub resolver: &'a Resolver,
+    pub tls: &'a mut TlsConfigs,
+    pub inbound: &'a mut Vec<u8>,
+    pub sink: &'a mut dyn EventSink,
+    pub settings: &'a ConnectionSettings,
+    pub admission: &'a mut ConnectAdmission,
+    /// Set when any connection changed status, so the loop publishes a fresh snapshot.
+    pub changed: bool,
+}
+
+enum Outgoing {
+    Post(PostRequest),
+    Delete,
+}
+
+enum ReplyBody {
+    Events(SseParser),
+    Json(Vec<u8>),
+    Excerpt(Vec<u8>),
+}
+
+struct InFlight {
+    kind: Option<PostKind>,
+    status: u16,
+    body: ReplyBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryScope {
+    Full,
+    Stream,
+}
+
+#[derive(Default)]
+struct Stats {
+    connected_since: Option<SystemTime>,
+    last_event: Option<SystemTime>,
+    last_error: Option<String>,
+    last_error_at: Option<SystemTime>,
+    retry_at: Option<Instant>,
+    event_count: u64,
+    reconnects: u64,
+    stream_gaps: u64,
+    malformed: u64,
+    ignored: u64,
+    errors: ErrorCounts,
+}
+
+pub struct ClusterConnection {
+    config: Arc<ClusterConfig>,
+    key: SlotKey,
+    status: ConnectionStatus,
+    session: McpSession,
+    addr: Option<SocketAddr>,
+    control: Option<HttpClient>,
+    stream: Option<HttpClient>,
+    stream_sse: SseParser,
+    stream_open: bool,
+    sent_last_event_id: bool,
+    queue: VecDeque<Outgoing>,
+    in_flight: Option<InFlight>,
+    backoff: Backoff,
+    retry_scope: RetryScope,
+    timers: [Option<TimerId>; TIMER_KINDS],
+    degraded: bool,
+    shutting_down: bool,
+    closed: bool,
+    tried: bool,
+    stats: Stats,
+}
+
+/// What happened to a connection's status in one call, for the manager's bookkeeping.
+pub type Transition = Option<(ConnectionStatus, ConnectionStatus)>;
+
+impl ClusterConnection {
+    pub fn new(config: Arc<ClusterConfig>, key: SlotKey, settings: &ConnectionSettings) -> Self {
+        ClusterConnection {
+            session: McpSession::new(settings.mode, CLIENT_VERSION),
+            stream_sse: SseParser::new(settings.max_event_bytes),
+            backoff: Backoff::new(settings.backoff.clone(), seed_for(&config.name)),
+            config,
+            key,
+            status: ConnectionStatus::Disconnected,
+            addr: None,
+            control: None,
+            stream: None,
+            stream_open: false,
+            sent_last_event_id: false,
+            queue: VecDeque::new(),
+            in_flight: None,
+            retry_scope: RetryScope::Full,
+            timers: [None; TIMER_KINDS],
+            degraded: false,
+            shutting_down: false,
+            closed: false,
+            tried: false,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+    pub fn config(&self) -> &Arc<ClusterConfig> {
+        &self.config
+    }
+    pub fn status(&self) -> ConnectionStatus {
+        self.status
+    }
+    pub fn key(&self) -> SlotKey {
+        self.key
+    }
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Applies configuration changes that need no reconnect (labels, triage, severity…).
+    pub fn update_config(&mut self, config: Arc<ClusterConfig>) {
+        self.config = config;
+    }
+
+    /// First connect, after `delay` (used to spread a fleet's first connects).
+    /// First connect: waits for admission like every connect does.
+    pub fn start(&mut self, ctx: &mut ConnectionContext) {
+        self.retry_scope = RetryScope::Full;
+        ctx.admission.request(self.config.priority, self.key);
+    }
+
+    /// Admission let this connection's connect through.
+    pub fn on_admitted(&mut self, ctx: &mut ConnectionContext) {
+        if !self.shutting_down && !self.closed {
+            self.connect(ctx);
+        }
+    }
+
+    pub fn on_resolved(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        result: io::Result<Vec<SocketAddr>>,
+    ) {
+        if self.shutting_down || self.status != ConnectionStatus::Connecting {
+            return;
+        }
+        let addr = match result {
+            Ok(addrs) => addrs.into_iter().next(),
+            Err(e) => return self.fail(ctx, "connecting", format!("resolve: {e}"), false),
+        };
+        let Some(addr) = addr else {
+            return self.fail(ctx, "connecting", "resolve: no address".into(), false);
+        };
+        self.addr = Some(addr);
+        match self.open_client(ctx, Channel::Control) {
+            Ok(client) => self.control = Some(client),
+            Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
+        }
+        self.arm(ctx, TimerKind::Connect, ctx.settings.connect_timeout);
+        self.session = McpSession::new(ctx.settings.mode, CLIENT_VERSION);
+        let initialize = self.session.start();
+        self.queue.clear();
+        self.queue.push_back(Outgoing::Post(initialize));
+        self.send_next(ctx);
+    }
+
+    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, channel: Channel) {
+        let mut events = Vec::new();
+        loop {
+            events.clear();
+            let client = match channel {
+                Channel::Control => self.control.as_mut(),
+                Channel::Stream => self.stream.as_mut(),
+            };
+            let Some(client) = client else { return };
+            let was_open = client.is_open();
+            let progress = client.on_ready(ctx.inbound, &mut events);
+            let now_open = client.is_open();
+            if channel == Channel::Control && !was_open && now_open {
+                self.disarm(ctx, TimerKind::Connect);
+                log::debug!("cluster={} control connection open", self.config.name);
+            }
+            let progress = match progress {
+                Ok(progress) => progress,
+                Err(e) => return self.on_client_error(ctx, channel, e),
+            };
+            let inbound = std::mem::take(ctx.inbound);
+            let generation_before = (self.control.is_some(), self.stream.is_some());
+            for event in events.drain(..) {
+                match channel {
+                    Channel::Control => self.on_control_event(ctx, event, &inbound),
+                    Channel::Stream => self.on_stream_event(ctx, event, &inbound),
+                }
+                if self.status == ConnectionStatus::Failed {
+                    break;
+                }
+            }
+            *ctx.inbound = inbound;
+            if self.status == ConnectionStatus::Failed
+                || generation_before != (self.control.is_some(), self.stream.is_some())
+            {
+                return;
+            }
+            match progress {
+                Progress::Open { more: true } => continue,
+                Progress::Closed => return self.on_closed(ctx, channel),
+                Progress::Connecting | Progress::Open { more: false } => return,
+            }
+        }
+    }
+
+    pub fn on_timer(&mut self, ctx: &mut ConnectionContext, kind: TimerKind) {
+        self.timers[kind.slot()] = None;
+        match kind {
+            TimerKind::Retry => {
+                self.stats.retry_at = None;
+                if self.shutting_down {
+                    return;
+                }
+                if self.status == ConnectionStatus::Failed {
+                    self.stats.reconnects += 1;
+                }
+                match (self.retry_scope, self.addr) {
+                    (RetryScope::Stream, Some(_)) if self.session.session_id().is_some() => {
+                        self.open_stream(ctx)
+                    }
+                    _ => ctx.admission.request(self.config.priority, self.key),
+                }
+            }
+            TimerKind::Request => {
+                let what = self
+                    .in_flight
+                    .as_ref()
+                    .and_then(|f| f.kind)
+                    .map(PostKind::phase)
+                    .unwrap_or("shutdown");
+                if self.shutting_down {
+                    return self.finish_shutdown(ctx);
+                }
+                self.fail(
+                    ctx,
+                    what,
+                    format!("no reply within {:?}", ctx.settings.read_timeout),
+                    false,
+                )
+            }
+            TimerKind::StreamOpen => self.fail(
+                ctx,
+                "stream",
+                format!(
+                    "GET stream not answered within {:?}",
+                    ctx.settings.read_timeout
+                ),
+                false,
+            ),
+            TimerKind::Connect => self.fail(
+                ctx,
+                "connecting",
+                format!("not connected within {:?}", ctx.settings.connect_timeout),
+                false,
+            ),
+            TimerKind::Ping => {
+                if let Some(ping) = self.session.ping() {
+                    self.queue.push_back(Outgoing::Post(ping));
+                    self.send_next(ctx);
+                } else if self.status == ConnectionStatus::Active {
+                    // Something else is in flight; its own timeout covers liveness.
+                    self.arm(ctx, TimerKind::Ping, ctx.settings.ping_interval);
+                }
+            }
+            TimerKind::ControlIdle => {
+                if self.in_flight.is_none() && self.queue.is_empty() {
+                    if let Some(control) = self.control.take() {
+                        control.close(ctx.registry);
+                        log::trace!(
+                            "cluster={} idle control connection closed",
+                            self.config.name
+                        );
+                    }
+                }
+            }
+            TimerKind::Stable => {
+                self.backoff.reset();
+                log::debug!("cluster={} session stable, backoff reset", self.config.name);
+            }
+        }
+    }
+
+    /// Graceful close: end the stream, DELETE the session, then close. `is_closed` turns
+    /// true when done; the caller bounds the wait.
+    pub fn begin_shutdown(&mut self, ctx: &mut ConnectionContext) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        for kind in [
+            TimerKind::Retry,
+            TimerKind::Ping,
+            TimerKind::Stable,
+            TimerKind::StreamOpen,
+        ] {
+            self.disarm(ctx, kind);
+        }
+        if let Some(stream) = self.stream.take() {
+            stream.close(ctx.registry);
+        }
+        // A control connection the server closed is reopened by `send_next`.
+        let can_delete = self.session.session_id().is_some()
+            && self.addr.is_some()
+            && !matches!(
+                self.status,
+                ConnectionStatus::Failed | ConnectionStatus::Connecting
+            );
+        if can_delete {
+            self.queue.clear();
+            self.queue.push_back(Outgoing::Delete);
+            if self.in_flight.is_none() {
+                self.send_next(ctx);
+            }
+        } else {
+            self.finish_shutdown(ctx);
+        }
+    }
+
+    /// Immediate teardown: sockets closed, timers cancelled.
+    pub fn close(&mut self, ctx: &mut ConnectionContext) {
+        self.close_channels(ctx);
+        for index in 0..TIMER_KINDS {
+            if let Some(id) = self.timers[index].take() {
+                ctx.timers.cancel(id);
+            }
+        }
+        self.closed = true;
+        self.set_status(ctx, ConnectionStatus::Disconnected);
+    }
+
+    pub fn snapshot(&self, now: Instant) -> HealthSnapshot {
+        HealthSnapshot {
+            name: self.config.name.clone(),
+            environment: self.config.environment.clone(),
+            labels: self.config.labels.clone(),
+            triage_enabled: self.config.triage_ready(),
+            status: self.status,
+            tried: self.tried,
+            degraded: self.degraded,
+            connected_since: self.stats.connected_since,
+            last_event: self.stats.last_event,
+            last_error: self.stats.last_error.clone(),
+            last_error_at: self.stats.last_error_at,
+            retry_count: self.backoff.attempts(),
+            retry_in: self
+                .stats
+                .retry_at
+                .map(|at| at.saturating_duration_since(now)),
+            event_count: self.stats.event_count,
+            reconnects: self.stats.reconnects,
+            stream_gaps: self.stats.stream_gaps,
+            malformed_messages: self.stats.malformed,
+            ignored_messages: self.stats.ignored,
+            errors: self.stats.errors.clone(),
+            protocol_version: self.session.protocol_version().map(str::to_owned),
+            subscription_id: self.session.subscription_id().map(str::to_owned),
+        }
+    }
+}
+
+/// Status implied by the session's phase while no error has occurred.
+pub fn status_for_phase(phase: Phase) -> ConnectionStatus {
+    match phase {
+        Phase::Initializing => ConnectionStatus::Connecting,
+        Phase::Initialized | Phase::SettingLevel => ConnectionStatus::Connected,
+        Phase::OpeningStream | Phase::Subscribing => ConnectionStatus::Subscribing,
+        Phase::Active => ConnectionStatus::Active,
+    }
+}

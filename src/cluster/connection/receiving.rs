@@ -1,0 +1,244 @@
+//! Receiving: replies on the control connection, events on the GET stream, closes and
+//! transport errors.
+
+use super::*;
+
+impl ClusterConnection {
+    pub(super) fn on_control_event(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        event: ResponseEvent,
+        inbound: &[u8],
+    ) {
+        let max_event_bytes = ctx.settings.max_event_bytes;
+        let Some(flight) = self.in_flight.as_mut() else {
+            // A response nobody asked for: the server is confused; start over.
+            return self.fail(ctx, "stream", "unsolicited HTTP response".into(), false);
+        };
+        match event {
+            ResponseEvent::Head(head) => {
+                flight.status = head.status;
+                let success = (200..300).contains(&head.status);
+                flight.body = if success && head.content_type_is("text/event-stream") {
+                    ReplyBody::Events(SseParser::new(max_event_bytes))
+                } else if success {
+                    ReplyBody::Json(Vec::new())
+                } else {
+                    ReplyBody::Excerpt(Vec::new())
+                };
+                if let Some(kind) = flight.kind {
+                    self.session
+                        .on_post_head(kind, head.status, head.header("mcp-session-id"));
+                }
+            }
+            ResponseEvent::Body(range) => {
+                let bytes = &inbound[range];
+                let mut sse_events = Vec::new();
+                match &mut flight.body {
+                    ReplyBody::Events(parser) => {
+                        if let Err(e) = parser.feed(bytes, &mut sse_events) {
+                            let phase = flight.kind.map(PostKind::phase).unwrap_or("stream");
+                            return self.fail(ctx, phase, format!("reply stream: {e}"), false);
+                        }
+                    }
+                    ReplyBody::Json(body) => {
+                        if body.len() + bytes.len() > max_event_bytes {
+                            let phase = flight.kind.map(PostKind::phase).unwrap_or("stream");
+                            return self.fail(
+                                ctx,
+                                phase,
+                                format!("reply larger than {max_event_bytes} bytes"),
+                                false,
+                            );
+                        }
+                        body.extend_from_slice(bytes);
+                    }
+                    ReplyBody::Excerpt(body) => {
+                        let room = EXCERPT_BYTES.saturating_sub(body.len());
+                        body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                    }
+                }
+                self.on_sse_events(ctx, sse_events);
+            }
+            ResponseEvent::End { reusable } => {
+                let Some(flight) = self.in_flight.take() else {
+                    return;
+                };
+                self.disarm(ctx, TimerKind::Request);
+                let mut outputs = Vec::new();
+                let excerpt = match &flight.body {
+                    ReplyBody::Json(body) if !body.is_empty() => {
+                        match std::str::from_utf8(body) {
+                            Ok(text) => self.session.on_message(text, &mut outputs),
+                            Err(_) => outputs.push(Output::Malformed("reply is not UTF-8".into())),
+                        }
+                        String::new()
+                    }
+                    ReplyBody::Excerpt(body) => String::from_utf8_lossy(body).into_owned(),
+                    _ => String::new(),
+                };
+                match flight.kind {
+                    Some(kind) => {
+                        self.session
+                            .on_post_end(kind, flight.status, &excerpt, &mut outputs)
+                    }
+                    None => {
+                        // DELETE answered (204, or 404/405 from servers that forgot or
+                        // never support it): the session is over either way.
+                        log::info!(
+                            "cluster={} session closed (DELETE → {})",
+                            self.config.name,
+                            flight.status
+                        );
+                        return self.finish_shutdown(ctx);
+                    }
+                }
+                if !reusable {
+                    if let Some(control) = self.control.take() {
+                        control.close(ctx.registry);
+                    }
+                }
+                self.apply(ctx, outputs);
+                if self.status != ConnectionStatus::Failed {
+                    self.send_next(ctx);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_stream_event(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        event: ResponseEvent,
+        inbound: &[u8],
+    ) {
+        match event {
+            ResponseEvent::Head(head) => {
+                self.disarm(ctx, TimerKind::StreamOpen);
+                if head.status == 400 && self.sent_last_event_id {
+                    // The server cannot replay: open again without Last-Event-ID.
+                    log::warn!(
+                        "cluster={} server refused Last-Event-ID replay; reopening stream without it",
+                        self.config.name
+                    );
+                    self.stream_sse = SseParser::new(ctx.settings.max_event_bytes);
+                    return self.open_stream(ctx);
+                }
+                let is_events = head.content_type_is("text/event-stream");
+                self.stream_open = head.status == 200 && is_events;
+                let mut outputs = Vec::new();
+                self.session
+                    .on_stream_head(head.status, is_events, &mut outputs);
+                self.apply(ctx, outputs);
+            }
+            ResponseEvent::Body(range) => {
+                if !self.stream_open {
+                    return;
+                }
+                let mut sse_events = Vec::new();
+                if let Err(e) = self.stream_sse.feed(&inbound[range], &mut sse_events) {
+                    return self.fail(ctx, "stream", e.to_string(), false);
+                }
+                self.on_sse_events(ctx, sse_events);
+            }
+            ResponseEvent::End { .. } => self.on_closed(ctx, Channel::Stream),
+        }
+    }
+
+    pub(super) fn on_sse_events(&mut self, ctx: &mut ConnectionContext, events: Vec<SseEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut outputs = Vec::new();
+        for event in &events {
+            if event.event == "message" && !event.data.is_empty() {
+                self.session.on_message(&event.data, &mut outputs);
+            }
+        }
+        if let Some(floor) = self.stream_sse.retry() {
+            self.backoff.set_floor(floor);
+        }
+        self.apply(ctx, outputs);
+    }
+
+    pub(super) fn on_closed(&mut self, ctx: &mut ConnectionContext, channel: Channel) {
+        match channel {
+            Channel::Control => {
+                if let Some(control) = self.control.take() {
+                    control.close(ctx.registry);
+                }
+                if self.shutting_down {
+                    return self.finish_shutdown(ctx);
+                }
+                if self.in_flight.is_some() {
+                    self.fail(
+                        ctx,
+                        "stream",
+                        "server closed the connection mid-request".into(),
+                        false,
+                    );
+                }
+                // An idle keep-alive connection closed by the server is normal; the next
+                // request opens a new one.
+            }
+            Channel::Stream => {
+                if let Some(stream) = self.stream.take() {
+                    stream.close(ctx.registry);
+                }
+                if self.shutting_down {
+                    return;
+                }
+                self.disarm(ctx, TimerKind::StreamOpen);
+                if self.status == ConnectionStatus::Active && self.stream_open {
+                    self.stats.stream_gaps += 1;
+                    self.stream_open = false;
+                    // kubernetes-mcp-server cannot replay: anything sent until the stream is
+                    // back is lost. Count it and say so.
+                    log::warn!(
+                        "cluster={} event stream ended (gap #{}): faults sent until it reopens are lost",
+                        self.config.name,
+                        self.stats.stream_gaps
+                    );
+                    self.schedule_retry(ctx, RetryScope::Stream, false);
+                } else {
+                    self.fail(ctx, "stream", "event stream closed by server".into(), false);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_client_error(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        channel: Channel,
+        error: ClientError,
+    ) {
+        if self.shutting_down {
+            return self.finish_shutdown(ctx);
+        }
+        if channel == Channel::Stream && self.status == ConnectionStatus::Active && self.stream_open
+        {
+            // A broken stream on a live session is a gap, not a dead session: reopen the GET
+            // first; a 404 then tells whether the session is gone too.
+            log::warn!("cluster={} event stream broke: {error}", self.config.name);
+            return self.on_closed(ctx, Channel::Stream);
+        }
+        let what = match channel {
+            Channel::Control => "control connection",
+            Channel::Stream => "event stream",
+        };
+        // Connect and TLS errors name their own phase; a broken reply belongs to the
+        // request it answered.
+        let phase = match (
+            &error,
+            channel,
+            self.in_flight.as_ref().and_then(|f| f.kind),
+        ) {
+            (ClientError::Io(_) | ClientError::Http(_), Channel::Control, Some(kind)) => {
+                kind.phase()
+            }
+            _ => error.phase(),
+        };
+        self.fail(ctx, phase, format!("{what}: {error}"), false);
+    }
+}

@@ -1,0 +1,94 @@
+//! Sending: one request at a time on the control connection, with the session's headers.
+
+use super::*;
+
+impl ClusterConnection {
+    pub(super) fn send_next(&mut self, ctx: &mut ConnectionContext) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.queue.is_empty() {
+            if self.control.is_some() && self.status == ConnectionStatus::Active {
+                self.arm(
+                    ctx,
+                    TimerKind::ControlIdle,
+                    ctx.settings.control_idle_timeout,
+                );
+            }
+            return;
+        }
+        self.disarm(ctx, TimerKind::ControlIdle);
+        if self.control.is_none() {
+            // The server closed the keep-alive connection; open a new one for this request.
+            match self.open_client(ctx, Channel::Control) {
+                Ok(client) => self.control = Some(client),
+                Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
+            }
+            self.arm(ctx, TimerKind::Connect, ctx.settings.connect_timeout);
+        }
+        let Some(outgoing) = self.queue.pop_front() else {
+            return;
+        };
+        let mut headers = self.session_headers();
+        let mut bytes = Vec::new();
+        let kind = match &outgoing {
+            Outgoing::Post(request) => {
+                headers.push(("Content-Type", "application/json".to_owned()));
+                headers.push(("Accept", "application/json, text/event-stream".to_owned()));
+                self.write_http(&mut bytes, "POST", &headers, Some(&request.body));
+                Some(request.kind)
+            }
+            Outgoing::Delete => {
+                headers.push(("Accept", "application/json, text/event-stream".to_owned()));
+                self.write_http(&mut bytes, "DELETE", &headers, None);
+                None
+            }
+        };
+        self.in_flight = Some(InFlight {
+            kind,
+            status: 0,
+            body: ReplyBody::Excerpt(Vec::new()),
+        });
+        self.arm(ctx, TimerKind::Request, ctx.settings.read_timeout);
+        let Some(control) = self.control.as_mut() else {
+            return;
+        };
+        control.queue(&bytes);
+        if let Err(e) = control.flush() {
+            self.on_client_error(ctx, Channel::Control, e);
+        }
+    }
+
+    pub(super) fn session_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("User-Agent", USER_AGENT.to_owned())];
+        if let Some(id) = self.session.session_id() {
+            headers.push(("Mcp-Session-Id", id.to_owned()));
+        }
+        if let Some(version) = self.session.protocol_version() {
+            headers.push(("MCP-Protocol-Version", version.to_owned()));
+        }
+        if let Some(key) = &self.config.mcp.api_key {
+            headers.push(("Authorization", format!("Bearer {}", key.expose())));
+        }
+        headers
+    }
+
+    pub(super) fn write_http(
+        &self,
+        out: &mut Vec<u8>,
+        method: &str,
+        headers: &[(&'static str, String)],
+        body: Option<&[u8]>,
+    ) {
+        let endpoint = &self.config.mcp.endpoint;
+        let borrowed: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        write_request(
+            out,
+            method,
+            &endpoint.path,
+            &endpoint.host_header,
+            &borrowed,
+            body,
+        );
+    }
+}
