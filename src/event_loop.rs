@@ -154,6 +154,9 @@ pub struct EventLoop<S: Stage> {
     tls: TlsConfigs,
     inbound: Vec<u8>,
     admission: ConnectAdmission,
+    /// Sockets that had more to read than one read budget: served again, round-robin,
+    /// before the loop sleeps.
+    backlog: Vec<Token>,
     manager: Manager,
     stage: S,
     board: HealthBoard,
@@ -207,6 +210,7 @@ impl<S: Stage> EventLoop<S> {
             tls: TlsConfigs::new(),
             inbound: Vec::with_capacity(16 * 1024),
             admission: ConnectAdmission::default(),
+            backlog: Vec::new(),
             manager: Manager::new(),
             stage,
             board,
@@ -279,7 +283,11 @@ impl<S: Stage> EventLoop<S> {
             {
                 deadline = deadline.min(candidate);
             }
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            let timeout = if self.backlog.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -289,6 +297,7 @@ impl<S: Stage> EventLoop<S> {
 
             let mut woken = false;
             let mut signalled = false;
+            let mut more = Vec::new();
             for event in events.iter() {
                 match event.token() {
                     WAKER => woken = true,
@@ -298,11 +307,25 @@ impl<S: Stage> EventLoop<S> {
                     }
                     token => {
                         let (manager, mut ctx) = self.connection_parts(now);
-                        manager.on_ready(&mut ctx, token);
+                        if manager.on_ready(&mut ctx, token) {
+                            more.push(token);
+                        }
                         changed |= ctx.changed;
                     }
                 }
             }
+            // Sockets left with bytes in an earlier round get one more budget each.
+            let earlier = std::mem::take(&mut self.backlog);
+            {
+                let (manager, mut ctx) = self.connection_parts(now);
+                for token in earlier {
+                    if !more.contains(&token) && manager.on_ready(&mut ctx, token) {
+                        more.push(token);
+                    }
+                }
+                changed |= ctx.changed;
+            }
+            self.backlog = more;
             {
                 let (manager, mut ctx) = self.connection_parts(now);
                 ctx.timers.expire(now, &mut fired);

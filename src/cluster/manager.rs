@@ -123,24 +123,27 @@ impl Manager {
         slot.connection.as_mut()
     }
 
-    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, token: Token) {
+    /// Returns true when the socket still has bytes waiting (see `ClusterConnection::on_ready`).
+    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, token: Token) -> bool {
         let Some((index, generation, channel)) = SlotKey::from_token(token) else {
-            return;
+            return false;
         };
         let Some(slot) = self.slots.get_mut(index as usize) else {
-            return;
+            return false;
         };
         let key = SlotKey {
             index,
             generation: slot.generation,
         };
         if !key.matches_generation(generation) {
-            return;
+            return false;
         }
-        if let Some(connection) = slot.connection.as_mut() {
-            connection.on_ready(ctx, channel);
-        }
+        let more = slot
+            .connection
+            .as_mut()
+            .is_some_and(|connection| connection.on_ready(ctx, channel));
         self.sweep_if_retiring(key);
+        more
     }
 
     pub fn on_timer(&mut self, ctx: &mut ConnectionContext, timer: TimerKey) {

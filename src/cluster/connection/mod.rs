@@ -327,48 +327,55 @@ impl ClusterConnection {
         self.send_next(ctx);
     }
 
-    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, channel: Channel) {
+    /// Handles one readiness event, reading at most one read budget. Returns true when bytes
+    /// are still waiting: the loop comes back to this socket after serving the others, so a
+    /// fire-hose server cannot starve the rest (the socket is edge-triggered, so no new event
+    /// would come for those bytes).
+    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, channel: Channel) -> bool {
         let mut events = Vec::new();
-        loop {
-            events.clear();
-            let client = match channel {
-                Channel::Control => self.control.as_mut(),
-                Channel::Stream => self.stream.as_mut(),
-            };
-            let Some(client) = client else { return };
-            let was_open = client.is_open();
-            let progress = client.on_ready(ctx.inbound, &mut events);
-            let now_open = client.is_open();
-            if channel == Channel::Control && !was_open && now_open {
-                self.disarm(ctx, TimerKind::Connect);
-                log::debug!("cluster={} control connection open", self.config.name);
+        let client = match channel {
+            Channel::Control => self.control.as_mut(),
+            Channel::Stream => self.stream.as_mut(),
+        };
+        let Some(client) = client else { return false };
+        let was_open = client.is_open();
+        let progress = client.on_ready(ctx.inbound, &mut events);
+        let now_open = client.is_open();
+        if channel == Channel::Control && !was_open && now_open {
+            self.disarm(ctx, TimerKind::Connect);
+            log::debug!("cluster={} control connection open", self.config.name);
+        }
+        let progress = match progress {
+            Ok(progress) => progress,
+            Err(e) => {
+                self.on_client_error(ctx, channel, e);
+                return false;
             }
-            let progress = match progress {
-                Ok(progress) => progress,
-                Err(e) => return self.on_client_error(ctx, channel, e),
-            };
-            let inbound = std::mem::take(ctx.inbound);
-            let generation_before = (self.control.is_some(), self.stream.is_some());
-            for event in events.drain(..) {
-                match channel {
-                    Channel::Control => self.on_control_event(ctx, event, &inbound),
-                    Channel::Stream => self.on_stream_event(ctx, event, &inbound),
-                }
-                if self.status == ConnectionStatus::Failed {
-                    break;
-                }
+        };
+        let inbound = std::mem::take(ctx.inbound);
+        let channels_before = (self.control.is_some(), self.stream.is_some());
+        for event in events.drain(..) {
+            match channel {
+                Channel::Control => self.on_control_event(ctx, event, &inbound),
+                Channel::Stream => self.on_stream_event(ctx, event, &inbound),
             }
-            *ctx.inbound = inbound;
-            if self.status == ConnectionStatus::Failed
-                || generation_before != (self.control.is_some(), self.stream.is_some())
-            {
-                return;
+            if self.status == ConnectionStatus::Failed {
+                break;
             }
-            match progress {
-                Progress::Open { more: true } => continue,
-                Progress::Closed => return self.on_closed(ctx, channel),
-                Progress::Connecting | Progress::Open { more: false } => return,
+        }
+        *ctx.inbound = inbound;
+        if self.status == ConnectionStatus::Failed
+            || channels_before != (self.control.is_some(), self.stream.is_some())
+        {
+            return false;
+        }
+        match progress {
+            Progress::Open { more } => more,
+            Progress::Closed => {
+                self.on_closed(ctx, channel);
+                false
             }
+            Progress::Connecting => false,
         }
     }
 
