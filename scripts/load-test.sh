@@ -18,7 +18,7 @@ clusters=${1:-100}
 rate=${2:-1}
 settle=${SETTLE_SECONDS:-8}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin="$root/target/release/nightcrier"
+bin="${NIGHTCRIER_BIN:-$root/target/release/nightcrier}"
 [ -x "$bin" ] || (cd "$root" && cargo build --release --locked >&2)
 
 work=$(mktemp -d)
