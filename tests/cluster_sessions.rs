@@ -301,6 +301,12 @@ fn subscription_error_degrades_then_resubscribes() {
         cluster.stats()
     );
     running.wait_status(cluster.name(), ConnectionStatus::Active);
+    // The server fails every subscription; resubscribes back off instead of looping.
+    assert!(
+        !cluster.wait_for(|s| s.subscribes >= 30, Duration::from_secs(1)),
+        "tight resubscribe loop: {:?}",
+        cluster.stats()
+    );
     running.stop().unwrap();
 }
 

@@ -180,9 +180,6 @@ pub struct McpSession {
     subscription_id: Option<String>,
     session_id_invalid: bool,
     initialize_answered: bool,
-    /// A subscription error arrived while a subscribe was in flight: subscribe again once
-    /// that one is answered.
-    resubscribe_pending: bool,
 }
 
 #[derive(Deserialize)]
@@ -246,7 +243,6 @@ impl McpSession {
             subscription_id: None,
             session_id_invalid: false,
             initialize_answered: false,
-            resubscribe_pending: false,
         }
     }
 
@@ -280,6 +276,15 @@ impl McpSession {
             return None;
         }
         Some(self.request(PostKind::Ping, "ping", &serde_json::json!({})))
+    }
+
+    /// A new subscription after the server reported trouble with the old one; `None` while
+    /// a subscribe is still in flight or the session is not active.
+    pub fn resubscribe(&mut self) -> Option<PostRequest> {
+        if self.phase != Phase::Active || self.awaiting_kind(PostKind::Subscribe) {
+            return None;
+        }
+        Some(self.subscribe_request())
     }
 
     /// The head of a reply to one of our POSTs.
@@ -442,12 +447,9 @@ impl McpSession {
                 let reason = serde_json::from_str::<SubscriptionErrorData>(data)
                     .map(|d| d.error)
                     .unwrap_or_default();
+                // The driver resubscribes after a backoff delay (`resubscribe`): a server
+                // that keeps failing the watch must not get a tight subscribe loop.
                 out.push(Output::Degraded(reason));
-                if self.awaiting_kind(PostKind::Subscribe) {
-                    self.resubscribe_pending = true;
-                } else if self.phase == Phase::Active {
-                    out.push(Output::Post(self.subscribe_request()));
-                }
             }
             other => out.push(Output::Ignored(format!(
                 "logger {}",
@@ -487,9 +489,6 @@ impl McpSession {
                     out.push(Output::Active {
                         subscription_id: id,
                     });
-                    if std::mem::take(&mut self.resubscribe_pending) {
-                        out.push(Output::Post(self.subscribe_request()));
-                    }
                 }
                 Err(error) => out.push(Output::Failed(error)),
             },
@@ -810,16 +809,24 @@ mod tests {
     }
 
     #[test]
-    fn subscription_error_degrades_and_resubscribes() {
+    fn subscription_error_degrades_and_resubscribe_is_the_drivers_call() {
         let mut s = active();
         let mut out = Vec::new();
         s.on_message(
             r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"kubernetes/subscription_error","data":{"subscriptionId":"sub-9","error":"watch closed","degraded":true}}}"#,
             &mut out,
         );
-        assert_eq!(out[0], Output::Degraded("watch closed".into()));
-        let resubscribe = post(&out).clone();
+        assert_eq!(
+            out,
+            vec![Output::Degraded("watch closed".into())],
+            "no immediate resubscribe"
+        );
+        let resubscribe = s.resubscribe().expect("an active session can resubscribe");
         assert_eq!(resubscribe.kind, PostKind::Subscribe);
+        assert!(
+            s.resubscribe().is_none(),
+            "one subscribe in flight at a time"
+        );
         let out = respond(
             &mut s,
             &resubscribe,
@@ -834,24 +841,11 @@ mod tests {
     }
 
     #[test]
-    fn subscription_error_during_subscribe_resubscribes_after_the_reply() {
+    fn no_resubscribe_before_the_first_subscription_is_answered() {
         let mut s = initialized();
         let mut out = Vec::new();
         s.on_stream_head(200, true, &mut out);
-        let subscribe = post(&out).clone();
-        let mut out = Vec::new();
-        s.on_message(
-            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"kubernetes/subscription_error","data":{"error":"watch closed"}}}"#,
-            &mut out,
-        );
-        assert_eq!(out, vec![Output::Degraded("watch closed".into())]);
-        let out = respond(
-            &mut s,
-            &subscribe,
-            r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-1\"}"}]}"#,
-        );
-        assert!(matches!(out[0], Output::Active { .. }));
-        assert_eq!(post(&out).kind, PostKind::Subscribe);
+        assert!(s.resubscribe().is_none());
     }
 
     #[test]

@@ -36,6 +36,7 @@ impl ClusterConnection {
             TimerKind::Stable,
             TimerKind::Connect,
             TimerKind::ControlIdle,
+            TimerKind::Resubscribe,
         ] {
             self.disarm(ctx, kind);
         }

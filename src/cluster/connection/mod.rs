@@ -143,9 +143,11 @@ pub enum TimerKind {
     Connect,
     /// The control connection has been idle long enough to close it.
     ControlIdle,
+    /// Subscribe again after the server reported a broken subscription.
+    Resubscribe,
 }
 
-const TIMER_KINDS: usize = 7;
+const TIMER_KINDS: usize = 8;
 
 impl TimerKind {
     fn slot(self) -> usize {
@@ -285,7 +287,6 @@ impl ClusterConnection {
         self.config = config;
     }
 
-    /// First connect, after `delay` (used to spread a fleet's first connects).
     /// First connect: waits for admission like every connect does.
     pub fn start(&mut self, ctx: &mut ConnectionContext) {
         self.retry_scope = RetryScope::Full;
@@ -449,6 +450,17 @@ impl ClusterConnection {
                     }
                 }
             }
+            TimerKind::Resubscribe => match self.session.resubscribe() {
+                Some(subscribe) => {
+                    self.queue.push_back(Outgoing::Post(subscribe));
+                    self.send_next(ctx);
+                }
+                None if self.status == ConnectionStatus::Active => {
+                    let delay = self.backoff.next_delay();
+                    self.arm(ctx, TimerKind::Resubscribe, delay);
+                }
+                None => {}
+            },
             TimerKind::Stable => {
                 self.backoff.reset();
                 log::debug!("cluster={} session stable, backoff reset", self.config.name);
@@ -468,6 +480,7 @@ impl ClusterConnection {
             TimerKind::Ping,
             TimerKind::Stable,
             TimerKind::StreamOpen,
+            TimerKind::Resubscribe,
         ] {
             self.disarm(ctx, kind);
         }

@@ -43,10 +43,13 @@ impl ClusterConnection {
                 }
                 Output::Degraded(reason) => {
                     self.degraded = true;
+                    let delay = self.backoff.next_delay();
                     log::warn!(
-                        "cluster={} subscription degraded: {reason}; resubscribing",
-                        self.config.name
+                        "cluster={} subscription degraded: {reason}; resubscribing in {:.1}s",
+                        self.config.name,
+                        delay.as_secs_f64()
                     );
+                    self.arm(ctx, TimerKind::Resubscribe, delay);
                 }
                 Output::Pong => {
                     self.arm(ctx, TimerKind::Ping, ctx.settings.ping_interval);
