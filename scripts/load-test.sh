@@ -4,7 +4,8 @@
 #   scripts/load-test.sh [CLUSTERS] [RATE]
 #
 # Environment: SETTLE_SECONDS (default 8) how long faults flow before measuring;
-# EXTRA_TOML, TOML text appended to the daemon's generated configuration.
+# EXTRA_TOML, TOML text appended to the daemon's generated configuration;
+# NIGHTCRIER_BIN, the binary to measure (default: the release build).
 #
 # Starts `nightcrier simulate` with CLUSTERS simulated kubernetes-mcp-servers on 127.0.0.1
 # (RATE faults per second per cluster once subscribed), runs the daemon against them until
@@ -18,7 +19,7 @@ clusters=${1:-100}
 rate=${2:-1}
 settle=${SETTLE_SECONDS:-8}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin="${NIGHTCRIER_BIN:-$root/target/release/nightcrier}"
+bin="${NIGHTCRIER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nightcrier}"
 [ -x "$bin" ] || (cd "$root" && cargo build --release --locked >&2)
 
 work=$(mktemp -d)

@@ -85,10 +85,10 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
         None
     };
     let mut options = loop_options(&config, SignalSet::All);
-    options.reloader = Some(Reloader {
-        current: config,
-        source: Box::new(move || crate::config::load(&load)),
-    });
+    options.reloader = Some(Reloader::new(
+        config,
+        Box::new(move || crate::config::load(&load)),
+    ));
     let mut event_loop =
         EventLoop::new(options, pipeline, board).map_err(|e| format!("event loop: {e}"))?;
     event_loop

@@ -480,13 +480,14 @@ impl<S: Stage> EventLoop<S> {
                 return false;
             }
         };
-        let plan = reload::plan(&reloader.current, &new);
+        let plan = reload::plan(&reloader.current, &new, &reloader.started);
         reloader.current = new;
         let Some(config) = self.options.reloader.as_ref().map(|r| r.current.clone()) else {
             return false;
         };
-        log::set_max_level(config.log_level);
         self.options.settings = ConnectionSettings::from_config(&config);
+        // A CA file may have new contents under the same path.
+        self.tls.clear();
         {
             let (manager, mut ctx) = self.connection_parts(now);
             for name in &plan.stop {
@@ -507,6 +508,15 @@ impl<S: Stage> EventLoop<S> {
         }
         self.with_stage(now, |stage, ctx| stage.apply_reload(ctx, &config, &plan));
         log::info!("configuration reloaded: {}", plan.describe());
+        let enabled = crate::registry::Registry::load(&config).enabled().len();
+        match crate::limits::raise_fd_limit(enabled, config.agent.max_concurrent_agents) {
+            Ok(limit) => {
+                if let Some(message) = limit.message() {
+                    log::warn!("{message}");
+                }
+            }
+            Err(e) => log::warn!("file descriptor limit unknown: {e}"),
+        }
         for setting in &plan.needs_restart {
             log::warn!("reload: the change to `{setting}` takes effect only after a restart");
         }

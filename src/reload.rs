@@ -13,8 +13,22 @@ use crate::registry::{self, Registry};
 pub type ConfigSource = Box<dyn FnMut() -> Result<Config, ConfigErrors> + Send>;
 
 pub struct Reloader {
+    /// The configuration last applied.
     pub current: Config,
+    /// The configuration the daemon started with: settings that cannot change in place
+    /// keep these values until a restart.
+    pub started: Config,
     pub source: ConfigSource,
+}
+
+impl Reloader {
+    pub fn new(config: Config, source: ConfigSource) -> Reloader {
+        Reloader {
+            current: config.clone(),
+            started: config,
+            source,
+        }
+    }
 }
 
 /// What a new configuration means for the running daemon.
@@ -60,7 +74,8 @@ impl ReloadPlan {
     }
 }
 
-pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
+/// `old` is the configuration last applied, `started` the one the daemon started with.
+pub fn plan(old: &Config, new: &Config, started: &Config) -> ReloadPlan {
     let old_registry = Registry::load(old);
     let new_registry = Registry::load(new);
     let diff = registry::diff(&old_registry, &new_registry);
@@ -98,11 +113,12 @@ pub fn plan(old: &Config, new: &Config) -> ReloadPlan {
     }
     plan.preflight.sort();
     plan.preflight.dedup();
-    plan.needs_restart = restart_only_changes(old, new);
+    plan.needs_restart = restart_only_changes(started, new);
     plan
 }
 
-/// Global settings the running daemon cannot change in place.
+/// Global settings the running daemon cannot change in place, compared with the values it
+/// runs with (those it started with). `shard` is not among them: the cluster diff applies it.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     let mut check = |name: &'static str, differs: bool| {
@@ -114,7 +130,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("queue", old.queue != new.queue);
     check("dedup", old.dedup != new.dedup);
     check("slack", old.slack != new.slack);
-    check("shard", old.shard != new.shard);
+    check("log_level", old.log_level != new.log_level);
+    check(
+        "agent.kill_grace",
+        old.agent.kill_grace != new.agent.kill_grace,
+    );
     check("workspace_root", old.workspace_root != new.workspace_root);
     check("subscribe_mode", old.subscribe_mode != new.subscribe_mode);
     check("breaker", old.breaker != new.breaker);
@@ -169,7 +189,7 @@ mod tests {
             .concat(),
             "",
         );
-        let plan = plan(&old, &new);
+        let plan = plan(&old, &new, &old);
         assert_eq!(names(&plan.start), ["new"]);
         let mut stopped = plan.stop.clone();
         stopped.sort();
@@ -190,7 +210,7 @@ mod tests {
             ),
             "",
         );
-        let plan = plan(&old, &new);
+        let plan = plan(&old, &new, &old);
         assert_eq!(names(&plan.update), ["a"]);
         assert!(plan.reconnect.is_empty());
         assert_eq!(plan.preflight, ["a"]);
@@ -203,13 +223,14 @@ mod tests {
             &cluster("a", 1, ""),
             "[health]\nlisten = \"127.0.0.1:9999\"\n[queue]\nglobal_queue_size = 5000",
         );
-        let plan = plan(&old, &new);
+        let plan = plan(&old, &new, &old);
         assert_eq!(plan.needs_restart, ["health", "queue"]);
     }
 
     #[test]
     fn identical_files_plan_nothing() {
         let text = cluster("a", 1, "");
-        assert!(plan(&config(&text, ""), &config(&text, "")).is_empty());
+        let config = config(&text, "");
+        assert!(plan(&config, &config, &config).is_empty());
     }
 }

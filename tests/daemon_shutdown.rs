@@ -148,6 +148,20 @@ fn sigterm_stops_agents_closes_sessions_and_keeps_queued_faults_for_the_next_sta
     });
     assert!(done, "{:#?}", published.pipeline);
     assert!(!workspace.join("pending.jsonl").exists());
+    let resumed: Vec<_> = std::fs::read_dir(&workspace)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p != &incident_dir)
+        .collect();
+    assert_eq!(resumed.len(), 2, "{resumed:?}");
+    for dir in resumed {
+        let permissions =
+            std::fs::read_to_string(dir.join("incident_cluster_permissions.json")).unwrap();
+        assert!(
+            permissions.contains("minimum_met"),
+            "resumed faults wait for the preflight:\n{permissions}"
+        );
+    }
     assert!(workspace.join("pending.jsonl.resumed").exists());
     running.stop().unwrap();
 }

@@ -172,7 +172,7 @@ pub struct BreakerConfig {
     /// Failures in a row that open one cluster's breaker.
     pub failure_threshold: u32,
     pub cooldown: Duration,
-    /// Failures in a row, across all clusters, that pause every agent.
+    /// Failures in a row, across all clusters, that raise the system-degraded alert.
     pub global_failure_threshold: u32,
 }
 

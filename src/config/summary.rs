@@ -158,7 +158,7 @@ fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
     } else {
         match &mcp.ca_file {
             Some(ca) => format!("yes, verified against {}", ca.display()),
-            None => "yes, verified against the system roots".to_string(),
+            None => "yes, verified against the built-in Mozilla roots (webpki-roots)".to_string(),
         }
     };
     row(out, i, "tls", tls);

@@ -243,7 +243,7 @@ fn render_connections(out: &mut Exposition, clusters: &ClusterRows, now: SystemT
     let per_connection: [(&str, &str, ConnectionField); 4] = [
         (
             "nightcrier_reconnects_total",
-            "Sessions re-established after a failure.",
+            "Reconnect attempts after a failure.",
             |h| h.reconnects,
         ),
         (
@@ -356,7 +356,7 @@ fn render_slack_and_config(out: &mut Exposition, published: &Published) {
     out.family(
         "nightcrier_slack_deliveries_total",
         "counter",
-        "Slack notification attempts by outcome.",
+        "Slack messages delivered or given up, and attempts retried, by outcome.",
     );
     for (outcome, count) in [
         ("delivered", pipeline.slack.delivered),

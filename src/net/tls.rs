@@ -25,12 +25,12 @@ impl fmt::Display for TlsSetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TlsSetupError::CaFile { path, detail } => {
-                write!(f, "tls: ca_file {}: {detail}", path.display())
+                write!(f, "ca_file {}: {detail}", path.display())
             }
             TlsSetupError::ServerName(host) => {
-                write!(f, "tls: {host:?} is not a valid server name")
+                write!(f, "{host:?} is not a valid server name")
             }
-            TlsSetupError::Rustls(detail) => write!(f, "tls: {detail}"),
+            TlsSetupError::Rustls(detail) => f.write_str(detail),
         }
     }
 }

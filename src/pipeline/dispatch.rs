@@ -23,9 +23,11 @@ impl TriagePipeline {
             let now = ctx.now;
             let clusters = &mut self.clusters;
             let names = &self.shard_names;
+            let waiting = &self.preflight_waiting;
             let next = self.queue.pop_fair(|shard| {
                 names
                     .get(shard)
+                    .filter(|name| !waiting.contains(*name))
                     .and_then(|name| clusters.get_mut(name))
                     .is_some_and(|slot| slot.breaker.allow(now))
             });
@@ -74,6 +76,7 @@ impl TriagePipeline {
                 );
                 slot.counters.agents_failed += 1;
                 slot.breaker.on_failure(ctx.now);
+                self.note_failure(ctx);
                 return;
             }
         };

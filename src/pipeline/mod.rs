@@ -7,7 +7,7 @@ mod dispatch;
 mod intake;
 pub mod pending;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -91,7 +91,8 @@ pub struct TriagePipeline {
     /// Agent timeouts (few: at most `max_concurrent_agents`).
     deadlines: Vec<(Instant, AgentId)>,
     preflight: Option<PreflightWorker>,
-    preflight_pending: usize,
+    /// Clusters whose preflight is running: their agents wait for the permission record.
+    preflight_waiting: HashSet<String>,
     slack: Option<SlackNotifier>,
     agent_duration: DurationHistogram,
     /// Agent failures in a row across all clusters, for the system-degraded alert.
@@ -110,6 +111,25 @@ impl TriagePipeline {
         clusters: &[Arc<ClusterConfig>],
         slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
     ) -> Result<TriagePipeline, String> {
+        // Agents must not inherit the daemon's secrets: every NIGHTCRIER_* variable and any
+        // variable holding an API key or the webhook URL (api_key_env / webhook_url_env).
+        let mut secrets: Vec<String> = clusters
+            .iter()
+            .filter_map(|c| c.mcp.api_key.as_ref().map(|k| k.expose().to_owned()))
+            .collect();
+        if let Some((url, ..)) = &slack {
+            secrets.push(url.expose().to_owned());
+        }
+        let hidden: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
+            .filter(|(name, value)| {
+                name.starts_with("NIGHTCRIER_")
+                    || value
+                        .to_str()
+                        .is_some_and(|v| !v.is_empty() && secrets.iter().any(|s| s == v))
+            })
+            .map(|(name, _)| name)
+            .collect();
         let slack = match slack {
             Some((url, ca_file, attempts, timeout)) => {
                 let policy = RetryPolicy {
@@ -120,11 +140,6 @@ impl TriagePipeline {
             }
             None => None,
         };
-        // Agents must not inherit the daemon's secrets (webhook URL, API keys by variable).
-        let hidden: Vec<String> = std::env::vars_os()
-            .filter_map(|(name, _)| name.into_string().ok())
-            .filter(|name| name.starts_with("NIGHTCRIER_"))
-            .collect();
         let mut pipeline = TriagePipeline {
             queue: ShardedQueue::new(
                 settings.cluster_queue_size,
@@ -138,7 +153,7 @@ impl TriagePipeline {
             shard_names: Vec::new(),
             deadlines: Vec::new(),
             preflight: None,
-            preflight_pending: 0,
+            preflight_waiting: HashSet::new(),
             slack,
             agent_duration: DurationHistogram::default(),
             consecutive_failures: 0,
@@ -214,7 +229,7 @@ impl TriagePipeline {
                 kubectl: PathBuf::from(&self.settings.preflight.kubectl),
                 timeout: self.settings.preflight.timeout,
             });
-            self.preflight_pending += 1;
+            self.preflight_waiting.insert(config.name.clone());
         }
     }
 }
@@ -295,7 +310,7 @@ impl Stage for TriagePipeline {
         };
         let results: Vec<ClusterPermissions> = worker.results().collect();
         for permissions in results {
-            self.preflight_pending = self.preflight_pending.saturating_sub(1);
+            self.preflight_waiting.remove(&permissions.cluster);
             let Some(slot) = self.clusters.get_mut(&permissions.cluster) else {
                 continue;
             };

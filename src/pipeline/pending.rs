@@ -113,6 +113,14 @@ impl TriagePipeline {
                 );
                 continue;
             };
+            if !slot.config.triage_ready() {
+                log::info!(
+                    "cluster={} triage_skipped fault={} (pending from the last run; triage is now off)",
+                    entry.cluster,
+                    entry.fault.fault_id
+                );
+                continue;
+            }
             let received_at = SystemTime::UNIX_EPOCH
                 + Duration::try_from_secs_f64(entry.received_at_unix).unwrap_or_default();
             let event = ClusterEvent {
