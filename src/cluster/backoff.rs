@@ -67,6 +67,19 @@ impl Backoff {
         delay.max(self.floor)
     }
 
+    /// The maximum delay, jittered like the others: for errors a quick retry cannot fix.
+    /// Counts as an attempt.
+    pub fn max_delay(&mut self) -> Duration {
+        let jitter = self.jitter();
+        let spread = 2.0 * self.rng.next_unit() - 1.0;
+        let max_secs = self.policy.max.as_secs_f64();
+        let jittered = (max_secs * (1.0 + jitter * spread)).max(0.0);
+        self.attempts = self.attempts.saturating_add(1);
+        Duration::try_from_secs_f64(jittered)
+            .unwrap_or(self.policy.max)
+            .max(self.floor)
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -155,6 +168,25 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn max_delay_is_jittered_around_the_cap() {
+        let mut b = Backoff::new(BackoffPolicy::default(), 7);
+        let delays: Vec<f64> = (0..200).map(|_| b.max_delay().as_secs_f64()).collect();
+        assert!(
+            delays.iter().all(|d| (54.0..=66.0).contains(d)),
+            "{delays:?}"
+        );
+        let distinct = delays
+            .iter()
+            .filter(|d| (*d - delays[0]).abs() > 0.1)
+            .count();
+        assert!(
+            distinct > 0,
+            "clusters with permanent errors must not retry in lock-step"
+        );
+        assert_eq!(b.attempts(), 200);
     }
 
     #[test]

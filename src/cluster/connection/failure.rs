@@ -42,8 +42,7 @@ impl ClusterConnection {
         }
         let delay = if permanent {
             // Retrying soon cannot help; still retry, since the server may be upgraded.
-            let _ = self.backoff.next_delay();
-            ctx.settings.backoff.max
+            self.backoff.max_delay()
         } else {
             self.backoff.next_delay()
         };
