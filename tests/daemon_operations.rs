@@ -124,6 +124,87 @@ fn python_parses(text: &str) {
     );
 }
 
+fn spawn_daemon(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then the exit within the time bound; returns the daemon's log.
+fn stop_daemon(mut daemon: Child, log: &Path) -> String {
+    signal(&daemon, libc::SIGTERM);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(daemon.wait());
+    });
+    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    log
+}
+
+#[test]
+fn degraded_subscription_shows_in_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimOptions {
+        clusters: 2,
+        rate_per_sec: 0.0,
+        behaviours: vec![(1, Behaviour::SubscriptionError)],
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let [good, troubled] = [0, 1].map(|i| &sim.clusters()[i]);
+    let port = free_port();
+    let config = dir.path().join("nightcrier.toml");
+    write_config(&config, port, &[(good, ""), (troubled, "")], "");
+    let daemon = spawn_daemon(&config, &dir.path().join("daemon.log"));
+    let body = poll(
+        port,
+        "/health/clusters",
+        "a degraded cluster",
+        |status, body| status == 200 && body.contains("\"degraded\":true"),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let find = |name: &str| {
+        doc["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find(troubled.name())["degraded"], true);
+    assert_eq!(find(good.name())["degraded"], false);
+    assert_eq!(
+        get(port, "/readyz").unwrap().0,
+        200,
+        "degraded is still ready"
+    );
+    let metrics = poll(port, "/metrics", "degraded gauge", |_, body| {
+        metric(
+            body,
+            "nightcrier_connection_degraded",
+            Some(troubled.name()),
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        metric(
+            &metrics,
+            "nightcrier_connection_degraded",
+            Some(good.name())
+        ),
+        Some(0.0)
+    );
+    stop_daemon(daemon, &dir.path().join("daemon.log"));
+}
+
 #[test]
 fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,15 +224,7 @@ fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
         &[(a, "labels = { team = \"a\" }"), (b, ""), (bad, "")],
         "",
     );
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let daemon = spawn_daemon(&config, &dir.path().join("daemon.log"));
 
     // Ready: every cluster tried, at least one active (the garbage one failed).
     poll(port, "/readyz", "ready", |status, _| status == 200);
@@ -270,14 +343,7 @@ fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
     );
     assert_eq!(a.stats().sessions_created, 1);
 
-    signal(&daemon, libc::SIGTERM);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(daemon.wait());
-    });
-    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
-    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
-    assert!(status.success(), "{status:?}\n{log}");
+    let log = stop_daemon(daemon, &dir.path().join("daemon.log"));
     assert!(log.contains("reload refused"), "{log}");
     assert!(!log.contains("rotated"), "secrets stay out of the log");
 }
