@@ -92,7 +92,6 @@ pub trait Stage: EventSink {
 }
 
 impl Stage for Sender<ClusterEvent> {}
-impl Stage for Vec<ClusterEvent> {}
 
 /// Asks the loop to do something from another thread.
 #[derive(Debug)]
@@ -223,15 +222,6 @@ impl<S: Stage> EventLoop<S> {
             commands: self.command_sender.clone(),
             waker: self.waker.clone(),
         }
-    }
-
-    /// For side threads the stage starts (they wake the loop when they have results).
-    pub fn waker(&self) -> Arc<Waker> {
-        self.waker.clone()
-    }
-
-    pub fn manager(&self) -> &Manager {
-        &self.manager
     }
 
     pub fn stage(&self) -> &S {

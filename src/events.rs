@@ -163,11 +163,6 @@ impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {
     }
 }
 
-impl EventSink for Vec<ClusterEvent> {
-    fn deliver(&mut self, event: ClusterEvent, _now: std::time::Instant) {
-        self.push(event);
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -199,10 +199,6 @@ impl TriagePipeline {
         );
     }
 
-    pub fn permissions(&self, cluster: &str) -> Option<&ClusterPermissions> {
-        self.clusters.get(cluster)?.permissions.as_ref()
-    }
-
     pub fn counters(&self, cluster: &str) -> Option<&ClusterCounters> {
         self.clusters.get(cluster).map(|s| &s.counters)
     }

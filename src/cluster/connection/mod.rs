@@ -275,9 +275,6 @@ impl ClusterConnection {
     pub fn status(&self) -> ConnectionStatus {
         self.status
     }
-    pub fn key(&self) -> SlotKey {
-        self.key
-    }
     pub fn is_closed(&self) -> bool {
         self.closed
     }
