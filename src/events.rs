@@ -163,7 +163,6 @@ impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

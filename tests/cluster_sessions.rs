@@ -90,11 +90,7 @@ fn handshake_follows_protocol_order_with_both_reply_formats() {
 
 #[test]
 fn killed_server_is_reconnected_and_resubscribed_while_others_flow() {
-    let sim = sim(SimOptions {
-        clusters: 3,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    });
+    let sim = quiet_sim(3);
     let running = start_loop(&config_for(&sim, ""));
     running.wait_all_active(3);
     let victim = &sim.clusters()[0];
@@ -130,11 +126,7 @@ fn killed_server_is_reconnected_and_resubscribed_while_others_flow() {
 
 #[test]
 fn expired_session_reinitializes() {
-    let sim = sim(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    });
+    let sim = quiet_sim(1);
     let running = start_loop(&config_for(&sim, ""));
     let cluster = &sim.clusters()[0];
     running.wait_status(cluster.name(), ConnectionStatus::Active);
@@ -159,11 +151,7 @@ fn expired_session_reinitializes() {
 
 #[test]
 fn dropped_stream_is_reopened_on_the_same_session() {
-    let sim = sim(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    });
+    let sim = quiet_sim(1);
     let running = start_loop(&config_for(&sim, ""));
     let cluster = &sim.clusters()[0];
     running.wait_status(cluster.name(), ConnectionStatus::Active);
@@ -187,11 +175,7 @@ fn dropped_stream_is_reopened_on_the_same_session() {
 
 #[test]
 fn stalled_server_hits_the_read_timeout_and_recovers() {
-    let sim = sim(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    });
+    let sim = quiet_sim(1);
     let mut text = String::from(
         "[reconnect]\ninitial = \"50ms\"\nmax = \"200ms\"\n[connection]\nread_timeout = \"300ms\"\nping_interval = \"100ms\"\n",
     );
@@ -342,11 +326,7 @@ fn api_key_is_sent_as_bearer_token_and_a_wrong_key_fails() {
 
 #[test]
 fn shutdown_deletes_every_session() {
-    let sim = sim(SimOptions {
-        clusters: 4,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    });
+    let sim = quiet_sim(4);
     let running = start_loop(&config_for(&sim, ""));
     running.wait_all_active(4);
     running.stop().unwrap();

@@ -13,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::peers::peer_python;
 use common::*;
 use nightcrier::sim::{Behaviour, SimCluster, SimOptions, Simulator};
 
@@ -102,26 +101,8 @@ fn signal(child: &Child, signal: libc::c_int) {
 }
 
 fn python_parses(text: &str) {
-    let script = common::peers::repo_root().join("tests/peers/parse_metrics.py");
-    let mut parser = Command::new(peer_python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    parser
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = parser.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "prometheus_client refused /metrics: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (ok, _, stderr) = common::peers::parse_metrics_with_python(text);
+    assert!(ok, "prometheus_client refused /metrics: {stderr}");
 }
 
 fn spawn_daemon(config: &Path, log: &Path) -> Child {

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use common::exec::{executable, mkfifo};
 use common::peers::repo_root;
 use common::*;
-use nightcrier::sim::{SimOptions, Simulator};
+use nightcrier::sim::Simulator;
 
 /// Blocks (bounded) until a writer has written a line to the FIFO.
 fn wait_fifo(path: &Path) -> String {
@@ -46,12 +46,7 @@ fn config_text(dir: &Path, sim: &Simulator, agent: &Path) -> String {
 #[test]
 fn sigterm_stops_agents_closes_sessions_and_keeps_queued_faults_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    })
-    .unwrap();
+    let sim = quiet_sim(1);
     let cluster = &sim.clusters()[0];
     let fifo = dir.path().join("started");
     mkfifo(&fifo);

@@ -1,12 +1,12 @@
 //! `/metrics` output: exact lines for a snapshot with known counters, a strict checker of the
 //! text exposition format 0.0.4, and the `prometheus_client` parser as a second opinion.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::peers::parse_metrics_with_python;
 use nightcrier::cluster::manager::HealthSummary;
 use nightcrier::cluster::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
 use nightcrier::health::board::Published;
@@ -297,58 +297,17 @@ fn strict_check_refuses_broken_exposition() {
 
 #[test]
 fn prometheus_client_parses_the_output() {
-    let python = env!("CARGO_MANIFEST_DIR").to_string() + "/.peers/venv/bin/python";
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "{python} not found: run scripts/install-peers.sh"
-    );
-    let script = env!("CARGO_MANIFEST_DIR").to_string() + "/tests/peers/parse_metrics.py";
     let text = render(&snapshot());
     let declared = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
 
-    let (ok, stdout, stderr) = run_with_stdin(&python, &script, &text);
+    let (ok, stdout, stderr) = parse_metrics_with_python(&text);
     assert!(ok, "prometheus_client refused the output: {stderr}\n{text}");
     assert_eq!(stdout.trim(), declared.to_string(), "{stderr}");
 
     // The script fails on what it should refuse, so the pass above means something.
-    let (ok, _, stderr) = run_with_stdin(&python, &script, "nightcrier_x 1\n");
+    let (ok, _, stderr) = parse_metrics_with_python("nightcrier_x 1\n");
     assert!(!ok, "untyped sample accepted");
     assert!(stderr.contains("without a declared family"), "{stderr}");
-}
-
-/// Runs `python script` with `input` on stdin; kills it by its PID if it takes too long.
-fn run_with_stdin(python: &str, script: &str, input: &str) -> (bool, String, String) {
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done_tx.send(child.wait_with_output());
-    });
-    let output = match done.recv_timeout(Duration::from_secs(60)) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            // SAFETY: kill(2) on our own child, not reaped yet (its waiter has not returned).
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            panic!("parse_metrics.py did not finish within 60 s");
-        }
-    };
-    writer.join().unwrap().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 // ---- strict checker of the text exposition format 0.0.4 --------------------------------

@@ -186,12 +186,7 @@ fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
 #[test]
 fn failing_agents_open_the_breaker_and_faults_are_counted_not_run() {
     let triage = Triage::new();
-    let sim = Simulator::start(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    })
-    .unwrap();
+    let sim = quiet_sim(1);
     let cluster = &sim.clusters()[0];
     let mut text = triage
         .globals(
@@ -267,12 +262,7 @@ fn single_cluster_mode_triages_with_the_top_level_kubeconfig() {
 #[test]
 fn hung_agent_is_killed_at_its_timeout() {
     let triage = Triage::new();
-    let sim = Simulator::start(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    })
-    .unwrap();
+    let sim = quiet_sim(1);
     let cluster = &sim.clusters()[0];
     let mut text = triage.globals(&agent(triage.dir.path(), "hang"), "");
     text = text.replace("timeout = \"20s\"", "timeout = \"1s\"");
@@ -299,12 +289,7 @@ fn hung_agent_is_killed_at_its_timeout() {
 fn slack_message_survives_a_429_and_a_500() {
     let triage = Triage::new();
     let receiver = WebhookReceiver::start(vec![(429, Some("1")), (500, None)]);
-    let sim = Simulator::start(SimOptions {
-        clusters: 1,
-        rate_per_sec: 0.0,
-        ..SimOptions::default()
-    })
-    .unwrap();
+    let sim = quiet_sim(1);
     let cluster = &sim.clusters()[0];
     let slack = format!(
         "[slack]\nwebhook_url = {:?}\nca_file = {:?}\n",

@@ -13,7 +13,7 @@ use nightcrier::config::{self, Config, FlagOverrides};
 use nightcrier::event_loop::{EventLoop, LoopHandle, SignalSet, Stage};
 use nightcrier::events::ClusterEvent;
 use nightcrier::health::board::HealthBoard;
-use nightcrier::sim::{SimCluster, Simulator};
+use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 
 pub mod exec;
 pub mod peers;
@@ -22,6 +22,16 @@ pub mod webhook;
 pub use tls::tls_material;
 
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A simulator whose clusters send faults only on demand (`emit_fault`).
+pub fn quiet_sim(clusters: usize) -> Simulator {
+    Simulator::start(SimOptions {
+        clusters,
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    })
+    .expect("simulator starts")
+}
 
 /// Fast timings so failure paths finish in well under a second.
 pub const FAST_TIMINGS: &str = r#"

@@ -2,7 +2,7 @@
 //! kubernetes-mcp-server, and the upstream kubernetes-mcp-server binary. Each peer is started
 //! here and stopped by its own PID when dropped.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -190,4 +190,40 @@ pub fn start_upstream(kubeconfig: &Path, tls: Option<(&Path, &Path)>) -> Peer {
         std::thread::sleep(Duration::from_millis(10));
     }
     peer
+}
+
+/// Parses Prometheus text with `prometheus_client` (tests/peers/parse_metrics.py); returns
+/// (accepted, stdout, stderr). Kills the parser by its PID if it takes too long.
+pub fn parse_metrics_with_python(input: &str) -> (bool, String, String) {
+    let mut child = Command::new(peer_python())
+        .arg(repo_root().join("tests/peers/parse_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not reaped yet (its waiter has not returned).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            panic!("parse_metrics.py did not finish within 60 s");
+        }
+    };
+    writer.join().unwrap().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
