@@ -168,6 +168,11 @@ impl AgentExecutor {
         self
     }
 
+    /// Replaces the hidden variables (after a reload changed the secrets).
+    pub fn set_hidden_env(&mut self, names: Vec<String>) {
+        self.hidden_env = names;
+    }
+
     /// Starts `script --workspace DIR --kubeconfig FILE --model M --agent CLI
     /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own process
     /// group, in the workspace, with `INCIDENT_ID`, `CLUSTER_NAME` and `KUBECONFIG` set.

@@ -103,6 +103,8 @@ pub struct TriagePipeline {
     reload_ok: bool,
     reload_at: SystemTime,
     reload_failures: u64,
+    /// The webhook URL, kept to hide it from agents again after a reload.
+    webhook: Option<String>,
 }
 
 impl TriagePipeline {
@@ -111,25 +113,12 @@ impl TriagePipeline {
         clusters: &[Arc<ClusterConfig>],
         slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
     ) -> Result<TriagePipeline, String> {
-        // Agents must not inherit the daemon's secrets: every NIGHTCRIER_* variable and any
-        // variable holding an API key or the webhook URL (api_key_env / webhook_url_env).
-        let mut secrets: Vec<String> = clusters
-            .iter()
-            .filter_map(|c| c.mcp.api_key.as_ref().map(|k| k.expose().to_owned()))
-            .collect();
-        if let Some((url, ..)) = &slack {
-            secrets.push(url.expose().to_owned());
-        }
-        let hidden: Vec<String> = std::env::vars_os()
-            .filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
-            .filter(|(name, value)| {
-                name.starts_with("NIGHTCRIER_")
-                    || value
-                        .to_str()
-                        .is_some_and(|v| !v.is_empty() && secrets.iter().any(|s| s == v))
-            })
-            .map(|(name, _)| name)
-            .collect();
+        let webhook = slack.as_ref().map(|(url, ..)| url.expose().to_owned());
+        let hidden = hidden_env(
+            std::env::vars_os(),
+            clusters.iter().map(|c| c.as_ref()),
+            webhook.as_deref(),
+        );
         let slack = match slack {
             Some((url, ca_file, attempts, timeout)) => {
                 let policy = RetryPolicy {
@@ -163,10 +152,12 @@ impl TriagePipeline {
             reload_ok: true,
             reload_at: SystemTime::now(),
             reload_failures: 0,
+            webhook: None,
         };
         for config in clusters {
             pipeline.add_cluster(config.clone());
         }
+        pipeline.webhook = webhook;
         Ok(pipeline)
     }
 
@@ -406,6 +397,13 @@ impl Stage for TriagePipeline {
             );
         }
         self.submit_preflights(Some(&plan.preflight));
+        // New API keys are hidden from agents at once.
+        let hidden = hidden_env(
+            std::env::vars_os(),
+            config.clusters.iter(),
+            self.webhook.as_deref(),
+        );
+        self.executor.set_hidden_env(hidden);
         self.reload_ok = true;
         self.reload_at = SystemTime::now();
     }
@@ -422,5 +420,56 @@ impl Stage for TriagePipeline {
             self.executor.kill_all();
         }
         self.reap(ctx);
+    }
+}
+
+/// Environment variables agents must not inherit: every `NIGHTCRIER_*` variable, and any
+/// variable holding an API key or the webhook URL (`api_key_env` / `webhook_url_env`, under
+/// whatever name).
+fn hidden_env<'a>(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    clusters: impl Iterator<Item = &'a ClusterConfig>,
+    webhook: Option<&str>,
+) -> Vec<String> {
+    let mut secrets: Vec<String> = clusters
+        .filter_map(|c| c.mcp.api_key.as_ref().map(|k| k.expose().to_owned()))
+        .collect();
+    secrets.extend(webhook.map(str::to_owned));
+    vars.filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
+        .filter(|(name, value)| {
+            name.starts_with("NIGHTCRIER_")
+                || value
+                    .to_str()
+                    .is_some_and(|v| !v.is_empty() && secrets.iter().any(|s| s == v))
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, Secret};
+
+    #[test]
+    fn agents_never_see_api_keys_webhook_or_nightcrier_variables() {
+        let mut cluster =
+            ClusterConfig::new("a", Endpoint::parse("http://127.0.0.1:1/mcp").unwrap());
+        cluster.mcp.api_key = Some(Secret::new("key-123"));
+        let vars = [
+            ("MY_MCP_KEY", "key-123"),
+            ("HOOK", "https://hooks.example/services/T/B/X"),
+            ("NIGHTCRIER_ANYTHING", "x"),
+            ("PATH", "/usr/bin"),
+            ("EMPTY", ""),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let mut hidden = hidden_env(
+            vars.into_iter(),
+            std::iter::once(&cluster),
+            Some("https://hooks.example/services/T/B/X"),
+        );
+        hidden.sort();
+        assert_eq!(hidden, ["HOOK", "MY_MCP_KEY", "NIGHTCRIER_ANYTHING"]);
     }
 }
