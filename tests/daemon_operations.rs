@@ -281,6 +281,15 @@ fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
         metric(&metrics, "nightcrier_config_reload_failures_total", None),
         Some(0.0)
     );
+    assert_eq!(
+        metric(&metrics, "nightcrier_faults_received_total", Some(b.name())),
+        None,
+        "a removed cluster's series leave /metrics"
+    );
+    assert_eq!(
+        metric(&metrics, "nightcrier_faults_received_total", Some(c.name())),
+        Some(0.0)
+    );
 
     // A bad file changes nothing.
     std::fs::write(

@@ -387,14 +387,23 @@ impl Stage for TriagePipeline {
             self.add_cluster(cluster.clone());
         }
         for name in &plan.stop {
-            // Its queued faults stay and run; no new ones can arrive.
-            log::info!(
-                "cluster={name} removed: {} queued faults still run",
-                self.clusters
-                    .get(name)
-                    .map(|s| self.queue.shard_len(s.shard))
-                    .unwrap_or(0)
-            );
+            let Some(shard) = self.clusters.get(name).map(|s| s.shard) else {
+                continue;
+            };
+            let queued = self.queue.shard_len(shard);
+            if queued == 0 && self.executor.running_for(name) == 0 {
+                // Nothing left to finish: forget it, so its series leave /metrics too.
+                self.queue.remove_shard(shard);
+                self.clusters.remove(name);
+                self.preflight_waiting.remove(name);
+                log::info!("cluster={name} removed");
+            } else {
+                // Its queued faults and running agents finish; no new faults arrive.
+                log::info!(
+                    "cluster={name} removed: {queued} queued faults and {} running agents finish first",
+                    self.executor.running_for(name)
+                );
+            }
         }
         self.submit_preflights(Some(&plan.preflight));
         // New API keys are hidden from agents at once.

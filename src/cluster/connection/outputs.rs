@@ -89,7 +89,12 @@ impl ClusterConnection {
             (true, false) => "event stream resumed",
             (false, false) => "subscribed",
         };
-        self.degraded = false;
+        // A subscription error that arrived while this subscribe was in flight armed a
+        // resubscribe: the subscription just confirmed is the broken one, so it stays
+        // degraded until that resubscribe succeeds.
+        if self.timers[TimerKind::Resubscribe.slot()].is_none() {
+            self.degraded = false;
+        }
         if !resumed {
             self.stats.connected_since = Some(SystemTime::now());
         }
