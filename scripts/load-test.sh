@@ -20,7 +20,7 @@ rate=${2:-1}
 settle=${SETTLE_SECONDS:-8}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="${NIGHTCRIER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nightcrier}"
-[ -x "$bin" ] || (cd "$root" && cargo build --release --locked >&2)
+[ -x "$bin" ] || bash "$root/scripts/build-release.sh" >&2
 
 work=$(mktemp -d)
 pids=()

@@ -41,7 +41,7 @@ step "installing interop peers (scripts/install-peers.sh)"
 bash scripts/install-peers.sh >/dev/null
 
 # --- build ---------------------------------------------------------------------------
-step "building (cargo build --release --locked)"
-cargo build --release --locked
+step "building (scripts/build-release.sh)"
+bash scripts/build-release.sh
 
 step "done: ${CARGO_TARGET_DIR:-target}/release/nightcrier"

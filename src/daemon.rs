@@ -41,7 +41,7 @@ pub fn loop_options(config: &Config, signals: SignalSet) -> LoopOptions {
     LoopOptions {
         settings: ConnectionSettings::from_config(config),
         shutdown_timeout: config.shutdown_timeout,
-        publish_interval: config.health.publish_interval,
+        publish_interval: Some(config.health.publish_interval),
         signals,
         reloader: None,
     }
@@ -85,6 +85,9 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
         None
     };
     let mut options = loop_options(&config, SignalSet::All);
+    if !config.health.enabled {
+        options.publish_interval = None;
+    }
     options.reloader = Some(Reloader::new(
         config,
         Box::new(move || crate::config::load(&load)),

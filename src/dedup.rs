@@ -1,19 +1,41 @@
 //! Suppresses repeated faults: a (cluster, faultId) pair seen within the window is a
 //! duplicate. Memory is bounded by `max_entries`; past it the oldest keys are forgotten
 //! early (and counted), which can only let a duplicate through, never drop a new fault.
+//!
+//! Per key, memory is one shared heap allocation (the key text), one set slot and one
+//! queue slot. Keys are shared through `Arc<str>` rather than `Rc<str>` because the event
+//! loop that owns the pipeline is moved onto its own thread, so this type must be `Send`;
+//! both cost the same two counters, and the counts are never contended. Record times are
+//! nanoseconds since the first recorded `now`: exact (no rounding, so a key never expires
+//! early), and a `u64` beside an `Arc<str>` takes no more room than a `u32` would.
 
 use std::collections::{HashSet, VecDeque};
+use std::fmt::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Below this many slots the containers are never shrunk: small tables cost little and
+/// shrinking them would only churn allocations.
+const SHRINK_FLOOR: usize = 256;
 
 #[derive(Debug)]
 pub struct Deduplicator {
     window: Duration,
     max_entries: usize,
-    keys: HashSet<String>,
+    keys: HashSet<Arc<str>>,
     /// Every key in `keys`, oldest first, with the time it was recorded. The window is the
     /// same for every key, so insertion order is also expiry order.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<Recorded>,
+    /// The instant record times count from: the first `now` ever recorded.
+    origin: Option<Instant>,
     evicted: u64,
+}
+
+#[derive(Debug)]
+struct Recorded {
+    /// Nanoseconds since `origin` (saturating at about 584 years).
+    at: u64,
+    key: Arc<str>,
 }
 
 impl Deduplicator {
@@ -24,6 +46,7 @@ impl Deduplicator {
             max_entries: max_entries.max(1),
             keys: HashSet::new(),
             order: VecDeque::new(),
+            origin: None,
             evicted: 0,
         }
     }
@@ -34,40 +57,55 @@ impl Deduplicator {
         // Dropping expired keys first means every key still present is within its window.
         self.expire(now);
         let key = encode_key(cluster, fault_id);
-        if self.keys.contains(&key) {
+        if self.keys.contains(key.as_str()) {
             return false;
         }
         while self.keys.len() >= self.max_entries {
             match self.order.pop_front() {
-                Some((_, oldest)) => {
-                    self.keys.remove(&oldest);
+                Some(oldest) => {
+                    self.keys.remove(&*oldest.key);
                     self.evicted += 1;
                 }
                 None => break,
             }
         }
-        self.keys.insert(key.clone());
-        self.order.push_back((now, key));
+        let origin = *self.origin.get_or_insert(now);
+        let key: Arc<str> = Arc::from(key);
+        self.keys.insert(Arc::clone(&key));
+        self.order.push_back(Recorded {
+            at: nanos_since(origin, now),
+            key,
+        });
         true
     }
 
     /// Forgets every key recorded `window` or longer ago.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((recorded, _)) = self.order.front() {
-            if now.saturating_duration_since(*recorded) < self.window {
+        let Some(origin) = self.origin else {
+            return;
+        };
+        let now_at = nanos_since(origin, now);
+        let before = self.order.len();
+        while let Some(oldest) = self.order.front() {
+            if Duration::from_nanos(now_at.saturating_sub(oldest.at)) < self.window {
                 break;
             }
-            if let Some((_, key)) = self.order.pop_front() {
-                self.keys.remove(&key);
+            if let Some(oldest) = self.order.pop_front() {
+                self.keys.remove(&*oldest.key);
             }
+        }
+        if self.order.len() < before {
+            self.shrink_if_sparse();
         }
     }
 
     /// When the oldest key expires; `None` when empty (or the window is too long to
     /// express as an `Instant`, which means never).
     pub fn next_expiry(&self) -> Option<Instant> {
-        let (recorded, _) = self.order.front()?;
-        recorded.checked_add(self.window)
+        let oldest = self.order.front()?;
+        self.origin?
+            .checked_add(Duration::from_nanos(oldest.at))?
+            .checked_add(self.window)
     }
 
     pub fn len(&self) -> usize {
@@ -89,23 +127,49 @@ impl Deduplicator {
         // cluster whose name merely starts the same way.
         let prefix = encode_key(cluster, "");
         let keys = &mut self.keys;
-        self.order.retain(|(_, key)| {
-            if key.starts_with(&prefix) {
-                keys.remove(key);
+        self.order.retain(|recorded| {
+            if recorded.key.starts_with(&prefix) {
+                keys.remove(&*recorded.key);
                 false
             } else {
                 true
             }
         });
+        self.shrink_if_sparse();
     }
+
+    /// Gives memory back after a burst has expired. Shrinking to twice the live count
+    /// leaves room to grow again, and a table is only shrunk once it is three quarters
+    /// empty, so a steady load never shrinks and regrows in turn.
+    fn shrink_if_sparse(&mut self) {
+        let len = self.keys.len();
+        let target = (len * 2).max(SHRINK_FLOOR);
+        if self.keys.capacity() > SHRINK_FLOOR && len < self.keys.capacity() / 4 {
+            self.keys.shrink_to(target);
+        }
+        if self.order.capacity() > SHRINK_FLOOR && self.order.len() < self.order.capacity() / 4 {
+            self.order.shrink_to(target);
+        }
+    }
+
+    /// (set capacity, queue capacity), to check that memory is given back.
+    #[cfg(test)]
+    fn capacities(&self) -> (usize, usize) {
+        (self.keys.capacity(), self.order.capacity())
+    }
+}
+
+/// A time before `origin` counts as `origin`: a key then expires late, never early.
+fn nanos_since(origin: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `"<cluster byte length>:<cluster><fault id>"`: the length makes ("a", "bc") and
 /// ("ab", "c") different keys without reserving any character.
 fn encode_key(cluster: &str, fault_id: &str) -> String {
-    let mut key = String::with_capacity(cluster.len() + fault_id.len() + 8);
-    key.push_str(&cluster.len().to_string());
-    key.push(':');
+    let mut key = String::with_capacity(cluster.len() + fault_id.len() + 21);
+    // Writing to a String cannot fail.
+    let _ = write!(key, "{}:", cluster.len());
     key.push_str(cluster);
     key.push_str(fault_id);
     key
@@ -233,5 +297,126 @@ mod tests {
         assert!(dedup.check_and_record("prod", "f1", t0));
         assert!(!dedup.check_and_record("prod", "f1", t0));
         assert_eq!(dedup.len(), 1);
+    }
+
+    #[test]
+    fn key_is_duplicate_until_the_last_instant_of_its_window() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        dedup.check_and_record("prod", "warmup", t0);
+        let t = t0 + ms(1234) + Duration::from_nanos(567);
+        assert!(dedup.check_and_record("prod", "f1", t));
+        assert!(!dedup.check_and_record("prod", "f1", t + WINDOW - ms(1)));
+        assert!(!dedup.check_and_record("prod", "f1", t + WINDOW - Duration::from_nanos(1)));
+        assert!(dedup.check_and_record("prod", "f1", t + WINDOW));
+    }
+
+    #[test]
+    fn next_expiry_keeps_sub_millisecond_record_time() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        let t = t0 + Duration::from_micros(1500);
+        dedup.check_and_record("prod", "f1", t);
+        dedup.check_and_record("prod", "f2", t + ms(1));
+        assert_eq!(dedup.next_expiry(), Some(t + WINDOW));
+        dedup.expire(t + WINDOW);
+        assert_eq!(dedup.next_expiry(), Some(t + ms(1) + WINDOW));
+    }
+
+    #[test]
+    fn time_before_first_record_never_expires_a_key_early() {
+        let t0 = Instant::now() + WINDOW;
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        assert!(dedup.check_and_record("prod", "f1", t0));
+        // An earlier `now` is recorded as the first one, so it lives at least a window.
+        assert!(dedup.check_and_record("prod", "f2", t0 - ms(10)));
+        dedup.expire(t0 + WINDOW - ms(1));
+        assert_eq!(dedup.len(), 2);
+        dedup.expire(t0 + WINDOW);
+        assert!(dedup.is_empty());
+    }
+
+    #[test]
+    fn window_longer_than_instant_range_never_expires() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(Duration::MAX, 100);
+        assert!(dedup.check_and_record("prod", "f1", t0));
+        assert_eq!(dedup.next_expiry(), None);
+        assert!(!dedup.check_and_record("prod", "f1", t0 + Duration::from_secs(86_400 * 365)));
+    }
+
+    #[test]
+    fn zero_window_suppresses_nothing() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(Duration::ZERO, 100);
+        assert!(dedup.check_and_record("prod", "f1", t0));
+        assert!(dedup.check_and_record("prod", "f1", t0));
+        assert_eq!(dedup.len(), 1);
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_burst_expires() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100_000);
+        for i in 0..10_000u64 {
+            assert!(dedup.check_and_record("prod", &format!("burst-{i}"), t0 + ms(i)));
+        }
+        let (set_before, queue_before) = dedup.capacities();
+        assert!(set_before >= 10_000 && queue_before >= 10_000);
+        // All but the last 10 keys expire.
+        dedup.expire(t0 + WINDOW + ms(9_989));
+        assert_eq!(dedup.len(), 10);
+        let (set_after, queue_after) = dedup.capacities();
+        assert!(set_after <= 2 * SHRINK_FLOOR, "set capacity {set_after}");
+        assert!(
+            queue_after <= 2 * SHRINK_FLOOR,
+            "queue capacity {queue_after}"
+        );
+        // What is left is still remembered, in order.
+        assert!(!dedup.check_and_record("prod", "burst-9999", t0 + WINDOW + ms(9_989)));
+        assert_eq!(dedup.next_expiry(), Some(t0 + ms(9_990) + WINDOW));
+    }
+
+    #[test]
+    fn memory_is_given_back_after_forgetting_a_cluster() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100_000);
+        for i in 0..5_000u64 {
+            dedup.check_and_record("big", &format!("f{i}"), t0);
+        }
+        dedup.check_and_record("small", "f1", t0);
+        dedup.forget_cluster("big");
+        assert_eq!(dedup.len(), 1);
+        let (set_after, queue_after) = dedup.capacities();
+        assert!(set_after <= 2 * SHRINK_FLOOR, "set capacity {set_after}");
+        assert!(
+            queue_after <= 2 * SHRINK_FLOOR,
+            "queue capacity {queue_after}"
+        );
+        assert!(!dedup.check_and_record("small", "f1", t0));
+    }
+
+    #[test]
+    fn shrinking_leaves_room_to_grow_and_spares_fuller_containers() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100_000);
+        for i in 0..2_000u64 {
+            dedup.check_and_record("prod", &format!("f{i}"), t0 + ms(i));
+        }
+        let (_, queue_before) = dedup.capacities();
+        dedup.expire(t0 + WINDOW + ms(1_399));
+        assert_eq!(dedup.len(), 600);
+        let (set_after, queue_after) = dedup.capacities();
+        // The queue is still more than a quarter full, so it keeps its room.
+        assert!(600 * 4 > queue_before);
+        assert_eq!(queue_after, queue_before);
+        // Whatever shrinks keeps room for twice what is left.
+        assert!(set_after >= 1_200, "set capacity {set_after}");
+    }
+
+    #[test]
+    fn deduplicator_can_move_to_the_loop_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Deduplicator>();
     }
 }

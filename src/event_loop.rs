@@ -21,6 +21,7 @@ use crate::health::board::{HealthBoard, Published};
 use crate::metrics::counters::PipelineSnapshot;
 use crate::net::dns::{Answer, Resolver};
 use crate::net::tls::TlsConfigs;
+use crate::net::transport::ReadBuffers;
 use crate::reload::{self, ReloadPlan, Reloader};
 use crate::timer::TimerWheel;
 
@@ -51,7 +52,7 @@ pub struct StageContext<'a> {
     pub registry: &'a Registry,
     pub resolver: &'a Resolver,
     pub tls: &'a mut TlsConfigs,
-    pub inbound: &'a mut Vec<u8>,
+    pub inbound: &'a mut ReadBuffers,
     pub waker: &'a Arc<Waker>,
 }
 
@@ -135,8 +136,9 @@ pub struct LoopOptions {
     pub settings: ConnectionSettings,
     /// How long sessions and agents get to finish on shutdown.
     pub shutdown_timeout: Duration,
-    /// How often the health snapshot is refreshed even without status changes.
-    pub publish_interval: Duration,
+    /// How often the health snapshot is refreshed even without status changes; `None` when
+    /// nothing reads it (no health server), so none is built.
+    pub publish_interval: Option<Duration>,
     pub signals: SignalSet,
     /// Where SIGHUP reads the configuration again; `None` ignores SIGHUP.
     pub reloader: Option<Reloader>,
@@ -151,7 +153,7 @@ pub struct EventLoop<S: Stage> {
     resolver: Resolver,
     timers: TimerWheel<TimerKey>,
     tls: TlsConfigs,
-    inbound: Vec<u8>,
+    inbound: ReadBuffers,
     admission: ConnectAdmission,
     /// Sockets that had more to read than one read budget: served again, round-robin,
     /// before the loop sleeps.
@@ -207,7 +209,7 @@ impl<S: Stage> EventLoop<S> {
             resolver,
             timers: TimerWheel::new(Instant::now(), TIMER_TICK, TIMER_SLOTS),
             tls: TlsConfigs::new(),
-            inbound: Vec::with_capacity(16 * 1024),
+            inbound: ReadBuffers::with_capacity(16 * 1024),
             admission: ConnectAdmission::default(),
             backlog: Vec::new(),
             manager: Manager::new(),
@@ -245,21 +247,25 @@ impl<S: Stage> EventLoop<S> {
 
         loop {
             self.with_stage(now, |stage, ctx| stage.on_tick(ctx));
-            if changed || now >= next_publish {
-                self.publish(now, stopping.is_some());
-                next_publish = now + self.options.publish_interval;
-                changed = false;
+            if let Some(interval) = self.options.publish_interval {
+                if changed || now >= next_publish {
+                    self.publish(now, stopping.is_some());
+                    next_publish = now + interval;
+                    changed = false;
+                }
             }
             if let Some(stop) = stopping.as_mut() {
                 if self.advance_shutdown(stop, now) {
                     let (manager, mut ctx) = self.connection_parts(now);
                     manager.close_all(&mut ctx);
-                    self.publish(now, true);
+                    if self.options.publish_interval.is_some() {
+                        self.publish(now, true);
+                    }
                     return Ok(());
                 }
             }
 
-            let mut deadline = next_publish;
+            let mut deadline = self.options.publish_interval.map(|_| next_publish);
             for candidate in [
                 self.timers.next_deadline(),
                 self.admission.next_deadline(),
@@ -271,14 +277,15 @@ impl<S: Stage> EventLoop<S> {
             .into_iter()
             .flatten()
             {
-                deadline = deadline.min(candidate);
+                deadline = Some(deadline.map_or(candidate, |d| d.min(candidate)));
             }
+            // No deadline at all: only a socket, a signal or the waker can have work.
             let timeout = if self.backlog.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
             } else {
-                Duration::ZERO
+                Some(Duration::ZERO)
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
+            match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

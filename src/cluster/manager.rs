@@ -51,6 +51,9 @@ impl Manager {
 
     /// Starts every enabled cluster; admission orders and paces their first connects.
     pub fn start_all(&mut self, ctx: &mut ConnectionContext, clusters: &[Arc<ClusterConfig>]) {
+        // A connection is over a kilobyte inline: no doubling slack for a known count.
+        self.slots
+            .reserve_exact(clusters.iter().filter(|c| c.enabled).count());
         for config in clusters.iter().filter(|c| c.enabled) {
             self.add(ctx, config.clone());
         }

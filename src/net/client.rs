@@ -12,7 +12,7 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
 use super::http::{HttpError, ResponseEvent, ResponseParser};
-use super::transport::{self, ConnectProgress, ReadOutcome, Transport};
+use super::transport::{self, ConnectProgress, ReadBuffers, ReadOutcome, Transport};
 
 /// How far a readiness event moved the connection.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,11 +137,11 @@ impl HttpClient {
     }
 
     /// Handles a readiness event: finishes the connect, sends, then reads what is available
-    /// (up to the read budget) into `inbound` and parses it. Response events refer to
-    /// `inbound`, so they must be handled before the next call.
+    /// (up to the read budget) into `inbound.plaintext` and parses it. Response events refer
+    /// to `inbound.plaintext`, so they must be handled before the next call.
     pub fn on_ready(
         &mut self,
-        inbound: &mut Vec<u8>,
+        inbound: &mut ReadBuffers,
         events: &mut Vec<ResponseEvent>,
     ) -> Result<Progress, ClientError> {
         if self.connecting {
@@ -152,14 +152,14 @@ impl HttpClient {
             }
         }
         self.flush()?;
-        inbound.clear();
+        inbound.plaintext.clear();
         let was_handshaking = self.transport.is_handshaking();
         let outcome = self
             .transport
             .read(inbound)
             .map_err(|e| self.io_error(e, was_handshaking))?;
         self.parser
-            .feed(inbound, events)
+            .feed(&inbound.plaintext, events)
             .map_err(ClientError::Http)?;
         match outcome {
             ReadOutcome::More => Ok(Progress::Open { more: true }),

@@ -6,4 +6,5 @@ pub mod dns;
 pub mod http;
 pub mod sse;
 pub mod tls;
+pub mod tls_session;
 pub mod transport;

@@ -257,8 +257,7 @@ impl SseParser {
             self.id_buffer.clone_from(&self.last_event_id);
         }
         // Every data line ends in LF, so this is the joined data without the last LF.
-        let data = &self.data[..self.data.len().saturating_sub(1)];
-        if data.is_empty() {
+        if self.data.len() <= 1 {
             // No data, or one empty data line: an MCP priming event, not a message.
             self.data.clear();
             self.event_type.clear();
@@ -269,12 +268,14 @@ impl SseParser {
         } else {
             self.event_type.clone()
         };
+        // The event takes the buffer: no copy, and an idle stream holds no event-sized buffer.
+        let mut data = std::mem::take(&mut self.data);
+        data.pop();
         out.push(SseEvent {
             event,
-            data: data.to_owned(),
+            data,
             id: self.last_event_id.clone(),
         });
-        self.data.clear();
         self.event_type.clear();
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConfig;
+
+use super::tls_session::{TlsError, TlsSession};
 
 /// Stop reading one socket after this much so a fire-hose peer cannot starve the others; the
 /// caller processes what was read and calls again.
@@ -25,11 +27,32 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// The loop's receive buffers, lent to one connection at a time: decrypted bytes for the
+/// parsers, and TLS records on their way through rustls. Connections keep no receive buffer
+/// of their own.
+#[derive(Default)]
+pub struct ReadBuffers {
+    pub plaintext: Vec<u8>,
+    ciphertext: Vec<u8>,
+}
+
+impl ReadBuffers {
+    pub fn with_capacity(bytes: usize) -> Self {
+        ReadBuffers {
+            plaintext: Vec::with_capacity(bytes),
+            ciphertext: Vec::with_capacity(bytes),
+        }
+    }
+}
+
+/// Bytes asked of the socket per read call.
+const READ_CHUNK: usize = 16 * 1024;
+
 pub enum Transport {
     Plain(TcpStream),
     Tls {
         tcp: TcpStream,
-        tls: Box<ClientConnection>,
+        tls: Box<TlsSession>,
     },
 }
 
@@ -101,10 +124,9 @@ impl Transport {
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
     ) -> Result<Transport, rustls::Error> {
-        let tls = ClientConnection::new(config, name)?;
         Ok(Transport::Tls {
             tcp,
-            tls: Box::new(tls),
+            tls: Box::new(TlsSession::new(config, name)?),
         })
     }
 
@@ -121,17 +143,11 @@ impl Transport {
         }
     }
 
-    /// Appends the plaintext that is available to `inbound`.
-    pub fn read(&mut self, inbound: &mut Vec<u8>) -> io::Result<ReadOutcome> {
-        let start = inbound.len();
+    /// Appends the plaintext that is available to `buffers.plaintext`.
+    pub fn read(&mut self, buffers: &mut ReadBuffers) -> io::Result<ReadOutcome> {
         match self {
-            Transport::Plain(tcp) => read_plain(tcp, inbound, start),
-            Transport::Tls { tcp, tls } => {
-                let outcome = read_tls(tcp, tls, inbound, start)?;
-                // Handshake messages and alerts may need an answer.
-                flush_tls(tcp, tls)?;
-                Ok(outcome)
-            }
+            Transport::Plain(tcp) => read_plain(tcp, &mut buffers.plaintext),
+            Transport::Tls { tcp, tls } => read_tls(tcp, tls, buffers),
         }
     }
 
@@ -140,88 +156,119 @@ impl Transport {
     pub fn write(&mut self, outbound: &mut Vec<u8>) -> io::Result<bool> {
         match self {
             Transport::Plain(tcp) => {
-                let mut written = 0;
-                while written < outbound.len() {
-                    match tcp.write(&outbound[written..]) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => written += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                let written = write_some(tcp, outbound)?;
                 outbound.drain(..written);
                 Ok(outbound.is_empty())
             }
             Transport::Tls { tcp, tls } => {
-                // rustls holds plaintext written during the handshake until it completes.
-                if !outbound.is_empty() {
-                    let taken = tls.writer().write(outbound)?;
-                    outbound.drain(..taken);
-                }
+                // Plaintext waits in `outbound` until the handshake is done.
+                tls.send(outbound).map_err(tls_error)?;
                 flush_tls(tcp, tls)?;
-                Ok(outbound.is_empty() && !tls.wants_write())
+                Ok(outbound.is_empty() && tls.outgoing().is_empty())
             }
         }
     }
 }
 
-fn read_plain(tcp: &mut TcpStream, inbound: &mut Vec<u8>, start: usize) -> io::Result<ReadOutcome> {
-    let mut chunk = [0u8; 16 * 1024];
+/// Writes from the front of `bytes` until the socket would block; returns how much went.
+fn write_some(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match tcp.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Reads into the end of `into`, at most [`READ_CHUNK`] bytes in one call.
+fn read_chunk(tcp: &mut TcpStream, into: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let start = into.len();
+    into.resize(start + READ_CHUNK, 0);
+    let result = loop {
+        match tcp.read(&mut into[start..]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    match result {
+        Ok(n) => {
+            into.truncate(start + n);
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            into.truncate(start);
+            Ok(None)
+        }
+        Err(e) => {
+            into.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+fn read_plain(tcp: &mut TcpStream, inbound: &mut Vec<u8>) -> io::Result<ReadOutcome> {
+    let start = inbound.len();
     loop {
         if inbound.len() - start >= READ_BUDGET {
             return Ok(ReadOutcome::More);
         }
-        match tcp.read(&mut chunk) {
-            Ok(0) => return Ok(ReadOutcome::Closed),
-            Ok(n) => inbound.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match read_chunk(tcp, inbound)? {
+            Some(0) => return Ok(ReadOutcome::Closed),
+            Some(_) => {}
+            None => return Ok(ReadOutcome::Drained),
         }
     }
 }
 
 fn read_tls(
     tcp: &mut TcpStream,
-    tls: &mut ClientConnection,
-    inbound: &mut Vec<u8>,
-    start: usize,
+    tls: &mut TlsSession,
+    buffers: &mut ReadBuffers,
 ) -> io::Result<ReadOutcome> {
-    loop {
-        if inbound.len() - start >= READ_BUDGET {
-            return Ok(ReadOutcome::More);
+    let start = buffers.plaintext.len();
+    let outcome = loop {
+        if buffers.plaintext.len() - start >= READ_BUDGET {
+            break ReadOutcome::More;
         }
-        let eof = match tls.read_tls(tcp) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let state = tls
-            .process_new_packets()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let available = state.plaintext_bytes_to_read();
-        if available > 0 {
-            let old = inbound.len();
-            inbound.resize(old + available, 0);
-            tls.reader().read_exact(&mut inbound[old..])?;
+        tls.start_receive(&mut buffers.ciphertext);
+        let read = read_chunk(tcp, &mut buffers.ciphertext);
+        // Whatever happened, what was read so far (and what was held) goes through rustls,
+        // so a record is never lost between calls.
+        let processed = tls.receive(&mut buffers.ciphertext, &mut buffers.plaintext);
+        buffers.ciphertext.clear();
+        processed.map_err(tls_error)?;
+        // Handshake messages and alerts may need an answer.
+        flush_tls(tcp, tls)?;
+        if tls.peer_closed() {
+            break ReadOutcome::Closed;
         }
-        if eof || state.peer_has_closed() {
-            return Ok(ReadOutcome::Closed);
+        match read? {
+            Some(0) => break ReadOutcome::Closed,
+            Some(_) => {}
+            None => break ReadOutcome::Drained,
         }
+    };
+    if buffers.ciphertext.capacity() > 2 * READ_CHUNK + super::tls_session::MAX_UNPROCESSED {
+        buffers.ciphertext = Vec::new();
     }
+    Ok(outcome)
 }
 
-fn flush_tls(tcp: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
-    while tls.wants_write() {
-        match tls.write_tls(tcp) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+fn flush_tls(tcp: &mut TcpStream, tls: &mut TlsSession) -> io::Result<()> {
+    let outgoing = tls.outgoing();
+    if !outgoing.is_empty() {
+        let written = write_some(tcp, outgoing)?;
+        outgoing.drain(..written);
     }
+    tls.release_sent();
     Ok(())
+}
+
+fn tls_error(e: TlsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }

@@ -102,7 +102,7 @@ pub fn start_stage_loop<S: Stage + Send + 'static>(
 ) -> RunningLoop {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut options = nightcrier::daemon::loop_options(config, signals);
-    options.publish_interval = Duration::from_millis(200);
+    options.publish_interval = Some(Duration::from_millis(200));
     options.shutdown_timeout = options.shutdown_timeout.min(Duration::from_secs(10));
     let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
     let stage = make_stage(&clusters);

@@ -23,6 +23,7 @@ use crate::net::dns::Resolver;
 use crate::net::http::{write_request, ResponseEvent};
 use crate::net::sse::{SseEvent, SseParser};
 use crate::net::tls::{self, TlsConfigs};
+use crate::net::transport::ReadBuffers;
 use crate::timer::{TimerId, TimerWheel};
 
 mod connecting;
@@ -168,7 +169,7 @@ pub struct ConnectionContext<'a> {
     pub timers: &'a mut TimerWheel<TimerKey>,
     pub resolver: &'a Resolver,
     pub tls: &'a mut TlsConfigs,
-    pub inbound: &'a mut Vec<u8>,
+    pub inbound: &'a mut ReadBuffers,
     pub sink: &'a mut dyn EventSink,
     pub settings: &'a ConnectionSettings,
     pub admission: &'a mut ConnectAdmission,
@@ -350,7 +351,7 @@ impl ClusterConnection {
                 return false;
             }
         };
-        let inbound = std::mem::take(ctx.inbound);
+        let inbound = std::mem::take(&mut ctx.inbound.plaintext);
         let channels_before = (self.control.is_some(), self.stream.is_some());
         for event in events.drain(..) {
             match channel {
@@ -361,7 +362,7 @@ impl ClusterConnection {
                 break;
             }
         }
-        *ctx.inbound = inbound;
+        ctx.inbound.plaintext = inbound;
         if self.status == ConnectionStatus::Failed
             || channels_before != (self.control.is_some(), self.stream.is_some())
         {
