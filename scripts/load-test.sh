@@ -4,8 +4,10 @@
 #   scripts/load-test.sh [CLUSTERS] [RATE]
 #
 # Environment: SETTLE_SECONDS (default 8) how long faults flow before measuring;
+# HEALTH=on to run the health and metrics server too (on a free port of 127.0.0.1);
 # EXTRA_TOML, TOML text appended to the daemon's generated configuration;
-# NIGHTCRIER_BIN, the binary to measure (default: the release build).
+# NIGHTCRIER_BIN, the binary to measure (default: the release build of
+# scripts/build-release.sh, built or brought up to date first).
 #
 # Starts `nightcrier simulate` with CLUSTERS simulated kubernetes-mcp-servers on 127.0.0.1
 # (RATE faults per second per cluster once subscribed), runs the daemon against them until
@@ -19,8 +21,14 @@ clusters=${1:-100}
 rate=${2:-1}
 settle=${SETTLE_SECONDS:-8}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin="${NIGHTCRIER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nightcrier}"
-[ -x "$bin" ] || bash "$root/scripts/build-release.sh" >&2
+if [ -n "${NIGHTCRIER_BIN:-}" ]; then
+    bin=$NIGHTCRIER_BIN
+else
+    # The binary setup builds; `cargo build --release` or `cargo bench` may have replaced
+    # it with a dynamically linked one since, and this puts it back (only the link reruns).
+    bash "$root/scripts/build-release.sh" >&2
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/nightcrier"
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -69,7 +77,11 @@ measure() {
     local sim=$!
     pids+=("$sim")
     wait_for "$work/$tag.sim" '^ready' 1 60
-    printf '[health]\nenabled = false\n%b\n' "${EXTRA_TOML:-}" >> "$work/$tag.toml"
+    if [ "${HEALTH:-off}" = on ]; then
+        printf '[health]\nlisten = "127.0.0.1:0"\n%b\n' "${EXTRA_TOML:-}" >> "$work/$tag.toml"
+    else
+        printf '[health]\nenabled = false\n%b\n' "${EXTRA_TOML:-}" >> "$work/$tag.toml"
+    fi
     RUST_LOG=info "$bin" run --config "$work/$tag.toml" > "$work/$tag.log" 2>&1 &
     local daemon=$!
     pids+=("$daemon")

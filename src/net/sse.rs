@@ -227,6 +227,8 @@ impl SseParser {
         };
         match field {
             "data" => {
+                // Events take the buffer, so a new event starts empty: size it once.
+                self.data.reserve(value.len() + 1);
                 self.data.push_str(value);
                 self.data.push('\n');
             }

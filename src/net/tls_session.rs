@@ -227,8 +227,7 @@ fn append_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use rustls::{RootCertStore, ServerConfig, ServerConnection};
+    use rustls::ServerConnection;
     use std::io::{Read, Write};
 
     struct Peer {
@@ -238,33 +237,17 @@ mod tests {
         plaintext: Vec<u8>,
     }
 
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
+    fn peer() -> Peer {
+        peer_with(&[&rustls::version::TLS13, &rustls::version::TLS12])
     }
 
-    fn peer() -> Peer {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let cert_der = CertificateDer::from(cert.der().to_vec());
-        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let server_config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert_der.clone()], key_der)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(cert_der).unwrap();
-        let client_config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    /// A server offering only `versions`; the client offers the safe defaults.
+    fn peer_with(versions: &[&'static rustls::SupportedProtocolVersion]) -> Peer {
+        let (server_config, client_config) = crate::net::tls::test_pair(versions);
         let name = ServerName::try_from("localhost").unwrap();
         Peer {
-            server: ServerConnection::new(Arc::new(server_config)).unwrap(),
-            client: TlsSession::new(Arc::new(client_config), name).unwrap(),
+            server: ServerConnection::new(server_config).unwrap(),
+            client: TlsSession::new(client_config, name).unwrap(),
             received: Vec::new(),
             plaintext: Vec::new(),
         }
@@ -332,6 +315,22 @@ mod tests {
             // Several records of different sizes, including a full 16 KiB one.
             peer.server.writer().write_all(&body[..10]).unwrap();
             peer.server.writer().write_all(&body[10..]).unwrap();
+            peer.server_to_client(step).unwrap();
+            assert_eq!(peer.plaintext, body, "step {step}");
+        }
+    }
+
+    #[test]
+    fn tls12_servers_work_too() {
+        let body: Vec<u8> = (0..20_000u32).map(|i| (i % 13) as u8).collect();
+        for step in [1, 300, 1 << 20] {
+            let mut peer = peer_with(&[&rustls::version::TLS12]);
+            peer.handshake(step);
+            assert_eq!(
+                peer.client.conn.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_2)
+            );
+            peer.server.writer().write_all(&body).unwrap();
             peer.server_to_client(step).unwrap();
             assert_eq!(peer.plaintext, body, "step {step}");
         }

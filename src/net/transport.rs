@@ -272,3 +272,148 @@ fn flush_tls(tcp: &mut TcpStream, tls: &mut TlsSession) -> io::Result<()> {
 fn tls_error(e: TlsError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+    use std::time::Instant;
+
+    use mio::{Events, Interest, Poll, Token};
+
+    fn body() -> Vec<u8> {
+        (0..(1u32 << 20)).map(|i| (i % 241) as u8).collect()
+    }
+
+    /// Reads everything one connection sends until it closes, checking each read call
+    /// stays within the read budget.
+    fn read_all(mut transport: Transport) -> Vec<u8> {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.registry()
+            .register(
+                transport.tcp(),
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .unwrap();
+        let mut buffers = ReadBuffers::default();
+        let mut outbound = Vec::new();
+        let mut received = Vec::new();
+        let mut connected = false;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(Instant::now() < deadline, "got {} bytes", received.len());
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            if !connected {
+                match connect_progress(transport.tcp()).unwrap() {
+                    ConnectProgress::Connected => connected = true,
+                    ConnectProgress::Pending => continue,
+                }
+            }
+            transport.write(&mut outbound).unwrap();
+            loop {
+                buffers.plaintext.clear();
+                let outcome = transport.read(&mut buffers).unwrap();
+                assert!(buffers.plaintext.len() <= READ_BUDGET + READ_CHUNK);
+                received.extend_from_slice(&buffers.plaintext);
+                match outcome {
+                    ReadOutcome::More => {}
+                    ReadOutcome::Drained => break,
+                    ReadOutcome::Closed => return received,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_read_delivers_a_large_body_in_budgeted_reads() {
+        let (server_config, client_config) = crate::net::tls::test_pair(&[&rustls::version::TLS13]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let connection = rustls::ServerConnection::new(server_config).unwrap();
+            let mut stream = rustls::StreamOwned::new(connection, socket);
+            // Small writes too, so records of many sizes cross the wire.
+            let body = body();
+            stream.write_all(&body[..3]).unwrap();
+            stream.write_all(&body[3..100]).unwrap();
+            stream.write_all(&body[100..]).unwrap();
+            stream.conn.send_close_notify();
+            stream.flush().unwrap();
+        });
+        let name = ServerName::try_from("localhost").unwrap();
+        let tcp = connect(addr, Duration::from_secs(60)).unwrap();
+        let transport = Transport::tls(tcp, client_config, name).unwrap();
+        let received = read_all(transport);
+        server.join().unwrap();
+        assert_eq!(received.len(), body().len());
+        assert!(received == body());
+    }
+
+    #[test]
+    fn plain_read_delivers_a_large_body_in_budgeted_reads() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket.write_all(&body()).unwrap();
+        });
+        let tcp = connect(addr, Duration::from_secs(60)).unwrap();
+        let received = read_all(Transport::plain(tcp));
+        server.join().unwrap();
+        assert!(received == body());
+    }
+
+    #[test]
+    fn tls_handshake_with_a_server_that_is_not_tls_fails_cleanly() {
+        let (_, client_config) = crate::net::tls::test_pair(&[&rustls::version::TLS13]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            let mut sink = [0u8; 1024];
+            let _ = socket.read(&mut sink);
+        });
+        let name = ServerName::try_from("localhost").unwrap();
+        let tcp = connect(addr, Duration::from_secs(60)).unwrap();
+        let mut transport = Transport::tls(tcp, client_config, name).unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.registry()
+            .register(
+                transport.tcp(),
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .unwrap();
+        let mut buffers = ReadBuffers::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let error = loop {
+            assert!(Instant::now() < deadline, "no error from a non-TLS peer");
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            if !matches!(
+                connect_progress(transport.tcp()).unwrap(),
+                ConnectProgress::Connected
+            ) {
+                continue;
+            }
+            if let Err(e) = transport.write(&mut Vec::new()) {
+                break e;
+            }
+            match transport.read(&mut buffers) {
+                Err(e) => break e,
+                Ok(ReadOutcome::Closed) => panic!("closed without an error"),
+                Ok(_) => {}
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(buffers.plaintext.is_empty());
+        server.join().unwrap();
+    }
+}
