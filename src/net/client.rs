@@ -127,8 +127,9 @@ impl HttpClient {
         }
         let was_handshaking = self.transport.is_handshaking();
         let result = self.transport.write(&mut self.outbound);
-        if self.outbound.is_empty() && self.outbound.capacity() > 4096 {
-            // An idle connection should cost little memory.
+        if self.outbound.is_empty() && self.outbound.capacity() > 0 {
+            // Requests are rare (a ping every half minute): an idle connection keeps no
+            // send buffer.
             self.outbound = Vec::new();
         }
         result

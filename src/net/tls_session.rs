@@ -431,6 +431,31 @@ mod tests {
     }
 
     #[test]
+    fn a_tampered_record_is_an_error_and_yields_nothing() {
+        for position in [5, 6, 20] {
+            let mut peer = peer();
+            peer.handshake(1 << 20);
+            peer.plaintext.clear();
+            peer.server
+                .writer()
+                .write_all(b"integrity matters")
+                .unwrap();
+            let mut wire = Vec::new();
+            peer.server.write_tls(&mut wire).unwrap();
+            wire[position] ^= 0x40;
+            peer.client.start_receive(&mut peer.received);
+            peer.received.extend_from_slice(&wire);
+            let mut received = std::mem::take(&mut peer.received);
+            let result = peer.client.receive(&mut received, &mut peer.plaintext);
+            assert!(
+                matches!(result, Err(TlsError::Protocol(_))),
+                "byte {position}: {result:?}"
+            );
+            assert!(peer.plaintext.is_empty());
+        }
+    }
+
+    #[test]
     fn an_oversized_record_is_an_error() {
         let mut peer = peer();
         peer.handshake(1 << 20);
