@@ -1,7 +1,7 @@
 //! rustls client configuration. One shared `ClientConfig` per distinct trust setting (the
 //! default webpki roots, each `ca_file`, and "skip verification"), so session resumption
-//! tickets are shared and reconnects stay cheap. rustls' buffer API changes in 0.24, so all
-//! rustls use outside this file and `transport.rs` goes through these two modules.
+//! tickets are shared and reconnects stay cheap. rustls' connection API changes in 0.24, so
+//! the loop uses rustls only through this file, `tls_session.rs` and `transport.rs`.
 
 use std::collections::HashMap;
 use std::fmt;
