@@ -14,6 +14,7 @@ use crate::config::{self, FlagOverrides};
 use crate::daemon::{loop_options, pipeline_for};
 use crate::event_loop::{EventLoop, SignalSet};
 use crate::health::board::{HealthBoard, Published};
+use crate::metrics::counters::ClusterCounters;
 use crate::sim::{Behaviour, SimOptions, Simulator};
 
 const STUB_AGENT: &str = include_str!("../scripts/stub-agent.sh");
@@ -224,15 +225,19 @@ fn finished(p: &Published, garbage: &str) -> bool {
         && p.pipeline.queue_depth == 0
 }
 
+/// A cluster's pipeline counters; zero before its first fault.
+fn counters_of(p: &Published, cluster: &str) -> ClusterCounters {
+    p.pipeline
+        .clusters
+        .get(cluster)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn status_lines(p: &Published, elapsed: Duration) -> String {
     let mut out = format!("[{:>4.1}s]\n", elapsed.as_secs_f64());
     for cluster in &p.clusters {
-        let counters = p
-            .pipeline
-            .clusters
-            .get(&cluster.name)
-            .cloned()
-            .unwrap_or_default();
+        let counters = counters_of(p, &cluster.name);
         let _ = writeln!(
             out,
             "  {:<10} {:<11} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
@@ -257,12 +262,7 @@ fn summary(p: &Published, dir: &Path) -> String {
     let mut out = String::from("\nSummary\n");
     let mut investigated = 0;
     for cluster in &p.clusters {
-        let c = p
-            .pipeline
-            .clusters
-            .get(&cluster.name)
-            .cloned()
-            .unwrap_or_default();
+        let c = counters_of(p, &cluster.name);
         investigated += c.agents_investigated;
         let _ = writeln!(
             out,

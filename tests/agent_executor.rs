@@ -412,17 +412,18 @@ fn kill_all_ends_agents_that_ignore_sigterm_at_shutdown() {
     assert!(assert_dead(grandchild));
 }
 
+/// An agent that sleeps for a minute and honours SIGTERM.
+fn spawn_slow(setup: &Setup, executor: &mut AgentExecutor) -> AgentId {
+    let script = stub_with(&setup.bin, "slow.sh", &[("STUB_AGENT_DELAY", "60")]);
+    let job = job(setup, "c", 1, script, &setup.kubeconfig);
+    executor.spawn(job, Instant::now()).unwrap().0
+}
+
 #[test]
 fn terminate_all_stops_agents_that_honour_sigterm() {
     let setup = setup();
-    let script = stub_with(&setup.bin, "slow.sh", &[("STUB_AGENT_DELAY", "60")]);
     let mut executor = AgentExecutor::new(Duration::from_secs(2));
-    let (id, _) = executor
-        .spawn(
-            job(&setup, "c", 1, script, &setup.kubeconfig),
-            Instant::now(),
-        )
-        .unwrap();
+    let id = spawn_slow(&setup, &mut executor);
     assert_eq!(executor.terminate_all(), 1);
     let finished = finish(&mut executor, id);
     assert_eq!(
@@ -435,14 +436,8 @@ fn terminate_all_stops_agents_that_honour_sigterm() {
 #[test]
 fn reap_without_exited_children_changes_nothing() {
     let setup = setup();
-    let script = stub_with(&setup.bin, "slow.sh", &[("STUB_AGENT_DELAY", "60")]);
     let mut executor = AgentExecutor::new(Duration::from_secs(2));
-    let (id, _) = executor
-        .spawn(
-            job(&setup, "c", 1, script, &setup.kubeconfig),
-            Instant::now(),
-        )
-        .unwrap();
+    let id = spawn_slow(&setup, &mut executor);
     let mut out = Vec::new();
     executor.reap(Instant::now(), &mut out);
     assert!(out.is_empty());

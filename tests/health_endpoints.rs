@@ -2,51 +2,32 @@
 //! states: healthy (all active), degraded (one failed, one active but degraded) and failed
 //! (all failed); plus readiness, staleness and the error answers.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nightcrier::agent::permissions::{ClusterPermissions, PermissionCheck};
 use nightcrier::cluster::manager::HealthSummary;
-use nightcrier::cluster::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
+use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::health::board::{HealthBoard, Published};
 use nightcrier::health::server::HealthServer;
 use nightcrier::metrics::counters::{ClusterCounters, PipelineSnapshot};
 use serde_json::Value;
 
-const STALE_AFTER: Duration = Duration::from_secs(3);
-/// 2026-11-24T04:15:00Z.
-const WALL_SECONDS: u64 = 1_795_493_700;
+use common::snapshots::{snapshot, wall};
 
-fn wall() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_SECONDS)
-}
+const STALE_AFTER: Duration = Duration::from_secs(3);
 
 fn cluster(name: &str, status: ConnectionStatus) -> HealthSnapshot {
-    let active = status == ConnectionStatus::Active;
     HealthSnapshot {
-        name: name.to_string(),
         environment: Some("prod".to_string()),
         labels: BTreeMap::from([("region".to_string(), "eu-west".to_string())]),
-        triage_enabled: true,
-        status,
-        tried: matches!(status, ConnectionStatus::Active | ConnectionStatus::Failed),
-        degraded: false,
-        connected_since: active.then(|| wall() - Duration::from_secs(600)),
-        last_event: active.then(|| wall() - Duration::from_secs(30)),
-        last_error: None,
-        last_error_at: None,
-        retry_count: 0,
-        retry_in: None,
-        event_count: if active { 12 } else { 0 },
-        reconnects: 1,
-        stream_gaps: 0,
-        malformed_messages: 0,
-        ignored_messages: 0,
-        errors: ErrorCounts::default(),
         protocol_version: Some("2025-06-18".to_string()),
         subscription_id: Some("sub-1".to_string()),
+        ..snapshot(name, status)
     }
 }
 

@@ -4,46 +4,22 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::peers::parse_metrics_with_python;
+use common::snapshots::{self, wall};
 use nightcrier::cluster::manager::HealthSummary;
-use nightcrier::cluster::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
+use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::health::board::Published;
 use nightcrier::metrics::counters::{ClusterCounters, PipelineSnapshot, SlackCounters};
 use nightcrier::metrics::render::render;
 
-/// 2026-11-24T04:15:00Z.
-const WALL_SECONDS: u64 = 1_795_493_700;
-
-fn wall() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_SECONDS)
-}
-
 fn connection(name: &str, environment: Option<&str>, status: ConnectionStatus) -> HealthSnapshot {
-    let active = status == ConnectionStatus::Active;
     HealthSnapshot {
-        name: name.to_string(),
         environment: environment.map(str::to_string),
-        labels: BTreeMap::new(),
-        triage_enabled: true,
-        status,
         tried: true,
-        degraded: false,
-        connected_since: active.then(|| wall() - Duration::from_secs(600)),
-        last_event: active.then(|| wall() - Duration::from_secs(30)),
-        last_error: None,
-        last_error_at: None,
-        retry_count: 0,
-        retry_in: None,
-        event_count: if active { 12 } else { 0 },
-        reconnects: 1,
         stream_gaps: 2,
-        malformed_messages: 0,
-        ignored_messages: 0,
-        errors: ErrorCounts::default(),
-        protocol_version: None,
-        subscription_id: None,
+        ..snapshots::snapshot(name, status)
     }
 }
 

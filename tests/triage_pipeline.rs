@@ -105,16 +105,21 @@ fn counter(
     p.pipeline.clusters.get(cluster).map(pick).unwrap_or(0)
 }
 
-#[test]
-fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
-    let triage = Triage::new();
-    let sim = Simulator::start(SimOptions {
-        clusters: 4,
+/// `clusters` simulated servers, each sending two faults soon after subscribing.
+fn two_faults_each(clusters: usize) -> Simulator {
+    Simulator::start(SimOptions {
+        clusters,
         rate_per_sec: 20.0,
         faults_per_cluster: Some(2),
         ..SimOptions::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn multi_cluster_faults_become_incidents_with_each_clusters_kubeconfig() {
+    let triage = Triage::new();
+    let sim = two_faults_each(4);
     let [a, b, c, off] = [0, 1, 2, 3].map(|i| &sim.clusters()[i]);
     let mut text = triage
         .globals(&agent(triage.dir.path(), "ok"), "")
@@ -230,13 +235,7 @@ fn failing_agents_open_the_breaker_and_faults_are_counted_not_run() {
 #[test]
 fn single_cluster_mode_triages_with_the_top_level_kubeconfig() {
     let triage = Triage::new();
-    let sim = Simulator::start(SimOptions {
-        clusters: 1,
-        rate_per_sec: 20.0,
-        faults_per_cluster: Some(2),
-        ..SimOptions::default()
-    })
-    .unwrap();
+    let sim = two_faults_each(1);
     let kubeconfig = triage.kubeconfig("single");
     let mut text = format!(
         "mcp_endpoint = {:?}\nkubeconfig = {:?}\n",

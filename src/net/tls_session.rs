@@ -115,6 +115,11 @@ impl TlsSession {
     /// before that `app` is left as it is. Also produces any handshake record that is due,
     /// such as the ClientHello on the first call.
     pub fn send(&mut self, app: &mut Vec<u8>) -> Result<(), TlsError> {
+        if app.is_empty() && !self.conn.is_handshaking() {
+            // Records rustls owes the peer after the handshake (alerts, key updates) come
+            // out while receiving; with nothing to encrypt there is nothing to do.
+            return Ok(());
+        }
         let mut held = std::mem::take(&mut self.unprocessed);
         let mut plaintext = Vec::new();
         let result = self.run(&mut held, &mut plaintext, app);

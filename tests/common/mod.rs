@@ -17,6 +17,7 @@ use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 
 pub mod exec;
 pub mod peers;
+pub mod snapshots;
 pub mod tls;
 pub mod webhook;
 pub use tls::tls_material;
