@@ -13,7 +13,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::cluster::admission::ConnectAdmission;
-use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TimerKey};
+use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TcpDialer, TimerKey};
 use crate::cluster::manager::Manager;
 use crate::config::{ClusterConfig, Config};
 use crate::events::{ClusterEvent, EventSink};
@@ -556,6 +556,7 @@ impl<S: Stage> EventLoop<S> {
             sink: &mut self.stage,
             settings: &self.options.settings,
             admission: &mut self.admission,
+            dialer: &TcpDialer,
             changed: false,
         };
         (&mut self.manager, ctx)

@@ -50,12 +50,23 @@ pub struct ResourceRef {
     pub uid: Option<String>,
 }
 
-/// A Kubernetes event as sent in `events` mode (logger `kubernetes/events`).
+/// The `data` of a `kubernetes/events` notification: the fork nests the Kubernetes event
+/// under `event` (`{subscriptionId, cluster, event:{type, reason, involvedObject, …}}`).
+/// A flat event (the same fields at the top level) is accepted too.
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct EventNotification {
+    subscription_id: Option<String>,
+    cluster: Option<String>,
+    event: Option<KubeEvent>,
+    #[serde(flatten)]
+    flat: KubeEvent,
+}
+
+/// A Kubernetes event as the fork serializes it (`pkg/events/notification.go`).
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct KubeEvent {
-    subscription_id: Option<String>,
-    cluster: Option<String>,
     #[serde(rename = "type")]
     event_type: String,
     reason: String,
@@ -76,17 +87,20 @@ impl FaultEvent {
         Ok(fault)
     }
 
-    /// Parses the `data` of a `kubernetes/events` notification into the fault shape.
+    /// Parses the `data` of a `kubernetes/events` notification into the fault shape. Events
+    /// carry no fault id: one is derived from the reason and the involved object, so the
+    /// same condition on the same object deduplicates.
     pub fn from_event_data(data: &str) -> Result<FaultEvent, serde_json::Error> {
-        let event: KubeEvent = serde_json::from_str(data)?;
+        let notification: EventNotification = serde_json::from_str(data)?;
+        let event = notification.event.unwrap_or(notification.flat);
         let severity = if event.event_type.eq_ignore_ascii_case("warning") {
             "warning"
         } else {
             "info"
         };
         let mut fault = FaultEvent {
-            subscription_id: event.subscription_id,
-            cluster: event.cluster,
+            subscription_id: notification.subscription_id,
+            cluster: notification.cluster,
             fault_id: String::new(),
             fault_type: event.reason,
             severity: severity.to_string(),
@@ -106,6 +120,10 @@ impl FaultEvent {
     }
 
     fn normalize(&mut self) {
+        // A single-cluster or in-cluster server names its cluster "": no name at all.
+        if self.cluster.as_deref() == Some("") {
+            self.cluster = None;
+        }
         let usable = !self.fault_id.is_empty()
             && self.fault_id.len() <= MAX_ID_LEN
             && self.fault_id.bytes().all(|b| b.is_ascii_graphic());
@@ -213,6 +231,52 @@ mod tests {
         assert_eq!(fault.severity_level(), Severity::Warning);
         assert_eq!(fault.resource.name, "p");
         assert!(fault.fault_id_derived);
+    }
+
+    #[test]
+    fn nested_event_of_the_fork_maps_to_fault_shape() {
+        let data = r#"{"subscriptionId":"sub-1a2b3c4d","cluster":"","event":{"namespace":"shop",
+            "timestamp":"2026-11-20T10:00:00Z","type":"Warning","reason":"BackOff",
+            "message":"Back-off restarting failed container","labels":{"app":"api"},
+            "involvedObject":{"apiVersion":"v1","kind":"Pod","name":"api-7d9f","namespace":"shop","uid":"u-1"},
+            "count":3,"firstTimestamp":"2026-11-20T09:58:00Z","lastTimestamp":"2026-11-20T10:00:00Z"}}"#;
+        let fault = FaultEvent::from_event_data(data).unwrap();
+        assert_eq!(fault.fault_type, "BackOff");
+        assert_eq!(fault.severity_level(), Severity::Warning);
+        assert_eq!(fault.resource.kind, "Pod");
+        assert_eq!(fault.resource.name, "api-7d9f");
+        assert_eq!(fault.resource.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            fault.context.as_deref(),
+            Some("Back-off restarting failed container")
+        );
+        assert_eq!(fault.subscription_id.as_deref(), Some("sub-1a2b3c4d"));
+        assert_eq!(fault.cluster, None, "an empty cluster name is no name");
+        assert!(fault.fault_id_derived);
+    }
+
+    #[test]
+    fn normal_nested_event_is_info() {
+        let data = r#"{"subscriptionId":"s","event":{"type":"Normal","reason":"Pulled","involvedObject":{"kind":"Pod","name":"p"}}}"#;
+        let fault = FaultEvent::from_event_data(data).unwrap();
+        assert_eq!(fault.severity_level(), Severity::Info);
+        assert_eq!(fault.fault_type, "Pulled");
+    }
+
+    #[test]
+    fn same_event_condition_derives_the_same_key() {
+        let a = r#"{"event":{"type":"Warning","reason":"BackOff","message":"one","involvedObject":{"kind":"Pod","name":"p","uid":"u"}}}"#;
+        let b = r#"{"event":{"type":"Warning","reason":"BackOff","message":"two","involvedObject":{"kind":"Pod","name":"p","uid":"u"}}}"#;
+        assert_eq!(
+            FaultEvent::from_event_data(a).unwrap().fault_id,
+            FaultEvent::from_event_data(b).unwrap().fault_id
+        );
+    }
+
+    #[test]
+    fn empty_cluster_name_of_a_fault_is_none() {
+        let data = r#"{"cluster":"","faultId":"0000000000000001","faultType":"CrashLoop"}"#;
+        assert_eq!(FaultEvent::from_fault_data(data).unwrap().cluster, None);
     }
 
     #[test]

@@ -25,6 +25,24 @@ pub fn init(level: LevelFilter, rust_log: Option<&str>) {
     let _ = builder(level, rust_log).try_init();
 }
 
+/// Wire text fit for one log line: control characters escaped (no forged lines), cut to
+/// `max_chars` characters with an ellipsis.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars + 8));
+    for (count, c) in text.chars().enumerate() {
+        if count == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +50,13 @@ mod tests {
 
     fn enabled(logger: &env_logger::Logger, level: Level, target: &str) -> bool {
         logger.enabled(&Metadata::builder().level(level).target(target).build())
+    }
+
+    #[test]
+    fn excerpt_escapes_line_breaks_and_cuts_long_text() {
+        assert_eq!(excerpt("a\nb\r\x1b", 10), "a\\nb\\r\\u{1b}");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+        assert_eq!(excerpt("ééé", 2), "éé…");
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn a_minimal_file_yields_every_default() {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
+            subscription_audit_interval: Duration::from_secs(60),
             tcp_keepalive: Duration::from_secs(60),
             control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1_048_576,

@@ -128,23 +128,22 @@ impl Manager {
 
     /// Returns true when the socket still has bytes waiting (see `ClusterConnection::on_ready`).
     pub fn on_ready(&mut self, ctx: &mut ConnectionContext, token: Token) -> bool {
-        let Some((index, generation, channel)) = SlotKey::from_token(token) else {
+        let Some(parts) = SlotKey::from_token(token) else {
             return false;
         };
-        let Some(slot) = self.slots.get_mut(index as usize) else {
+        let Some(slot) = self.slots.get_mut(parts.index as usize) else {
             return false;
         };
         let key = SlotKey {
-            index,
+            index: parts.index,
             generation: slot.generation,
         };
-        if !key.matches_generation(generation) {
+        if !key.matches_generation(parts.slot_generation) {
             return false;
         }
-        let more = slot
-            .connection
-            .as_mut()
-            .is_some_and(|connection| connection.on_ready(ctx, channel));
+        let more = slot.connection.as_mut().is_some_and(|connection| {
+            connection.on_ready(ctx, parts.channel, parts.client_generation)
+        });
         self.sweep_if_retiring(key);
         more
     }

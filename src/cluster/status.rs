@@ -106,4 +106,12 @@ pub struct HealthSnapshot {
     pub errors: ErrorCounts,
     pub protocol_version: Option<String>,
     pub subscription_id: Option<String>,
+    /// When the server (re)created the current subscription.
+    pub subscription_since: Option<SystemTime>,
+    /// Subscriptions created again on a live session (lost, degraded, or replaced).
+    pub subscription_renewals: u64,
+    /// The most recent spans in which the server could not deliver faults.
+    pub subscription_gaps: Vec<super::connection::SubscriptionGap>,
+    /// Messages on the server's own logger (`kubernetes-mcp-server`).
+    pub server_log_messages: u64,
 }

@@ -51,6 +51,7 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "connect_timeout",
     "read_timeout",
     "ping_interval",
+    "subscription_audit_interval",
     "tcp_keepalive",
     "control_idle_timeout",
     "max_event_bytes",
@@ -201,6 +202,13 @@ fn read_connection(ctx: &mut Context, root: &Table) -> ConnectionConfig {
             .value,
         read_timeout: ctx.duration(&table, "read_timeout", d.read_timeout).value,
         ping_interval: ctx.duration(&table, "ping_interval", d.ping_interval).value,
+        subscription_audit_interval: ctx
+            .duration(
+                &table,
+                "subscription_audit_interval",
+                d.subscription_audit_interval,
+            )
+            .value,
         tcp_keepalive: ctx.duration(&table, "tcp_keepalive", d.tcp_keepalive).value,
         control_idle_timeout: ctx
             .duration(&table, "control_idle_timeout", d.control_idle_timeout)

@@ -81,6 +81,9 @@ pub struct ConnectionConfig {
     /// Longest wait for a reply to anything sent, pings included.
     pub read_timeout: Duration,
     pub ping_interval: Duration,
+    /// How often an active session checks that the server still holds its subscription
+    /// (the server cancels it silently when a fault cannot be written).
+    pub subscription_audit_interval: Duration,
     pub tcp_keepalive: Duration,
     /// Close the POST connection after this long without a request.
     pub control_idle_timeout: Duration,
@@ -94,6 +97,7 @@ impl Default for ConnectionConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(30),
+            subscription_audit_interval: Duration::from_secs(60),
             tcp_keepalive: Duration::from_secs(60),
             control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1024 * 1024,

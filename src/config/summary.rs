@@ -89,10 +89,11 @@ fn write_globals(out: &mut String, c: &Config) {
         g,
         "timeouts",
         format!(
-            "connect {}, read {}, ping every {}, shutdown {}",
+            "connect {}, read {}, ping every {}, subscription check every {}, shutdown {}",
             format_duration(c.connection.connect_timeout),
             format_duration(c.connection.read_timeout),
             format_duration(c.connection.ping_interval),
+            format_duration(c.connection.subscription_audit_interval),
             format_duration(c.shutdown_timeout)
         ),
     );

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::workspace::rfc3339;
+use crate::cluster::connection::GapCause;
 use crate::cluster::manager::HealthSummary;
 use crate::cluster::status::{ErrorCounts, HealthSnapshot};
 use crate::health::board::Published;
@@ -39,6 +40,16 @@ pub struct ClusterView<'a> {
     pub event_count: u64,
     pub reconnects: u64,
     pub stream_gaps: u64,
+    /// The server's id of the current subscription.
+    pub subscription_id: Option<&'a str>,
+    /// When the server (re)created it.
+    pub subscription_since: Option<String>,
+    pub subscription_renewals: u64,
+    /// The most recent spans in which the server could not deliver faults (oldest first);
+    /// a gap without `end` is still open.
+    pub subscription_gaps: Vec<GapView>,
+    /// Messages on the server's own logger.
+    pub server_log_messages: u64,
     pub triage_enabled: bool,
     pub permissions: Option<&'a ClusterPermissions>,
     pub queue_depth: usize,
@@ -46,6 +57,14 @@ pub struct ClusterView<'a> {
     pub dropped: u64,
     pub breaker: &'a str,
     pub errors: &'a ErrorCounts,
+}
+
+/// One subscription gap.
+#[derive(Debug, Serialize)]
+pub struct GapView {
+    pub cause: GapCause,
+    pub start: String,
+    pub end: Option<String>,
 }
 
 pub fn clusters_document(published: &Published) -> ClustersDocument<'_> {
@@ -90,6 +109,19 @@ pub fn cluster_view<'a>(published: &'a Published, snapshot: &'a HealthSnapshot) 
         event_count: snapshot.event_count,
         reconnects: snapshot.reconnects,
         stream_gaps: snapshot.stream_gaps,
+        subscription_id: snapshot.subscription_id.as_deref(),
+        subscription_since: snapshot.subscription_since.map(rfc3339),
+        subscription_renewals: snapshot.subscription_renewals,
+        subscription_gaps: snapshot
+            .subscription_gaps
+            .iter()
+            .map(|gap| GapView {
+                cause: gap.cause,
+                start: rfc3339(gap.start),
+                end: gap.end.map(rfc3339),
+            })
+            .collect(),
+        server_log_messages: snapshot.server_log_messages,
         triage_enabled: snapshot.triage_enabled,
         permissions: published.pipeline.permissions.get(&snapshot.name),
         queue_depth: counters.map_or(0, |c| c.queue_depth),

@@ -16,6 +16,11 @@ use crate::events::FaultEvent;
 pub const REQUESTED_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
 const SUBSCRIBE_TOOL: &str = "events_subscribe";
+const LIST_TOOL: &str = "events_list_subscriptions";
+const UNSUBSCRIBE_TOOL: &str = "events_unsubscribe";
+/// Subscriptions of our own session beyond the current one that one audit cancels at most
+/// (the fork allows 10 per session).
+const MAX_STRAY_CANCELS: usize = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PostKind {
@@ -23,6 +28,10 @@ pub enum PostKind {
     Initialized,
     SetLevel,
     Subscribe,
+    /// `events_list_subscriptions`: is our subscription still there?
+    Audit,
+    /// `events_unsubscribe` of a subscription we replaced or no longer want.
+    Unsubscribe,
     Ping,
     /// Our answer to a request the server sent (its `ping`).
     Answer,
@@ -33,7 +42,7 @@ impl PostKind {
     pub fn phase(self) -> &'static str {
         match self {
             PostKind::Initialize | PostKind::Initialized | PostKind::SetLevel => "initialize",
-            PostKind::Subscribe => "subscribe",
+            PostKind::Subscribe | PostKind::Audit | PostKind::Unsubscribe => "subscribe",
             PostKind::Ping => "ping",
             PostKind::Answer => "stream",
         }
@@ -153,10 +162,25 @@ impl std::fmt::Display for SessionError {
 pub enum Output {
     Post(PostRequest),
     OpenStream,
-    /// Subscribed (or resubscribed, or the stream resumed): faults flow.
+    /// Subscribed (or resubscribed): faults flow.
     Active {
         subscription_id: String,
     },
+    /// The GET stream reopened on the live session; an audit of the subscription is on its
+    /// way, since the server cancels a subscription silently when a fault finds no stream.
+    StreamResumed,
+    /// The server still holds our subscription.
+    SubscriptionConfirmed {
+        subscription_id: String,
+    },
+    /// The server no longer holds our subscription (or holds it degraded); a new subscribe
+    /// is on its way.
+    SubscriptionLost {
+        subscription_id: String,
+        reason: &'static str,
+    },
+    /// A message on the server's own logger (`kubernetes-mcp-server`), raw text.
+    ServerLog(String),
     Fault(FaultEvent),
     /// The server reported trouble with the subscription; a resubscribe is on its way.
     Degraded(String),
@@ -180,6 +204,10 @@ pub struct McpSession {
     subscription_id: Option<String>,
     session_id_invalid: bool,
     initialize_answered: bool,
+    /// A subscription to cancel once its replacement is confirmed.
+    replacing: Option<String>,
+    /// The server has no `events_list_subscriptions`: an audit replaces the subscription.
+    list_tool_missing: bool,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +242,13 @@ struct ContentItem {
 struct SubscriptionInfo {
     #[serde(rename = "subscriptionId")]
     subscription_id: String,
+    #[serde(default)]
+    degraded: bool,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionList {
+    subscriptions: Vec<SubscriptionInfo>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +278,8 @@ impl McpSession {
             subscription_id: None,
             session_id_invalid: false,
             initialize_answered: false,
+            replacing: None,
+            list_tool_missing: false,
         }
     }
 
@@ -257,6 +294,11 @@ impl McpSession {
     }
     pub fn subscription_id(&self) -> Option<&str> {
         self.subscription_id.as_deref()
+    }
+
+    /// The server no longer knows this session (404): nothing to end there.
+    pub fn forget_session_id(&mut self) {
+        self.session_id = None;
     }
 
     /// The first request of a session.
@@ -278,13 +320,29 @@ impl McpSession {
         Some(self.request(PostKind::Ping, "ping", &serde_json::json!({})))
     }
 
-    /// A new subscription after the server reported trouble with the old one; `None` while
-    /// a subscribe is still in flight or the session is not active.
+    /// A new subscription after the server reported trouble with the old one; the old one is
+    /// cancelled once the new one is confirmed. `None` while the subscription is already
+    /// being checked or renewed, or the session is not active.
     pub fn resubscribe(&mut self) -> Option<PostRequest> {
-        if self.phase != Phase::Active || self.awaiting_kind(PostKind::Subscribe) {
+        if self.phase != Phase::Active || self.subscription_busy() {
             return None;
         }
+        self.replacing = self.subscription_id.clone();
         Some(self.subscribe_request())
+    }
+
+    /// A check that the server still holds our subscription (`events_list_subscriptions`);
+    /// a server without that tool gets a replacement subscription instead. `None` while the
+    /// subscription is already being checked or renewed, or the session is not active.
+    pub fn audit(&mut self) -> Option<PostRequest> {
+        if self.phase != Phase::Active || self.subscription_busy() {
+            return None;
+        }
+        if self.list_tool_missing {
+            self.replacing = self.subscription_id.clone();
+            return Some(self.subscribe_request());
+        }
+        Some(self.tool_call(PostKind::Audit, LIST_TOOL, serde_json::json!({})))
     }
 
     /// The head of a reply to one of our POSTs.
@@ -308,6 +366,9 @@ impl McpSession {
     ) {
         if !(200..300).contains(&status) {
             self.awaiting.retain(|(_, k)| *k != kind);
+            if kind == PostKind::Unsubscribe && status != 404 {
+                return out.push(Output::Ignored(format!("unsubscribe answered {status}")));
+            }
             let error = if status == 404 && kind != PostKind::Initialize {
                 SessionError::SessionExpired
             } else {
@@ -346,7 +407,8 @@ impl McpSession {
                 self.phase = Phase::OpeningStream;
                 out.push(Output::OpenStream);
             }
-            PostKind::Subscribe | PostKind::Ping => {
+            PostKind::Unsubscribe => self.awaiting.retain(|(_, k)| *k != kind),
+            PostKind::Subscribe | PostKind::Audit | PostKind::Ping => {
                 if self.awaiting.iter().any(|(_, k)| *k == kind) {
                     self.awaiting.retain(|(_, k)| *k != kind);
                     self.fail_protocol(kind, "reply ended without an answer", out);
@@ -364,9 +426,12 @@ impl McpSession {
                     self.phase = Phase::Subscribing;
                     out.push(Output::Post(self.subscribe_request()));
                 }
-                Phase::Active => out.push(Output::Active {
-                    subscription_id: self.subscription_id.clone().unwrap_or_default(),
-                }),
+                Phase::Active => {
+                    out.push(Output::StreamResumed);
+                    if let Some(audit) = self.audit() {
+                        out.push(Output::Post(audit));
+                    }
+                }
                 _ => {}
             },
             200 => out.push(Output::Failed(SessionError::Protocol {
@@ -416,6 +481,17 @@ impl McpSession {
                 None => out.push(Output::Ignored("reply to no pending request".into())),
             },
             Message::Error { id, error } => match self.take_awaiting(id) {
+                Some(PostKind::Audit) if is_unknown_tool(&error, LIST_TOOL) => {
+                    // Without the list tool, replace the subscription: a new one first, then
+                    // the old one cancelled, so no fault falls between them.
+                    self.list_tool_missing = true;
+                    if let Some(subscribe) = self.audit() {
+                        out.push(Output::Post(subscribe));
+                    }
+                }
+                Some(PostKind::Unsubscribe) => {
+                    out.push(Output::Ignored(format!("unsubscribe refused: {error}")))
+                }
                 Some(kind) => out.push(Output::Failed(rpc_failure(kind, error))),
                 None => out.push(Output::Ignored(format!("unsolicited {error}"))),
             },
@@ -443,6 +519,10 @@ impl McpSession {
                 Ok(fault) => out.push(Output::Fault(fault)),
                 Err(e) => out.push(Output::Malformed(format!("event data: {e}"))),
             },
+            Some("kubernetes-mcp-server") => {
+                let text = serde_json::from_str::<String>(data).unwrap_or_else(|_| data.to_owned());
+                out.push(Output::ServerLog(text));
+            }
             Some("kubernetes/subscription_error") => {
                 let reason = serde_json::from_str::<SubscriptionErrorData>(data)
                     .map(|d| d.error)
@@ -487,14 +567,86 @@ impl McpSession {
                     self.subscription_id = Some(id.clone());
                     self.phase = Phase::Active;
                     out.push(Output::Active {
-                        subscription_id: id,
+                        subscription_id: id.clone(),
                     });
+                    if let Some(old) = self.replacing.take().filter(|old| *old != id) {
+                        out.push(Output::Post(self.unsubscribe_request(&old)));
+                    }
                 }
-                Err(error) => out.push(Output::Failed(error)),
+                Err(error) => {
+                    self.replacing = None;
+                    out.push(Output::Failed(error))
+                }
             },
+            PostKind::Audit => self.on_audit(result, out),
+            PostKind::Unsubscribe => out.push(Output::Ignored("unsubscribed".into())),
             PostKind::Ping => out.push(Output::Pong),
             PostKind::SetLevel | PostKind::Initialized | PostKind::Answer => {}
         }
+    }
+
+    fn on_audit(&mut self, result: &str, out: &mut Vec<Output>) {
+        let listed = match tool_text(result) {
+            Ok(text) => json_object_in(&text)
+                .and_then(|json| serde_json::from_str::<SubscriptionList>(json).ok()),
+            Err(error) => return out.push(Output::Failed(error)),
+        };
+        let Some(listed) = listed else {
+            return self.fail_protocol(PostKind::Audit, "subscription list is not JSON", out);
+        };
+        let ours = self.subscription_id.clone().unwrap_or_default();
+        let mine = listed
+            .subscriptions
+            .iter()
+            .find(|s| s.subscription_id == ours);
+        let (lost, reason) = match mine {
+            None => (true, "the server no longer holds it"),
+            Some(s) if s.degraded => (true, "the server reports it degraded"),
+            Some(_) => (false, ""),
+        };
+        // Subscriptions of this session we do not use (a subscribe whose answer was lost)
+        // would send every fault twice; cancel them.
+        let strays: Vec<String> = listed
+            .subscriptions
+            .iter()
+            .filter(|s| s.subscription_id != ours)
+            .take(MAX_STRAY_CANCELS)
+            .map(|s| s.subscription_id.clone())
+            .collect();
+        if lost {
+            out.push(Output::SubscriptionLost {
+                subscription_id: ours.clone(),
+                reason,
+            });
+            self.replacing = mine.map(|_| ours);
+            out.push(Output::Post(self.subscribe_request()));
+        } else {
+            out.push(Output::SubscriptionConfirmed {
+                subscription_id: ours,
+            });
+        }
+        for stray in strays {
+            out.push(Output::Post(self.unsubscribe_request(&stray)));
+        }
+    }
+
+    fn subscription_busy(&self) -> bool {
+        self.awaiting_kind(PostKind::Subscribe) || self.awaiting_kind(PostKind::Audit)
+    }
+
+    fn unsubscribe_request(&mut self, subscription_id: &str) -> PostRequest {
+        let arguments = serde_json::json!({"subscriptionId": subscription_id});
+        self.tool_call(PostKind::Unsubscribe, UNSUBSCRIBE_TOOL, arguments)
+    }
+
+    fn tool_call(
+        &mut self,
+        kind: PostKind,
+        tool: &str,
+        arguments: serde_json::Value,
+    ) -> PostRequest {
+        let params = serde_json::json!({"name": tool, "arguments": arguments});
+        self.request(kind, "tools/call", &params)
     }
 
     fn fail_protocol(&mut self, kind: PostKind, detail: &str, out: &mut Vec<Output>) {
@@ -505,11 +657,9 @@ impl McpSession {
     }
 
     fn subscribe_request(&mut self) -> PostRequest {
-        let params = serde_json::json!({
-            "name": SUBSCRIBE_TOOL,
-            "arguments": {"mode": self.mode.as_str()},
-        });
-        self.request(PostKind::Subscribe, "tools/call", &params)
+        // Always name the mode: the fork's default is `events`.
+        let arguments = serde_json::json!({"mode": self.mode.as_str()});
+        self.tool_call(PostKind::Subscribe, SUBSCRIBE_TOOL, arguments)
     }
 
     fn request(&mut self, kind: PostKind, method: &str, params: &serde_json::Value) -> PostRequest {
@@ -534,8 +684,7 @@ impl McpSession {
 }
 
 fn rpc_failure(kind: PostKind, error: RpcError) -> SessionError {
-    if kind == PostKind::Subscribe && error.code == -32602 && error.message.contains(SUBSCRIBE_TOOL)
-    {
+    if kind == PostKind::Subscribe && is_unknown_tool(&error, SUBSCRIBE_TOOL) {
         return SessionError::ToolMissing {
             tool: SUBSCRIBE_TOOL,
             message: error.message,
@@ -547,13 +696,17 @@ fn rpc_failure(kind: PostKind, error: RpcError) -> SessionError {
     }
 }
 
-fn subscription_from(result: &str) -> Result<String, SessionError> {
-    let malformed = |detail: String| SessionError::Protocol {
-        phase: "subscribe",
-        detail,
-    };
+fn is_unknown_tool(error: &RpcError, tool: &str) -> bool {
+    error.code == -32602 && error.message.contains(tool)
+}
+
+/// The text of a tool result; an `isError` result is the server refusing, with its reason.
+fn tool_text(result: &str) -> Result<String, SessionError> {
     let call: CallToolResult =
-        serde_json::from_str(result).map_err(|e| malformed(format!("tool result: {e}")))?;
+        serde_json::from_str(result).map_err(|e| SessionError::Protocol {
+            phase: "subscribe",
+            detail: format!("tool result: {e}"),
+        })?;
     let text = call
         .content
         .iter()
@@ -563,9 +716,37 @@ fn subscription_from(result: &str) -> Result<String, SessionError> {
     if call.is_error {
         return Err(SessionError::SubscribeRefused(text));
     }
-    let info: SubscriptionInfo = serde_json::from_str(&text)
-        .map_err(|e| malformed(format!("subscription info {text:?}: {e}")))?;
-    Ok(info.subscription_id)
+    Ok(text)
+}
+
+/// The JSON object inside a tool's text: the fork wraps it in Markdown
+/// (`# Event Subscription Created\n\n{…}\n\nYou will receive…`); bare JSON is the same
+/// span.
+fn json_object_in(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    (start < end).then(|| &text[start..=end])
+}
+
+fn subscription_from(result: &str) -> Result<String, SessionError> {
+    let text = tool_text(result)?;
+    let info = json_object_in(&text)
+        .ok_or("no JSON object in it".to_owned())
+        .and_then(|json| serde_json::from_str::<SubscriptionInfo>(json).map_err(|e| e.to_string()));
+    match info {
+        Ok(info) if !info.subscription_id.is_empty() => Ok(info.subscription_id),
+        Ok(_) => Err(SessionError::Protocol {
+            phase: "subscribe",
+            detail: "subscription info has an empty subscriptionId".into(),
+        }),
+        Err(e) => Err(SessionError::Protocol {
+            phase: "subscribe",
+            detail: format!(
+                "subscription info {:?}: {e}",
+                crate::logging::excerpt(&text, 120)
+            ),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -827,16 +1008,19 @@ mod tests {
             s.resubscribe().is_none(),
             "one subscribe in flight at a time"
         );
-        let out = respond(
-            &mut s,
-            &resubscribe,
-            r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-10\"}"}]}"#,
-        );
+        let out = respond(&mut s, &resubscribe, &created("sub-10"));
         assert_eq!(
-            out,
-            vec![Output::Active {
+            out[0],
+            Output::Active {
                 subscription_id: "sub-10".into()
-            }]
+            }
+        );
+        let cancel = post(&out[1..]);
+        assert_eq!(cancel.kind, PostKind::Unsubscribe);
+        let body = String::from_utf8_lossy(&cancel.body);
+        assert!(
+            body.contains("events_unsubscribe") && body.contains("sub-9"),
+            "the replaced subscription is cancelled: {body}"
         );
     }
 
@@ -848,17 +1032,234 @@ mod tests {
         assert!(s.resubscribe().is_none());
     }
 
-    #[test]
-    fn resumed_stream_reactivates_without_resubscribing() {
+    /// The fork's tool result: Markdown around indented JSON.
+    fn created(id: &str) -> String {
+        let text = format!(
+            "# Event Subscription Created\n\n{{\n  \"cluster\": \"\",\n  \"createdAt\": \"2026-11-20T10:00:00Z\",\n  \"filters\": {{}},\n  \"mode\": \"faults\",\n  \"status\": \"active\",\n  \"subscriptionId\": \"{id}\"\n}}\n\nYou will receive event notifications via the logging/message protocol."
+        );
+        serde_json::json!({"content": [{"type": "text", "text": text}]}).to_string()
+    }
+
+    fn listed(entries: &[(&str, bool)]) -> String {
+        let subscriptions: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(id, degraded)| {
+                serde_json::json!({"subscriptionId": id, "cluster": "", "mode": "faults",
+                    "filters": {}, "createdAt": "2026-11-20T10:00:00Z", "degraded": degraded})
+            })
+            .collect();
+        let json = serde_json::to_string_pretty(
+            &serde_json::json!({"subscriptions": subscriptions, "total": entries.len()}),
+        )
+        .unwrap();
+        let text = format!("# Active Subscriptions\n\n{json}");
+        serde_json::json!({"content": [{"type": "text", "text": text}]}).to_string()
+    }
+
+    /// A stream reopened on the live session: the session asks for the subscription list.
+    fn resumed() -> (McpSession, PostRequest) {
         let mut s = active();
         let mut out = Vec::new();
         s.on_stream_head(200, true, &mut out);
+        assert_eq!(out[0], Output::StreamResumed);
+        let audit = post(&out).clone();
+        assert_eq!(audit.kind, PostKind::Audit);
+        assert!(String::from_utf8_lossy(&audit.body).contains("events_list_subscriptions"));
+        (s, audit)
+    }
+
+    #[test]
+    fn markdown_subscribe_result_of_the_fork_is_understood() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        let out = respond(&mut s, &subscribe, &created("sub-1a2b3c4d"));
         assert_eq!(
             out,
             vec![Output::Active {
+                subscription_id: "sub-1a2b3c4d".into()
+            }]
+        );
+        assert_eq!(s.subscription_id(), Some("sub-1a2b3c4d"));
+    }
+
+    #[test]
+    fn subscribe_result_without_json_is_a_named_protocol_error() {
+        let mut s = initialized();
+        let mut out = Vec::new();
+        s.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        let out = respond(
+            &mut s,
+            &subscribe,
+            r##"{"content":[{"type":"text","text":"# Event Subscription Created\n\nnothing"}]}"##,
+        );
+        match &out[..] {
+            [Output::Failed(SessionError::Protocol { phase, detail })] => {
+                assert_eq!(phase.to_string(), "subscribe");
+                assert!(detail.contains("Event Subscription Created"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn resumed_stream_checks_the_subscription_and_keeps_it_when_listed() {
+        let (mut s, audit) = resumed();
+        let out = respond(&mut s, &audit, &listed(&[("sub-9", false)]));
+        assert_eq!(
+            out,
+            vec![Output::SubscriptionConfirmed {
                 subscription_id: "sub-9".into()
             }]
         );
+        assert!(s.audit().is_some(), "the next audit may go");
+    }
+
+    #[test]
+    fn subscription_missing_from_the_list_is_subscribed_again() {
+        let (mut s, audit) = resumed();
+        let out = respond(&mut s, &audit, &listed(&[]));
+        assert!(matches!(
+            &out[0],
+            Output::SubscriptionLost { subscription_id, .. } if subscription_id == "sub-9"
+        ));
+        let subscribe = post(&out).clone();
+        assert_eq!(subscribe.kind, PostKind::Subscribe);
+        assert!(String::from_utf8_lossy(&subscribe.body).contains(r#""mode":"faults""#));
+        let out = respond(&mut s, &subscribe, &created("sub-10"));
+        assert_eq!(
+            out,
+            vec![Output::Active {
+                subscription_id: "sub-10".into()
+            }],
+            "a subscription the server dropped is not unsubscribed"
+        );
+    }
+
+    #[test]
+    fn degraded_subscription_in_the_list_is_replaced_and_cancelled() {
+        let (mut s, audit) = resumed();
+        let out = respond(&mut s, &audit, &listed(&[("sub-9", true)]));
+        assert!(matches!(&out[0], Output::SubscriptionLost { .. }));
+        let subscribe = post(&out).clone();
+        let out = respond(&mut s, &subscribe, &created("sub-10"));
+        assert_eq!(post(&out).kind, PostKind::Unsubscribe);
+        assert!(String::from_utf8_lossy(&post(&out).body).contains("sub-9"));
+    }
+
+    #[test]
+    fn stray_subscriptions_of_our_session_are_cancelled() {
+        let (mut s, audit) = resumed();
+        let out = respond(
+            &mut s,
+            &audit,
+            &listed(&[("sub-9", false), ("sub-lost-reply", false)]),
+        );
+        assert!(matches!(&out[0], Output::SubscriptionConfirmed { .. }));
+        let cancel = post(&out);
+        assert_eq!(cancel.kind, PostKind::Unsubscribe);
+        assert!(String::from_utf8_lossy(&cancel.body).contains("sub-lost-reply"));
+    }
+
+    #[test]
+    fn server_without_the_list_tool_gets_a_replacement_subscription() {
+        let (mut s, audit) = resumed();
+        let sent: serde_json::Value = serde_json::from_slice(&audit.body).unwrap();
+        let id = sent["id"].as_u64().unwrap();
+        let mut out = Vec::new();
+        s.on_message(
+            &format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32602,"message":"unknown tool \"events_list_subscriptions\""}}}}"#),
+            &mut out,
+        );
+        let subscribe = post(&out).clone();
+        assert_eq!(subscribe.kind, PostKind::Subscribe);
+        let out = respond(&mut s, &subscribe, &created("sub-10"));
+        assert_eq!(
+            post(&out).kind,
+            PostKind::Unsubscribe,
+            "old one cancelled after"
+        );
+        // Later audits go straight to a replacement.
+        assert_eq!(s.audit().map(|r| r.kind), Some(PostKind::Subscribe));
+    }
+
+    #[test]
+    fn one_audit_or_subscribe_at_a_time() {
+        let (mut s, _audit) = resumed();
+        assert!(s.audit().is_none());
+        assert!(s.resubscribe().is_none());
+    }
+
+    #[test]
+    fn refused_or_failed_unsubscribe_is_not_fatal() {
+        let mut s = active();
+        let resubscribe = s.resubscribe().unwrap();
+        let out = respond(&mut s, &resubscribe, &created("sub-10"));
+        let cancel = post(&out).clone();
+        let out = respond(
+            &mut s,
+            &cancel,
+            r#"{"isError":true,"content":[{"type":"text","text":"failed to cancel subscription: subscription not found"}]}"#,
+        );
+        assert!(
+            out.iter().all(|o| !matches!(o, Output::Failed(_))),
+            "{out:?}"
+        );
+        let mut out = Vec::new();
+        s.on_post_end(PostKind::Unsubscribe, 500, "boom", &mut out);
+        assert!(matches!(&out[..], [Output::Ignored(_)]));
+        assert_eq!(s.phase(), Phase::Active);
+    }
+
+    #[test]
+    fn server_logger_messages_are_reported_as_text() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","logger":"kubernetes-mcp-server","data":"failed to watch: forbidden"}}"#,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            vec![Output::ServerLog("failed to watch: forbidden".into())]
+        );
+    }
+
+    #[test]
+    fn subscription_error_counts_at_any_level() {
+        for level in ["warning", "error", "info"] {
+            let mut s = active();
+            let mut out = Vec::new();
+            s.on_message(
+                &format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"{level}","logger":"kubernetes/subscription_error","data":{{"subscriptionId":"sub-9","cluster":"","error":"Watch connection failed after maximum retry attempts","degraded":true}}}}}}"#),
+                &mut out,
+            );
+            assert_eq!(
+                out,
+                vec![Output::Degraded(
+                    "Watch connection failed after maximum retry attempts".into()
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn nested_events_mode_notification_becomes_a_fault() {
+        let mut s = active();
+        let mut out = Vec::new();
+        s.on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","logger":"kubernetes/events","data":{"subscriptionId":"sub-9","cluster":"","event":{"type":"Warning","reason":"BackOff","involvedObject":{"kind":"Pod","name":"p","namespace":"n"}}}}}"#,
+            &mut out,
+        );
+        match &out[..] {
+            [Output::Fault(f)] => {
+                assert_eq!(f.fault_type, "BackOff");
+                assert_eq!(f.severity, "warning");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -85,13 +85,11 @@ impl HttpClient {
             Some(target) => Transport::tls(tcp, target.config, target.name)
                 .map_err(|e| ClientError::Tls(e.to_string()))?,
         };
-        registry
-            .register(
-                transport.tcp(),
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .map_err(ClientError::Connect)?;
+        if let Some(tcp) = transport.tcp() {
+            registry
+                .register(tcp, token, Interest::READABLE | Interest::WRITABLE)
+                .map_err(ClientError::Connect)?;
+        }
         Ok(HttpClient {
             transport,
             connecting: true,
@@ -103,7 +101,24 @@ impl HttpClient {
     pub fn close(mut self, registry: &Registry) {
         // Deregistering a socket that is about to close can only fail if it was never
         // registered; nothing to do about it either way.
-        let _ = registry.deregister(self.transport.tcp());
+        if let Some(tcp) = self.transport.tcp() {
+            let _ = registry.deregister(tcp);
+        }
+    }
+
+    /// A client on an in-memory pipe, already connected, for the connection's unit tests.
+    #[cfg(test)]
+    pub fn in_memory(
+        stream: super::memory::MemoryStream,
+        max_head_bytes: usize,
+        max_body_bytes: Option<usize>,
+    ) -> HttpClient {
+        HttpClient {
+            transport: Transport::Memory(stream),
+            connecting: false,
+            parser: ResponseParser::new(max_head_bytes, max_body_bytes),
+            outbound: Vec::new(),
+        }
     }
 
     /// True once TCP (and TLS, when used) are established.
@@ -146,7 +161,11 @@ impl HttpClient {
         events: &mut Vec<ResponseEvent>,
     ) -> Result<Progress, ClientError> {
         if self.connecting {
-            match transport::connect_progress(self.transport.tcp()) {
+            let progress = match self.transport.tcp() {
+                Some(tcp) => transport::connect_progress(tcp),
+                None => Ok(ConnectProgress::Connected),
+            };
+            match progress {
                 Ok(ConnectProgress::Pending) => return Ok(Progress::Connecting),
                 Ok(ConnectProgress::Connected) => self.connecting = false,
                 Err(e) => return Err(ClientError::Connect(e)),

@@ -4,6 +4,8 @@
 pub mod client;
 pub mod dns;
 pub mod http;
+#[cfg(test)]
+pub mod memory;
 pub mod sse;
 pub mod tls;
 pub mod tls_session;

@@ -54,6 +54,9 @@ pub enum Transport {
         tcp: TcpStream,
         tls: Box<TlsSession>,
     },
+    /// An in-memory pipe in place of a socket, for the connection's unit tests.
+    #[cfg(test)]
+    Memory(super::memory::MemoryStream),
 }
 
 #[derive(Debug)]
@@ -130,9 +133,12 @@ impl Transport {
         })
     }
 
-    pub fn tcp(&mut self) -> &mut TcpStream {
+    /// The socket to register with the poll; `None` for an in-memory pipe.
+    pub fn tcp(&mut self) -> Option<&mut TcpStream> {
         match self {
-            Transport::Plain(tcp) | Transport::Tls { tcp, .. } => tcp,
+            Transport::Plain(tcp) | Transport::Tls { tcp, .. } => Some(tcp),
+            #[cfg(test)]
+            Transport::Memory(_) => None,
         }
     }
 
@@ -140,6 +146,8 @@ impl Transport {
         match self {
             Transport::Plain(_) => false,
             Transport::Tls { tls, .. } => tls.is_handshaking(),
+            #[cfg(test)]
+            Transport::Memory(_) => false,
         }
     }
 
@@ -148,6 +156,8 @@ impl Transport {
         match self {
             Transport::Plain(tcp) => read_plain(tcp, &mut buffers.plaintext),
             Transport::Tls { tcp, tls } => read_tls(tcp, tls, buffers),
+            #[cfg(test)]
+            Transport::Memory(pipe) => read_plain(pipe, &mut buffers.plaintext),
         }
     }
 
@@ -166,12 +176,18 @@ impl Transport {
                 flush_tls(tcp, tls)?;
                 Ok(outbound.is_empty() && tls.outgoing().is_empty())
             }
+            #[cfg(test)]
+            Transport::Memory(pipe) => {
+                let written = write_some(pipe, outbound)?;
+                outbound.drain(..written);
+                Ok(outbound.is_empty())
+            }
         }
     }
 }
 
 /// Writes from the front of `bytes` until the socket would block; returns how much went.
-fn write_some(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(tcp: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
         match tcp.write(&bytes[written..]) {
@@ -186,7 +202,7 @@ fn write_some(tcp: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
 }
 
 /// Reads into the end of `into`, at most [`READ_CHUNK`] bytes in one call.
-fn read_chunk(tcp: &mut TcpStream, into: &mut Vec<u8>) -> io::Result<Option<usize>> {
+fn read_chunk(tcp: &mut impl Read, into: &mut Vec<u8>) -> io::Result<Option<usize>> {
     let start = into.len();
     into.resize(start + READ_CHUNK, 0);
     let result = loop {
@@ -211,7 +227,7 @@ fn read_chunk(tcp: &mut TcpStream, into: &mut Vec<u8>) -> io::Result<Option<usiz
     }
 }
 
-fn read_plain(tcp: &mut TcpStream, inbound: &mut Vec<u8>) -> io::Result<ReadOutcome> {
+fn read_plain(tcp: &mut impl Read, inbound: &mut Vec<u8>) -> io::Result<ReadOutcome> {
     let start = inbound.len();
     loop {
         if inbound.len() - start >= READ_BUDGET {
@@ -292,7 +308,7 @@ mod tests {
         let mut poll = Poll::new()?;
         let mut events = Events::with_capacity(8);
         poll.registry().register(
-            transport.tcp(),
+            transport.tcp().unwrap(),
             Token(0),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -305,7 +321,7 @@ mod tests {
             assert!(Instant::now() < deadline, "got {} bytes", received.len());
             poll.poll(&mut events, Some(Duration::from_millis(100)))?;
             if !connected {
-                match connect_progress(transport.tcp())? {
+                match connect_progress(transport.tcp().unwrap())? {
                     ConnectProgress::Connected => connected = true,
                     ConnectProgress::Pending => continue,
                 }

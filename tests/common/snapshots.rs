@@ -37,5 +37,9 @@ pub fn snapshot(name: &str, status: ConnectionStatus) -> HealthSnapshot {
         errors: ErrorCounts::default(),
         protocol_version: None,
         subscription_id: None,
+        subscription_since: None,
+        subscription_renewals: 0,
+        subscription_gaps: Vec::new(),
+        server_log_messages: 0,
     }
 }

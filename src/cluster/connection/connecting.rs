@@ -16,11 +16,12 @@ impl ClusterConnection {
         }
     }
 
+    /// Opens a new HTTP client for `channel` with the next generation.
     pub(super) fn open_client(
-        &self,
+        &mut self,
         ctx: &mut ConnectionContext,
         channel: Channel,
-    ) -> Result<HttpClient, ClientError> {
+    ) -> Result<Client, ClientError> {
         let Some(addr) = self.addr else {
             return Err(ClientError::Connect(io::Error::other(
                 "no resolved address",
@@ -48,29 +49,33 @@ impl ClusterConnection {
             Channel::Control => Some(ctx.settings.max_event_bytes),
             Channel::Stream => None,
         };
-        HttpClient::open(
-            ctx.registry,
-            self.key.token(channel),
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let request = dialer::DialRequest {
+            token: self.key.token(channel, generation),
             addr,
             tls,
-            ctx.settings.tcp_keepalive,
-            ctx.settings.max_header_bytes,
-            max_body,
-        )
+            keepalive: ctx.settings.tcp_keepalive,
+            max_head_bytes: ctx.settings.max_header_bytes,
+            max_body_bytes: max_body,
+        };
+        let http = ctx.dialer.dial(ctx.registry, request)?;
+        Ok(Client { http, generation })
     }
 
     pub(super) fn open_stream(&mut self, ctx: &mut ConnectionContext) {
         if let Some(old) = self.stream.take() {
-            old.close(ctx.registry);
+            old.http.close(ctx.registry);
         }
         let mut client = match self.open_client(ctx, Channel::Stream) {
             Ok(client) => client,
             Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
         };
         self.stream_sse.reset_stream();
-        self.stream_open = false;
         let last_event_id = self.stream_sse.last_event_id().map(str::to_owned);
-        self.sent_last_event_id = last_event_id.is_some();
+        self.stream_phase = StreamPhase::Opening {
+            last_event_id_sent: last_event_id.is_some(),
+        };
         let mut headers = self.session_headers();
         headers.push(("Accept", "text/event-stream".to_owned()));
         headers.push(("Cache-Control", "no-cache".to_owned()));
@@ -79,8 +84,8 @@ impl ClusterConnection {
         }
         let mut bytes = Vec::new();
         self.write_http(&mut bytes, "GET", &headers, None);
-        client.queue(&bytes);
-        if let Err(e) = client.flush() {
+        client.http.queue(&bytes);
+        if let Err(e) = client.http.flush() {
             return self.fail(ctx, e.phase(), e.to_string(), false);
         }
         self.stream = Some(client);

@@ -10,9 +10,16 @@ impl ClusterConnection {
         message: String,
         permanent: bool,
     ) {
-        if self.shutting_down {
+        if !self.running() {
             return self.finish_shutdown(ctx);
         }
+        if self.status == ConnectionStatus::Active {
+            self.stats
+                .gaps
+                .open(GapCause::SessionFailed, SystemTime::now());
+        }
+        // The next session ends this one on the server, with its subscriptions.
+        self.retire_session();
         self.stats.errors.count(phase);
         self.stats.last_error = Some(format!("{phase}: {message}"));
         self.stats.last_error_at = Some(SystemTime::now());
@@ -37,6 +44,7 @@ impl ClusterConnection {
             TimerKind::Connect,
             TimerKind::ControlIdle,
             TimerKind::Resubscribe,
+            TimerKind::Audit,
         ] {
             self.disarm(ctx, kind);
         }
@@ -69,12 +77,12 @@ impl ClusterConnection {
 
     pub(super) fn close_channels(&mut self, ctx: &mut ConnectionContext) {
         if let Some(control) = self.control.take() {
-            control.close(ctx.registry);
+            control.http.close(ctx.registry);
         }
         if let Some(stream) = self.stream.take() {
-            stream.close(ctx.registry);
+            stream.http.close(ctx.registry);
         }
-        self.stream_open = false;
+        self.stream_phase = StreamPhase::Closed;
         self.in_flight = None;
         self.queue.clear();
     }

@@ -3,6 +3,11 @@
 //! (keep-alive) and the stream connection that holds the GET event stream — plus its
 //! backoff and timers. The loop hands it readiness events, timer expiries and DNS answers
 //! together with a `ConnectionContext` of the loop's shared parts.
+//!
+//! Every HTTP client it opens gets a generation, carried in its token: an event of a client
+//! that was replaced (a `Connection: close` reply, a GET reopened after a 400) never reaches
+//! its successor. Sockets come from a [`Dialer`], so the unit tests (`tests.rs`) drive the
+//! whole connection over in-memory pipes with a fake clock.
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,7 +21,7 @@ use super::admission::ConnectAdmission;
 use super::backoff::{seed_for, Backoff, BackoffPolicy};
 use super::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
 use crate::config::{ClusterConfig, Config, SubscribeMode};
-use crate::events::{ClusterEvent, EventSink};
+use crate::events::{ClusterEvent, EventSink, FaultEvent};
 use crate::mcp::session::{McpSession, Output, Phase, PostKind, PostRequest, SessionError};
 use crate::net::client::{ClientError, HttpClient, Progress, TlsTarget};
 use crate::net::dns::Resolver;
@@ -27,10 +32,18 @@ use crate::net::transport::ReadBuffers;
 use crate::timer::{TimerId, TimerWheel};
 
 mod connecting;
+mod dialer;
 mod failure;
+mod gaps;
 mod outputs;
 mod receiving;
 mod sending;
+#[cfg(test)]
+mod tests;
+
+pub use dialer::{Dialer, TcpDialer};
+use gaps::SubscriptionGaps;
+pub use gaps::{GapCause, SubscriptionGap};
 
 const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 const USER_AGENT: &str = concat!("nightcrier/", env!("CARGO_PKG_VERSION"));
@@ -44,6 +57,7 @@ pub struct ConnectionSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub ping_interval: Duration,
+    pub subscription_audit_interval: Duration,
     pub tcp_keepalive: Duration,
     /// Close the control connection after this long without a request; the next request
     /// (usually a ping) opens a new one, with TLS session resumption. An idle cluster then
@@ -62,6 +76,7 @@ impl ConnectionSettings {
             connect_timeout: config.connection.connect_timeout,
             read_timeout: config.connection.read_timeout,
             ping_interval: config.connection.ping_interval,
+            subscription_audit_interval: config.connection.subscription_audit_interval,
             tcp_keepalive: config.connection.tcp_keepalive,
             control_idle_timeout: config.connection.control_idle_timeout,
             stable_after: config.reconnect.stable_after,
@@ -91,25 +106,56 @@ pub enum Channel {
     Stream,
 }
 
+/// The low bits of an HTTP client's generation that its token carries.
+const CLIENT_GENERATION_MASK: u32 = 0x3f;
+/// Marks a connection's token in the low byte; the loop's other tokens (the stage's, the
+/// waker's, the signals') use other low bytes or are matched first.
+const CONNECTION_TOKEN_BIT: u32 = 0x80;
+
+/// What a socket token names: a slot, one of its two channels, and which client of that
+/// channel (its generation, truncated to 7 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenParts {
+    pub index: u32,
+    pub slot_generation: u32,
+    pub channel: Channel,
+    pub client_generation: u32,
+}
+
 impl SlotKey {
-    pub fn token(self, channel: Channel) -> Token {
-        let code = match channel {
+    pub fn token(self, channel: Channel, client_generation: u32) -> Token {
+        let channel_bit = match channel {
             Channel::Control => 0,
             Channel::Stream => 1,
         };
-        Token(((self.index as usize) << 32) | ((self.generation as usize & 0xff_ffff) << 8) | code)
+        let code = CONNECTION_TOKEN_BIT
+            | channel_bit
+            | ((client_generation & CLIENT_GENERATION_MASK) << 1);
+        Token(
+            ((self.index as usize) << 32)
+                | ((self.generation as usize & 0xff_ffff) << 8)
+                | code as usize,
+        )
     }
 
-    /// Inverse of `token`; the generation comes back truncated to 24 bits, so compare with
-    /// `matches_token`.
-    pub fn from_token(token: Token) -> Option<(u32, u32, Channel)> {
+    /// Inverse of `token`; the slot generation comes back truncated to 24 bits, so compare
+    /// with `matches_generation`. `None` for a token that is not a connection's.
+    pub fn from_token(token: Token) -> Option<TokenParts> {
         let raw = token.0;
-        let channel = match raw & 0xff {
-            0 => Channel::Control,
-            1 => Channel::Stream,
-            _ => return None,
-        };
-        Some(((raw >> 32) as u32, ((raw >> 8) & 0xff_ffff) as u32, channel))
+        let code = (raw & 0xff) as u32;
+        if code & CONNECTION_TOKEN_BIT == 0 {
+            return None;
+        }
+        Some(TokenParts {
+            index: (raw >> 32) as u32,
+            slot_generation: ((raw >> 8) & 0xff_ffff) as u32,
+            channel: if code & 1 == 0 {
+                Channel::Control
+            } else {
+                Channel::Stream
+            },
+            client_generation: (code >> 1) & CLIENT_GENERATION_MASK,
+        })
     }
 
     pub fn matches_generation(self, truncated: u32) -> bool {
@@ -146,9 +192,11 @@ pub enum TimerKind {
     ControlIdle,
     /// Subscribe again after the server reported a broken subscription.
     Resubscribe,
+    /// Time to check that the server still holds our subscription.
+    Audit,
 }
 
-const TIMER_KINDS: usize = 8;
+const TIMER_KINDS: usize = 9;
 
 impl TimerKind {
     fn slot(self) -> usize {
@@ -173,13 +221,42 @@ pub struct ConnectionContext<'a> {
     pub sink: &'a mut dyn EventSink,
     pub settings: &'a ConnectionSettings,
     pub admission: &'a mut ConnectAdmission,
+    /// Opens the sockets: TCP in the daemon, in-memory pipes in unit tests.
+    pub dialer: &'a dyn Dialer,
     /// Set when any connection changed status, so the loop publishes a fresh snapshot.
     pub changed: bool,
 }
 
 enum Outgoing {
     Post(PostRequest),
+    /// End our session (shutdown).
     Delete,
+    /// End a session a new one replaced, so the server drops its subscriptions.
+    DeleteStale(String),
+}
+
+/// What the request on the control connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Post(PostKind),
+    Delete,
+    DeleteStale(String),
+}
+
+impl Request {
+    fn post_kind(&self) -> Option<PostKind> {
+        match self {
+            Request::Post(kind) => Some(*kind),
+            _ => None,
+        }
+    }
+
+    fn phase(&self) -> &'static str {
+        match self {
+            Request::Post(kind) => kind.phase(),
+            Request::Delete | Request::DeleteStale(_) => "stream",
+        }
+    }
 }
 
 enum ReplyBody {
@@ -189,7 +266,7 @@ enum ReplyBody {
 }
 
 struct InFlight {
-    kind: Option<PostKind>,
+    request: Request,
     status: u16,
     body: ReplyBody,
 }
@@ -199,6 +276,34 @@ enum RetryScope {
     Full,
     Stream,
 }
+
+/// The GET event stream's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamPhase {
+    /// No GET (or its client is gone).
+    Closed,
+    /// The GET is sent; no head yet.
+    Opening { last_event_id_sent: bool },
+    /// 200 `text/event-stream`: events flow.
+    Open,
+}
+
+/// Whether the connection runs, is closing its session, or is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Running,
+    ShuttingDown,
+    Closed,
+}
+
+/// One HTTP client and its generation.
+struct Client {
+    http: HttpClient,
+    generation: u32,
+}
+
+/// Sessions a new one replaced, kept until their DELETE is answered; bounded.
+const MAX_STALE_SESSIONS: usize = 8;
 
 #[derive(Default)]
 struct Stats {
@@ -212,6 +317,11 @@ struct Stats {
     stream_gaps: u64,
     malformed: u64,
     ignored: u64,
+    server_logs: u64,
+    subscription_renewals: u64,
+    /// When the server last created our current subscription.
+    subscription_since: Option<SystemTime>,
+    gaps: SubscriptionGaps,
     errors: ErrorCounts,
 }
 
@@ -221,19 +331,20 @@ pub struct ClusterConnection {
     status: ConnectionStatus,
     session: McpSession,
     addr: Option<SocketAddr>,
-    control: Option<HttpClient>,
-    stream: Option<HttpClient>,
+    control: Option<Client>,
+    stream: Option<Client>,
+    /// The generation the next client of each channel gets.
+    next_generation: u32,
     stream_sse: SseParser,
-    stream_open: bool,
-    sent_last_event_id: bool,
+    stream_phase: StreamPhase,
     queue: VecDeque<Outgoing>,
     in_flight: Option<InFlight>,
+    stale_sessions: Vec<String>,
     backoff: Backoff,
     retry_scope: RetryScope,
     timers: [Option<TimerId>; TIMER_KINDS],
     degraded: bool,
-    shutting_down: bool,
-    closed: bool,
+    lifecycle: Lifecycle,
     tried: bool,
     stats: Stats,
 }
@@ -253,15 +364,15 @@ impl ClusterConnection {
             addr: None,
             control: None,
             stream: None,
-            stream_open: false,
-            sent_last_event_id: false,
+            next_generation: 0,
+            stream_phase: StreamPhase::Closed,
             queue: VecDeque::new(),
             in_flight: None,
+            stale_sessions: Vec::new(),
             retry_scope: RetryScope::Full,
             timers: [None; TIMER_KINDS],
             degraded: false,
-            shutting_down: false,
-            closed: false,
+            lifecycle: Lifecycle::Running,
             tried: false,
             stats: Stats::default(),
         }
@@ -277,7 +388,18 @@ impl ClusterConnection {
         self.status
     }
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.lifecycle == Lifecycle::Closed
+    }
+
+    fn running(&self) -> bool {
+        self.lifecycle == Lifecycle::Running
+    }
+
+    fn client(&self, channel: Channel) -> Option<&Client> {
+        match channel {
+            Channel::Control => self.control.as_ref(),
+            Channel::Stream => self.stream.as_ref(),
+        }
     }
 
     /// Applies configuration changes that need no reconnect (labels, triage, severity…).
@@ -293,7 +415,7 @@ impl ClusterConnection {
 
     /// Admission let this connection's connect through.
     pub fn on_admitted(&mut self, ctx: &mut ConnectionContext) {
-        if !self.shutting_down && !self.closed {
+        if self.running() {
             self.connect(ctx);
         }
     }
@@ -303,7 +425,7 @@ impl ClusterConnection {
         ctx: &mut ConnectionContext,
         result: io::Result<Vec<SocketAddr>>,
     ) {
-        if self.shutting_down || self.status != ConnectionStatus::Connecting {
+        if !self.running() || self.status != ConnectionStatus::Connecting {
             return;
         }
         let addr = match result {
@@ -322,24 +444,42 @@ impl ClusterConnection {
         self.session = McpSession::new(ctx.settings.mode, CLIENT_VERSION);
         let initialize = self.session.start();
         self.queue.clear();
+        // Sessions this one replaces are ended first, so the server never accumulates our
+        // subscriptions (it keeps a session's subscriptions until the session is gone).
+        for stale in &self.stale_sessions {
+            self.queue.push_back(Outgoing::DeleteStale(stale.clone()));
+        }
         self.queue.push_back(Outgoing::Post(initialize));
         self.send_next(ctx);
     }
 
-    /// Handles one readiness event, reading at most one read budget. Returns true when bytes
-    /// are still waiting: the loop comes back to this socket after serving the others, so a
-    /// fire-hose server cannot starve the rest (the socket is edge-triggered, so no new event
-    /// would come for those bytes).
-    pub fn on_ready(&mut self, ctx: &mut ConnectionContext, channel: Channel) -> bool {
+    /// Handles one readiness event of the client `client_generation` (from the token),
+    /// reading at most one read budget. Returns true when bytes are still waiting: the loop
+    /// comes back to this socket after serving the others, so a fire-hose server cannot
+    /// starve the rest (the socket is edge-triggered, so no new event would come for those
+    /// bytes).
+    pub fn on_ready(
+        &mut self,
+        ctx: &mut ConnectionContext,
+        channel: Channel,
+        client_generation: u32,
+    ) -> bool {
+        let Some(generation) = self.client(channel).map(|c| c.generation) else {
+            return false;
+        };
+        if generation & CLIENT_GENERATION_MASK != client_generation & CLIENT_GENERATION_MASK {
+            // An event of a client this channel no longer has.
+            return false;
+        }
         let mut events = Vec::new();
         let client = match channel {
             Channel::Control => self.control.as_mut(),
             Channel::Stream => self.stream.as_mut(),
         };
         let Some(client) = client else { return false };
-        let was_open = client.is_open();
-        let progress = client.on_ready(ctx.inbound, &mut events);
-        let now_open = client.is_open();
+        let was_open = client.http.is_open();
+        let progress = client.http.on_ready(ctx.inbound, &mut events);
+        let now_open = client.http.is_open();
         if channel == Channel::Control && !was_open && now_open {
             self.disarm(ctx, TimerKind::Connect);
             log::debug!("cluster={} control connection open", self.config.name);
@@ -352,20 +492,21 @@ impl ClusterConnection {
             }
         };
         let inbound = std::mem::take(&mut ctx.inbound.plaintext);
-        let channels_before = (self.control.is_some(), self.stream.is_some());
+        let same_client =
+            |this: &Self| this.client(channel).map(|c| c.generation) == Some(generation);
         for event in events.drain(..) {
             match channel {
                 Channel::Control => self.on_control_event(ctx, event, &inbound),
                 Channel::Stream => self.on_stream_event(ctx, event, &inbound),
             }
-            if self.status == ConnectionStatus::Failed {
+            // What the client read after a reply that closed or replaced it belongs to the
+            // old client, never to its successor.
+            if self.status == ConnectionStatus::Failed || !same_client(self) {
                 break;
             }
         }
         ctx.inbound.plaintext = inbound;
-        if self.status == ConnectionStatus::Failed
-            || channels_before != (self.control.is_some(), self.stream.is_some())
-        {
+        if self.status == ConnectionStatus::Failed || !same_client(self) {
             return false;
         }
         match progress {
@@ -383,7 +524,7 @@ impl ClusterConnection {
         match kind {
             TimerKind::Retry => {
                 self.stats.retry_at = None;
-                if self.shutting_down {
+                if !self.running() {
                     return;
                 }
                 if self.status == ConnectionStatus::Failed {
@@ -397,15 +538,20 @@ impl ClusterConnection {
                 }
             }
             TimerKind::Request => {
-                let what = self
-                    .in_flight
-                    .as_ref()
-                    .and_then(|f| f.kind)
-                    .map(PostKind::phase)
-                    .unwrap_or("shutdown");
-                if self.shutting_down {
+                let request = self.in_flight.as_ref().map(|f| f.request.clone());
+                if !self.running() {
                     return self.finish_shutdown(ctx);
                 }
+                if let Some(Request::DeleteStale(id)) = request {
+                    // Best effort: a server that does not answer a DELETE keeps that
+                    // session; the new one must not wait for it.
+                    log::debug!(
+                        "cluster={} DELETE of replaced session not answered; giving up on it",
+                        self.config.name
+                    );
+                    return self.abandon_stale_delete(ctx, &id);
+                }
+                let what = request.as_ref().map_or("stream", Request::phase);
                 self.fail(
                     ctx,
                     what,
@@ -440,7 +586,7 @@ impl ClusterConnection {
             TimerKind::ControlIdle => {
                 if self.in_flight.is_none() && self.queue.is_empty() {
                     if let Some(control) = self.control.take() {
-                        control.close(ctx.registry);
+                        control.http.close(ctx.registry);
                         log::trace!(
                             "cluster={} idle control connection closed",
                             self.config.name
@@ -459,6 +605,13 @@ impl ClusterConnection {
                 }
                 None => {}
             },
+            TimerKind::Audit => {
+                // `None`: a subscribe or an audit is in flight; its answer re-arms the audit.
+                if let Some(audit) = self.session.audit() {
+                    self.queue.push_back(Outgoing::Post(audit));
+                    self.send_next(ctx);
+                }
+            }
             TimerKind::Stable => {
                 self.backoff.reset();
                 log::debug!("cluster={} session stable, backoff reset", self.config.name);
@@ -469,21 +622,22 @@ impl ClusterConnection {
     /// Graceful close: end the stream, DELETE the session, then close. `is_closed` turns
     /// true when done; the caller bounds the wait.
     pub fn begin_shutdown(&mut self, ctx: &mut ConnectionContext) {
-        if self.shutting_down {
+        if !self.running() {
             return;
         }
-        self.shutting_down = true;
+        self.lifecycle = Lifecycle::ShuttingDown;
         for kind in [
             TimerKind::Retry,
             TimerKind::Ping,
             TimerKind::Stable,
             TimerKind::StreamOpen,
             TimerKind::Resubscribe,
+            TimerKind::Audit,
         ] {
             self.disarm(ctx, kind);
         }
         if let Some(stream) = self.stream.take() {
-            stream.close(ctx.registry);
+            stream.http.close(ctx.registry);
         }
         // A control connection the server closed is reopened by `send_next`.
         let can_delete = self.session.session_id().is_some()
@@ -511,7 +665,7 @@ impl ClusterConnection {
                 ctx.timers.cancel(id);
             }
         }
-        self.closed = true;
+        self.lifecycle = Lifecycle::Closed;
         self.set_status(ctx, ConnectionStatus::Disconnected);
     }
 
@@ -541,6 +695,10 @@ impl ClusterConnection {
             errors: self.stats.errors.clone(),
             protocol_version: self.session.protocol_version().map(str::to_owned),
             subscription_id: self.session.subscription_id().map(str::to_owned),
+            subscription_since: self.stats.subscription_since,
+            subscription_renewals: self.stats.subscription_renewals,
+            subscription_gaps: self.stats.gaps.to_vec(),
+            server_log_messages: self.stats.server_logs,
         }
     }
 }

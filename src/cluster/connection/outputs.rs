@@ -1,6 +1,10 @@
-//! Acting on what the session decided: requests to send, faults to deliver, status.
+//! Acting on what the session decided: requests to send, faults to deliver, status, the
+//! subscription's checks and gaps.
 
 use super::*;
+
+/// Server log lines are wire text: kept short in our log.
+const SERVER_LOG_EXCERPT: usize = 200;
 
 impl ClusterConnection {
     pub(super) fn apply(&mut self, ctx: &mut ConnectionContext, outputs: Vec<Output>) {
@@ -15,44 +19,52 @@ impl ClusterConnection {
                 }
                 Output::OpenStream => self.open_stream(ctx),
                 Output::Active { subscription_id } => self.on_active(ctx, &subscription_id),
-                Output::Fault(event) => {
-                    self.stats.event_count += 1;
-                    self.stats.last_event = Some(SystemTime::now());
-                    log::debug!(
-                        "cluster={} fault {} {} {}",
-                        self.config.name,
-                        event.fault_id,
-                        event.fault_type,
-                        event.severity
-                    );
-                    if event.fault_id_derived {
-                        log::warn!(
-                            "cluster={} fault without usable faultId; derived key {}",
-                            self.config.name,
-                            event.fault_id
-                        );
-                    }
-                    ctx.sink.deliver(
-                        ClusterEvent {
-                            cluster: self.config.clone(),
-                            event,
-                            received_at: SystemTime::now(),
-                        },
-                        ctx.now,
+                Output::StreamResumed => {
+                    log::info!(
+                        "cluster={} event stream reopened; checking the subscription",
+                        self.config.name
                     );
                 }
+                Output::SubscriptionConfirmed { subscription_id } => {
+                    self.on_confirmed(ctx, &subscription_id)
+                }
+                Output::SubscriptionLost {
+                    subscription_id,
+                    reason,
+                } => {
+                    let since = self
+                        .stats
+                        .subscription_since
+                        .unwrap_or_else(SystemTime::now);
+                    self.stats.gaps.open(GapCause::SubscriptionLost, since);
+                    log::warn!(
+                        "cluster={} subscription {} lost: {reason}; subscribing again",
+                        self.config.name,
+                        crate::logging::excerpt(&subscription_id, 64)
+                    );
+                }
+                Output::Fault(event) => self.deliver(ctx, event),
                 Output::Degraded(reason) => {
                     self.degraded = true;
                     let delay = self.backoff.next_delay();
                     log::warn!(
-                        "cluster={} subscription degraded: {reason}; resubscribing in {:.1}s",
+                        "cluster={} subscription degraded: {}; resubscribing in {:.1}s",
                         self.config.name,
+                        crate::logging::excerpt(&reason, SERVER_LOG_EXCERPT),
                         delay.as_secs_f64()
                     );
                     self.arm(ctx, TimerKind::Resubscribe, delay);
                 }
                 Output::Pong => {
                     self.arm(ctx, TimerKind::Ping, ctx.settings.ping_interval);
+                }
+                Output::ServerLog(text) => {
+                    self.stats.server_logs += 1;
+                    log::info!(
+                        "cluster={} server says: {}",
+                        self.config.name,
+                        crate::logging::excerpt(&text, SERVER_LOG_EXCERPT)
+                    );
                 }
                 Output::Ignored(what) => {
                     self.stats.ignored += 1;
@@ -61,9 +73,10 @@ impl ClusterConnection {
                 Output::Malformed(what) => {
                     self.stats.malformed += 1;
                     log::warn!(
-                        "cluster={} undecodable message #{}: {what}",
+                        "cluster={} undecodable message #{}: {}",
                         self.config.name,
-                        self.stats.malformed
+                        self.stats.malformed,
+                        crate::logging::excerpt(&what, SERVER_LOG_EXCERPT)
                     );
                 }
                 Output::Failed(error) => self.on_session_error(ctx, error),
@@ -82,13 +95,44 @@ impl ClusterConnection {
         }
     }
 
+    fn deliver(&mut self, ctx: &mut ConnectionContext, event: FaultEvent) {
+        self.stats.event_count += 1;
+        self.stats.last_event = Some(SystemTime::now());
+        log::debug!(
+            "cluster={} fault {} {} {}",
+            self.config.name,
+            event.fault_id,
+            crate::logging::excerpt(&event.fault_type, 64),
+            crate::logging::excerpt(&event.severity, 32)
+        );
+        if event.fault_id_derived {
+            log::debug!(
+                "cluster={} fault without a faultId; derived key {}",
+                self.config.name,
+                event.fault_id
+            );
+        }
+        ctx.sink.deliver(
+            ClusterEvent {
+                cluster: self.config.clone(),
+                event,
+                received_at: SystemTime::now(),
+            },
+            ctx.now,
+        );
+    }
+
     pub(super) fn on_active(&mut self, ctx: &mut ConnectionContext, subscription_id: &str) {
         let resumed = self.status == ConnectionStatus::Active;
         let what = match (resumed, self.degraded) {
             (_, true) => "resubscribed",
-            (true, false) => "event stream resumed",
+            (true, false) => "subscribed again",
             (false, false) => "subscribed",
         };
+        if resumed {
+            self.stats.subscription_renewals += 1;
+        }
+        self.stats.subscription_since = Some(SystemTime::now());
         // A subscription error that arrived while this subscribe was in flight armed a
         // resubscribe: the subscription just confirmed is the broken one, so it stays
         // degraded until that resubscribe succeeds.
@@ -100,12 +144,51 @@ impl ClusterConnection {
         }
         self.set_status(ctx, ConnectionStatus::Active);
         log::info!(
-            "cluster={} {what} (subscription {subscription_id}, protocol {})",
+            "cluster={} {what} (subscription {}, protocol {})",
             self.config.name,
+            crate::logging::excerpt(subscription_id, 64),
             self.session.protocol_version().unwrap_or("?")
         );
+        self.close_gap_if_receiving();
         self.arm(ctx, TimerKind::Ping, ctx.settings.ping_interval);
         self.arm(ctx, TimerKind::Stable, ctx.settings.stable_after);
+        self.arm(
+            ctx,
+            TimerKind::Audit,
+            ctx.settings.subscription_audit_interval,
+        );
+    }
+
+    fn on_confirmed(&mut self, ctx: &mut ConnectionContext, subscription_id: &str) {
+        log::debug!(
+            "cluster={} server still holds subscription {}",
+            self.config.name,
+            crate::logging::excerpt(subscription_id, 64)
+        );
+        self.close_gap_if_receiving();
+        self.arm(
+            ctx,
+            TimerKind::Audit,
+            ctx.settings.subscription_audit_interval,
+        );
+    }
+
+    /// Faults flow again once the subscription is confirmed with the stream open.
+    fn close_gap_if_receiving(&mut self) {
+        if self.stream_phase != StreamPhase::Open {
+            return;
+        }
+        let now = SystemTime::now();
+        if let Some(gap) = self.stats.gaps.close(now) {
+            let seconds = now
+                .duration_since(gap.start)
+                .unwrap_or_default()
+                .as_secs_f64();
+            log::warn!(
+                "cluster={} receiving again after a gap of {seconds:.1}s; faults that began in it were not sent by the server",
+                self.config.name
+            );
+        }
     }
 
     pub(super) fn on_session_error(&mut self, ctx: &mut ConnectionContext, error: SessionError) {
@@ -116,6 +199,8 @@ impl ClusterConnection {
                 "cluster={} server forgot the session; starting a new one",
                 self.config.name
             );
+            // Nothing to end on the server.
+            self.session.forget_session_id();
         }
         self.fail(ctx, phase, error.to_string(), permanent);
     }

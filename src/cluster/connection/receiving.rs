@@ -26,7 +26,7 @@ impl ClusterConnection {
                 } else {
                     ReplyBody::Excerpt(Vec::new())
                 };
-                if let Some(kind) = flight.kind {
+                if let Some(kind) = flight.request.post_kind() {
                     self.session
                         .on_post_head(kind, head.status, head.header("mcp-session-id"));
                 }
@@ -34,16 +34,15 @@ impl ClusterConnection {
             ResponseEvent::Body(range) => {
                 let bytes = &inbound[range];
                 let mut sse_events = Vec::new();
+                let phase = flight.request.phase();
                 match &mut flight.body {
                     ReplyBody::Events(parser) => {
                         if let Err(e) = parser.feed(bytes, &mut sse_events) {
-                            let phase = flight.kind.map(PostKind::phase).unwrap_or("stream");
                             return self.fail(ctx, phase, format!("reply stream: {e}"), false);
                         }
                     }
                     ReplyBody::Json(body) => {
                         if body.len() + bytes.len() > max_event_bytes {
-                            let phase = flight.kind.map(PostKind::phase).unwrap_or("stream");
                             return self.fail(
                                 ctx,
                                 phase,
@@ -60,49 +59,59 @@ impl ClusterConnection {
                 }
                 self.on_sse_events(ctx, sse_events);
             }
-            ResponseEvent::End { reusable } => {
-                let Some(flight) = self.in_flight.take() else {
-                    return;
-                };
-                self.disarm(ctx, TimerKind::Request);
-                let mut outputs = Vec::new();
-                let excerpt = match &flight.body {
-                    ReplyBody::Json(body) if !body.is_empty() => {
-                        match std::str::from_utf8(body) {
-                            Ok(text) => self.session.on_message(text, &mut outputs),
-                            Err(_) => outputs.push(Output::Malformed("reply is not UTF-8".into())),
-                        }
-                        String::new()
-                    }
-                    ReplyBody::Excerpt(body) => String::from_utf8_lossy(body).into_owned(),
-                    _ => String::new(),
-                };
-                match flight.kind {
-                    Some(kind) => {
-                        self.session
-                            .on_post_end(kind, flight.status, &excerpt, &mut outputs)
-                    }
-                    None => {
-                        // DELETE answered (204, or 404/405 from servers that forgot or
-                        // never support it): the session is over either way.
-                        log::info!(
-                            "cluster={} session closed (DELETE → {})",
-                            self.config.name,
-                            flight.status
-                        );
-                        return self.finish_shutdown(ctx);
-                    }
-                }
-                if !reusable {
-                    if let Some(control) = self.control.take() {
-                        control.close(ctx.registry);
-                    }
-                }
-                self.apply(ctx, outputs);
-                if self.status != ConnectionStatus::Failed {
-                    self.send_next(ctx);
-                }
+            ResponseEvent::End { reusable } => self.on_reply_end(ctx, reusable),
+        }
+    }
+
+    fn on_reply_end(&mut self, ctx: &mut ConnectionContext, reusable: bool) {
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        self.disarm(ctx, TimerKind::Request);
+        if !reusable {
+            if let Some(control) = self.control.take() {
+                control.http.close(ctx.registry);
             }
+        }
+        let mut outputs = Vec::new();
+        let excerpt = match &flight.body {
+            ReplyBody::Json(body) if !body.is_empty() => {
+                match std::str::from_utf8(body) {
+                    Ok(text) => self.session.on_message(text, &mut outputs),
+                    Err(_) => outputs.push(Output::Malformed("reply is not UTF-8".into())),
+                }
+                String::new()
+            }
+            ReplyBody::Excerpt(body) => String::from_utf8_lossy(body).into_owned(),
+            _ => String::new(),
+        };
+        match flight.request {
+            Request::Post(kind) => {
+                self.session
+                    .on_post_end(kind, flight.status, &excerpt, &mut outputs)
+            }
+            Request::Delete => {
+                // DELETE answered (204, or 404/405 from servers that forgot or never
+                // support it): the session is over either way.
+                log::info!(
+                    "cluster={} session closed (DELETE → {})",
+                    self.config.name,
+                    flight.status
+                );
+                return self.finish_shutdown(ctx);
+            }
+            Request::DeleteStale(id) => {
+                log::debug!(
+                    "cluster={} replaced session ended (DELETE → {})",
+                    self.config.name,
+                    flight.status
+                );
+                self.stale_sessions.retain(|s| *s != id);
+            }
+        }
+        self.apply(ctx, outputs);
+        if self.status != ConnectionStatus::Failed {
+            self.send_next(ctx);
         }
     }
 
@@ -115,7 +124,12 @@ impl ClusterConnection {
         match event {
             ResponseEvent::Head(head) => {
                 self.disarm(ctx, TimerKind::StreamOpen);
-                if head.status == 400 && self.sent_last_event_id {
+                let replay_refused = head.status == 400
+                    && self.stream_phase
+                        == (StreamPhase::Opening {
+                            last_event_id_sent: true,
+                        });
+                if replay_refused {
                     // The server cannot replay: open again without Last-Event-ID.
                     log::warn!(
                         "cluster={} server refused Last-Event-ID replay; reopening stream without it",
@@ -125,14 +139,18 @@ impl ClusterConnection {
                     return self.open_stream(ctx);
                 }
                 let is_events = head.content_type_is("text/event-stream");
-                self.stream_open = head.status == 200 && is_events;
+                self.stream_phase = if head.status == 200 && is_events {
+                    StreamPhase::Open
+                } else {
+                    StreamPhase::Closed
+                };
                 let mut outputs = Vec::new();
                 self.session
                     .on_stream_head(head.status, is_events, &mut outputs);
                 self.apply(ctx, outputs);
             }
             ResponseEvent::Body(range) => {
-                if !self.stream_open {
+                if self.stream_phase != StreamPhase::Open {
                     return;
                 }
                 let mut sse_events = Vec::new();
@@ -165,37 +183,43 @@ impl ClusterConnection {
         match channel {
             Channel::Control => {
                 if let Some(control) = self.control.take() {
-                    control.close(ctx.registry);
+                    control.http.close(ctx.registry);
                 }
-                if self.shutting_down {
+                if !self.running() {
                     return self.finish_shutdown(ctx);
                 }
-                if self.in_flight.is_some() {
-                    self.fail(
+                match self.in_flight.as_ref().map(|f| f.request.clone()) {
+                    Some(Request::DeleteStale(id)) => self.abandon_stale_delete(ctx, &id),
+                    Some(_) => self.fail(
                         ctx,
                         "stream",
                         "server closed the connection mid-request".into(),
                         false,
-                    );
+                    ),
+                    // An idle keep-alive connection closed by the server is normal; the
+                    // next request opens a new one.
+                    None => {}
                 }
-                // An idle keep-alive connection closed by the server is normal; the next
-                // request opens a new one.
             }
             Channel::Stream => {
                 if let Some(stream) = self.stream.take() {
-                    stream.close(ctx.registry);
+                    stream.http.close(ctx.registry);
                 }
-                if self.shutting_down {
+                if !self.running() {
                     return;
                 }
                 self.disarm(ctx, TimerKind::StreamOpen);
-                if self.status == ConnectionStatus::Active && self.stream_open {
+                let was_open = self.stream_phase == StreamPhase::Open;
+                self.stream_phase = StreamPhase::Closed;
+                if self.status == ConnectionStatus::Active && was_open {
                     self.stats.stream_gaps += 1;
-                    self.stream_open = false;
-                    // kubernetes-mcp-server cannot replay: anything sent until the stream is
-                    // back is lost. Count it and say so.
+                    self.stats
+                        .gaps
+                        .open(GapCause::StreamEnded, SystemTime::now());
+                    // The server cannot replay, and it cancels our subscription when a fault
+                    // finds no stream: reopen, then check the subscription.
                     log::warn!(
-                        "cluster={} event stream ended (gap #{}): faults sent until it reopens are lost",
+                        "cluster={} event stream ended (gap #{}): faults the server finds before it reopens are lost",
                         self.config.name,
                         self.stats.stream_gaps
                     );
@@ -213,15 +237,25 @@ impl ClusterConnection {
         channel: Channel,
         error: ClientError,
     ) {
-        if self.shutting_down {
+        if !self.running() {
             return self.finish_shutdown(ctx);
         }
-        if channel == Channel::Stream && self.status == ConnectionStatus::Active && self.stream_open
+        if channel == Channel::Stream
+            && self.status == ConnectionStatus::Active
+            && self.stream_phase == StreamPhase::Open
         {
             // A broken stream on a live session is a gap, not a dead session: reopen the GET
             // first; a 404 then tells whether the session is gone too.
             log::warn!("cluster={} event stream broke: {error}", self.config.name);
             return self.on_closed(ctx, Channel::Stream);
+        }
+        let request = self.in_flight.as_ref().map(|f| f.request.clone());
+        if let (Channel::Control, Some(Request::DeleteStale(id))) = (channel, &request) {
+            // The server took the connection but broke the DELETE's reply: go on without
+            // it. A connect error keeps the session for the next attempt.
+            if matches!(error, ClientError::Io(_) | ClientError::Http(_)) {
+                return self.abandon_stale_delete(ctx, id);
+            }
         }
         let what = match channel {
             Channel::Control => "control connection",
@@ -232,7 +266,7 @@ impl ClusterConnection {
         let phase = match (
             &error,
             channel,
-            self.in_flight.as_ref().and_then(|f| f.kind),
+            request.as_ref().and_then(Request::post_kind),
         ) {
             (ClientError::Io(_) | ClientError::Http(_), Channel::Control, Some(kind)) => {
                 kind.phase()

@@ -31,21 +31,29 @@ impl ClusterConnection {
         };
         let mut headers = self.session_headers();
         let mut bytes = Vec::new();
-        let kind = match &outgoing {
+        let request = match &outgoing {
             Outgoing::Post(request) => {
                 headers.push(("Content-Type", "application/json".to_owned()));
                 headers.push(("Accept", "application/json, text/event-stream".to_owned()));
                 self.write_http(&mut bytes, "POST", &headers, Some(&request.body));
-                Some(request.kind)
+                Request::Post(request.kind)
             }
             Outgoing::Delete => {
                 headers.push(("Accept", "application/json, text/event-stream".to_owned()));
                 self.write_http(&mut bytes, "DELETE", &headers, None);
-                None
+                Request::Delete
+            }
+            Outgoing::DeleteStale(id) => {
+                // The replaced session's own id, not the current one's.
+                headers.retain(|(name, _)| *name != "Mcp-Session-Id");
+                headers.push(("Mcp-Session-Id", id.clone()));
+                headers.push(("Accept", "application/json, text/event-stream".to_owned()));
+                self.write_http(&mut bytes, "DELETE", &headers, None);
+                Request::DeleteStale(id.clone())
             }
         };
         self.in_flight = Some(InFlight {
-            kind,
+            request,
             status: 0,
             body: ReplyBody::Excerpt(Vec::new()),
         });
@@ -53,10 +61,41 @@ impl ClusterConnection {
         let Some(control) = self.control.as_mut() else {
             return;
         };
-        control.queue(&bytes);
-        if let Err(e) = control.flush() {
+        control.http.queue(&bytes);
+        if let Err(e) = control.http.flush() {
             self.on_client_error(ctx, Channel::Control, e);
         }
+    }
+
+    /// Remembers the current session so that the next one ends it (best effort).
+    pub(super) fn retire_session(&mut self) {
+        let Some(id) = self.session.session_id() else {
+            return;
+        };
+        if self.stale_sessions.iter().any(|s| s == id) {
+            return;
+        }
+        if self.stale_sessions.len() == MAX_STALE_SESSIONS {
+            let dropped = self.stale_sessions.remove(0);
+            log::warn!(
+                "cluster={} more than {MAX_STALE_SESSIONS} replaced sessions not yet ended; forgetting {}",
+                self.config.name,
+                crate::logging::excerpt(&dropped, 64)
+            );
+        }
+        self.stale_sessions.push(id.to_owned());
+    }
+
+    /// A replaced session's DELETE was answered (any status) or cannot be: forget it and go
+    /// on with the queue.
+    pub(super) fn abandon_stale_delete(&mut self, ctx: &mut ConnectionContext, id: &str) {
+        self.in_flight = None;
+        self.disarm(ctx, TimerKind::Request);
+        self.stale_sessions.retain(|s| s != id);
+        if let Some(control) = self.control.take() {
+            control.http.close(ctx.registry);
+        }
+        self.send_next(ctx);
     }
 
     pub(super) fn session_headers(&self) -> Vec<(&'static str, String)> {
