@@ -106,7 +106,8 @@ impl HttpClient {
         }
     }
 
-    /// A client on an in-memory pipe, already connected, for the connection's unit tests.
+    /// A client on an in-memory pipe, for the connection's unit tests. Like a socket, it
+    /// reports itself connected at its first readiness event.
     #[cfg(test)]
     pub fn in_memory(
         stream: super::memory::MemoryStream,
@@ -115,7 +116,7 @@ impl HttpClient {
     ) -> HttpClient {
         HttpClient {
             transport: Transport::Memory(stream),
-            connecting: false,
+            connecting: true,
             parser: ResponseParser::new(max_head_bytes, max_body_bytes),
             outbound: Vec::new(),
         }
