@@ -112,6 +112,8 @@ pub struct HealthSnapshot {
     pub subscription_renewals: u64,
     /// The most recent spans in which the server could not deliver faults.
     pub subscription_gaps: Vec<super::connection::SubscriptionGap>,
+    /// Every such span since start.
+    pub subscription_gaps_total: u64,
     /// Messages on the server's own logger (`kubernetes-mcp-server`).
     pub server_log_messages: u64,
 }

@@ -240,7 +240,24 @@ fn render_connections(out: &mut Exposition, clusters: &ClusterRows, now: SystemT
         );
     }
 
-    let per_connection: [(&str, &str, ConnectionField); 4] = [
+    out.family(
+        "nightcrier_subscription_gap_open",
+        "gauge",
+        "1 while the server cannot deliver faults to nightcrier (stream cut, subscription lost, session down after being active).",
+    );
+    for (row, health) in clusters.connected() {
+        let open = health
+            .subscription_gaps
+            .last()
+            .is_some_and(|gap| gap.end.is_none());
+        out.sample(
+            "nightcrier_subscription_gap_open",
+            &row.labels(),
+            u8::from(open),
+        );
+    }
+
+    let per_connection: [(&str, &str, ConnectionField); 7] = [
         (
             "nightcrier_reconnects_total",
             "Reconnect attempts after a failure.",
@@ -260,6 +277,21 @@ fn render_connections(out: &mut Exposition, clusters: &ClusterRows, now: SystemT
             "nightcrier_malformed_messages_total",
             "Messages from the server that could not be parsed.",
             |h| h.malformed_messages,
+        ),
+        (
+            "nightcrier_subscription_renewals_total",
+            "Subscriptions created again on a live session: lost (the server cancelled it), degraded, or replaced.",
+            |h| h.subscription_renewals,
+        ),
+        (
+            "nightcrier_subscription_gaps_total",
+            "Spans in which the server could not deliver faults (stream cut, subscription lost, session failed after being active).",
+            |h| h.subscription_gaps_total,
+        ),
+        (
+            "nightcrier_server_log_messages_total",
+            "Messages on the server's own logger (kubernetes-mcp-server).",
+            |h| h.server_log_messages,
         ),
     ];
     for (name, help, field) in per_connection {

@@ -40,6 +40,7 @@ pub fn snapshot(name: &str, status: ConnectionStatus) -> HealthSnapshot {
         subscription_since: None,
         subscription_renewals: 0,
         subscription_gaps: Vec::new(),
+        subscription_gaps_total: 0,
         server_log_messages: 0,
     }
 }

@@ -33,6 +33,7 @@ pub struct SubscriptionGap {
 #[derive(Debug, Default)]
 pub(super) struct SubscriptionGaps {
     gaps: VecDeque<SubscriptionGap>,
+    total: u64,
 }
 
 impl SubscriptionGaps {
@@ -45,6 +46,7 @@ impl SubscriptionGaps {
         if self.is_open() {
             return;
         }
+        self.total += 1;
         if self.gaps.len() == KEPT {
             self.gaps.pop_front();
         }
@@ -60,6 +62,10 @@ impl SubscriptionGaps {
         let gap = self.gaps.back_mut().filter(|g| g.end.is_none())?;
         gap.end = Some(end);
         Some(gap)
+    }
+
+    pub(super) fn total(&self) -> u64 {
+        self.total
     }
 
     pub(super) fn to_vec(&self) -> Vec<SubscriptionGap> {
@@ -98,6 +104,7 @@ mod tests {
         }
         let all = gaps.to_vec();
         assert_eq!(all.len(), KEPT);
+        assert_eq!(gaps.total(), 20);
         assert_eq!(all.last().map(|g| g.start), Some(at(190)));
     }
 }

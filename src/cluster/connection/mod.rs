@@ -648,6 +648,9 @@ impl ClusterConnection {
             );
         if can_delete {
             self.queue.clear();
+            for stale in &self.stale_sessions {
+                self.queue.push_back(Outgoing::DeleteStale(stale.clone()));
+            }
             self.queue.push_back(Outgoing::Delete);
             if self.in_flight.is_none() {
                 self.send_next(ctx);
@@ -698,6 +701,7 @@ impl ClusterConnection {
             subscription_since: self.stats.subscription_since,
             subscription_renewals: self.stats.subscription_renewals,
             subscription_gaps: self.stats.gaps.to_vec(),
+            subscription_gaps_total: self.stats.gaps.total(),
             server_log_messages: self.stats.server_logs,
         }
     }
