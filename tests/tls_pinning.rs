@@ -186,7 +186,7 @@ fn ca_certificate_as_server_certificate_not_in_ca_file_is_refused_with_the_remed
     let dir = tempfile::tempdir().unwrap();
     let cert = self_signed(dir.path(), "server", "127.0.0.1", "IP:127.0.0.1", &[]);
     let other = ca(dir.path(), "other", "/CN=Other CA");
-    let expected = "the server's certificate for 127.0.0.1 is a CA certificate (CN=127.0.0.1) \
+    let expected = "the server's certificate for 127.0.0.1 (CN=127.0.0.1) is a CA certificate \
                     (self-signed?); add it to ca_file to pin it, or give the server a \
                     certificate signed by a CA";
     let with_other_ca = refusal(connect(
@@ -283,7 +283,7 @@ fn daemon_reaches_a_tls_cluster_whose_self_signed_certificate_is_pinned() {
     assert!(error.starts_with("tls: "), "{error}");
     assert!(
         error.ends_with(
-            "the server's certificate for 127.0.0.1 is a CA certificate (CN=127.0.0.1) \
+            "the server's certificate for 127.0.0.1 (CN=127.0.0.1) is a CA certificate \
              (self-signed?); add it to ca_file to pin it, or give the server a certificate \
              signed by a CA"
         ),

@@ -399,16 +399,13 @@ impl fmt::Display for CertificateProblem {
         let server = &self.server;
         match &self.problem {
             Problem::CaAsServerCertificate { subject } => {
-                write!(
-                    f,
-                    "the server's certificate for {server} is a CA certificate"
-                )?;
+                write!(f, "the server's certificate for {server}")?;
                 if let Some(subject) = subject {
                     write!(f, " ({subject})")?;
                 }
                 write!(
                     f,
-                    " (self-signed?); add it to ca_file to pin it, or give the server a \
+                    " is a CA certificate (self-signed?); add it to ca_file to pin it, or give the server a \
                      certificate signed by a CA"
                 )
             }
