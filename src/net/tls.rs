@@ -115,10 +115,7 @@ fn build(trust: &Trust) -> Result<ClientConfig, TlsSetupError> {
             let verifier = PinningVerifier {
                 webpki,
                 pinned,
-                ca_file: match trust {
-                    Trust::CaFile(path) => Some(path.clone()),
-                    _ => None,
-                },
+                has_ca_file: matches!(trust, Trust::CaFile(_)),
             };
             builder
                 .dangerous()
@@ -214,7 +211,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 struct PinningVerifier {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Vec<CertificateDer<'static>>,
-    ca_file: Option<PathBuf>,
+    has_ca_file: bool,
 }
 
 impl ServerCertVerifier for PinningVerifier {
@@ -247,7 +244,7 @@ impl ServerCertVerifier for PinningVerifier {
                 Err(problem) => problem,
             }
         } else {
-            explain(&refused, summary.as_ref(), self.ca_file.is_some())
+            explain(&refused, summary.as_ref(), self.has_ca_file)
         };
         let problem = CertificateProblem {
             server: server_name.to_str().into_owned(),
