@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::openssl::self_signed;
 use common::peers::{dummy_kubeconfig, start_upstream};
 use common::*;
 use nightcrier::cluster::status::ConnectionStatus;
@@ -269,5 +270,19 @@ fn upstream_tls_handshake_ping_and_named_missing_tool() {
     let config = TlsConfigs::new().get(Some(&ca_path), false).unwrap();
     handshake_and_ping(peer.port, Some(config));
     let ca_line = format!("ca_file = {:?}", ca_path.display().to_string());
+    daemon_names_the_missing_tool(peer.port, "https", &ca_line, dir.path());
+}
+
+/// The certificate operators make for `--tls-cert` (`openssl req -x509 …`, CA:TRUE), pinned
+/// as the cluster's `ca_file`: the handshake succeeds and the missing tool is what shows.
+#[test]
+fn upstream_tls_with_a_pinned_openssl_self_signed_certificate_names_the_missing_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dummy_kubeconfig(dir.path());
+    let cert = self_signed(dir.path(), "server", "127.0.0.1", "IP:127.0.0.1", &[]);
+    let peer = start_upstream(&kubeconfig, Some((&cert.cert_path, &cert.key_path)));
+    let config = TlsConfigs::new().get(Some(&cert.cert_path), false).unwrap();
+    handshake_and_ping(peer.port, Some(config));
+    let ca_line = format!("ca_file = {:?}", cert.cert_path.display().to_string());
     daemon_names_the_missing_tool(peer.port, "https", &ca_line, dir.path());
 }

@@ -327,3 +327,36 @@ fn slack_message_survives_a_429_and_a_500() {
     );
     running.stop().unwrap();
 }
+
+/// A relay with a self-signed certificate made by `openssl req -x509` (CA:TRUE), pinned as
+/// `slack.ca_file`: Slack deliveries verify it like cluster connections do.
+#[test]
+fn slack_webhook_with_a_pinned_openssl_self_signed_certificate_is_delivered() {
+    let triage = Triage::new();
+    let cert =
+        common::openssl::self_signed(triage.dir.path(), "relay", "127.0.0.1", "IP:127.0.0.1", &[]);
+    let receiver = WebhookReceiver::start_with_certificate(vec![], &cert.cert_pem, &cert.key_pem);
+    let sim = quiet_sim(1);
+    let cluster = &sim.clusters()[0];
+    let slack = format!(
+        "[slack]\nwebhook_url = {:?}\nca_file = {:?}\n",
+        receiver.url(),
+        cert.cert_path.display().to_string()
+    );
+    let mut text = triage.globals(&agent(triage.dir.path(), "ok"), &slack);
+    text.push_str(&triage.triage_cluster(cluster));
+    let running = start_pipeline_loop(&parse_config(&text, triage.dir.path()));
+    running.wait_status(
+        cluster.name(),
+        nightcrier::cluster::status::ConnectionStatus::Active,
+    );
+    cluster.emit_fault("critical", "CrashLoop").unwrap();
+    let (published, done) = running
+        .board
+        .wait_for(WAIT, |p| p.pipeline.slack.delivered == 1);
+    assert!(done, "{:?}", published.pipeline.slack);
+    assert_eq!(published.pipeline.slack.retried, 0);
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(receiver.connection_errors().is_empty());
+    running.stop().unwrap();
+}

@@ -158,7 +158,11 @@ fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
         "yes, certificate NOT verified (insecure_skip_tls_verify)".to_string()
     } else {
         match &mcp.ca_file {
-            Some(ca) => format!("yes, verified against {}", ca.display()),
+            Some(ca) => format!(
+                "yes, verified against {} (its CAs; a server certificate in it is pinned) and \
+                 the built-in Mozilla roots",
+                ca.display()
+            ),
             None => "yes, verified against the built-in Mozilla roots (webpki-roots)".to_string(),
         }
     };

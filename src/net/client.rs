@@ -12,6 +12,7 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
 use super::http::{HttpError, ResponseEvent, ResponseParser};
+use super::tls_session::TlsError;
 use super::transport::{self, ConnectProgress, ReadBuffers, ReadOutcome, Transport};
 
 /// How far a readiness event moved the connection.
@@ -31,6 +32,8 @@ pub enum Progress {
 pub enum ClientError {
     Connect(io::Error),
     Tls(String),
+    /// The server's certificate was refused; the text names the server and says why.
+    Certificate(String),
     Io(io::Error),
     Http(HttpError),
 }
@@ -39,7 +42,7 @@ impl ClientError {
     pub fn phase(&self) -> &'static str {
         match self {
             ClientError::Connect(_) => "connecting",
-            ClientError::Tls(_) => "tls",
+            ClientError::Tls(_) | ClientError::Certificate(_) => "tls",
             ClientError::Io(_) | ClientError::Http(_) => "stream",
         }
     }
@@ -50,6 +53,7 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::Connect(e) => write!(f, "connect: {e}"),
             ClientError::Tls(e) => write!(f, "TLS: {e}"),
+            ClientError::Certificate(e) => f.write_str(e),
             ClientError::Io(e) => write!(f, "I/O: {e}"),
             ClientError::Http(e) => write!(f, "HTTP: {e}"),
         }
@@ -204,6 +208,12 @@ impl HttpClient {
     }
 
     fn io_error(&self, e: io::Error, during_handshake: bool) -> ClientError {
+        if let Some(TlsError::Certificate(text)) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<TlsError>())
+        {
+            return ClientError::Certificate(text.clone());
+        }
         if during_handshake || e.kind() == io::ErrorKind::InvalidData {
             ClientError::Tls(e.to_string())
         } else {

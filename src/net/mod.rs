@@ -1,6 +1,7 @@
 //! Network plumbing for the loop: name resolution, TCP/TLS transports, the HTTP/1.1 client
 //! and the SSE parser. Protocol parsers here are sans-I/O: bytes in, events out.
 
+pub mod certificate;
 pub mod client;
 pub mod dns;
 pub mod http;

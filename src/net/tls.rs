@@ -2,6 +2,12 @@
 //! default webpki roots, each `ca_file`, and "skip verification"), so session resumption
 //! tickets are shared and reconnects stay cheap. rustls' connection API changes in 0.24, so
 //! the loop uses rustls only through this file, `tls_session.rs` and `transport.rs`.
+//!
+//! Server certificates are checked by webpki against the webpki roots plus the `ca_file`
+//! (the system store is not read). A certificate that is itself in the `ca_file` is pinned:
+//! accepted when its name and validity period fit, even if it is a CA certificate, which
+//! is how `openssl req -x509` makes self-signed ones. Every refusal names the server and
+//! says what is wrong and what to do, in [`CertificateProblem`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,10 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
+    SignatureScheme,
+};
+
+use super::certificate::{self, format_time, CertificateSummary};
 
 #[derive(Debug)]
 pub enum TlsSetupError {
@@ -93,33 +105,49 @@ fn build(trust: &Trust) -> Result<ClientConfig, TlsSetupError> {
         Trust::WebPki | Trust::CaFile(_) => {
             let mut roots = RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let mut pinned = Vec::new();
             if let Trust::CaFile(path) = trust {
-                add_ca_file(&mut roots, path)?;
+                pinned = add_ca_file(&mut roots, path)?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+            let verifier = PinningVerifier {
+                webpki,
+                pinned,
+                has_ca_file: matches!(trust, Trust::CaFile(_)),
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
         }
     };
     Ok(config)
 }
 
-fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsSetupError> {
+/// Adds every certificate of the file to `roots`; returns them, for pinning.
+fn add_ca_file(
+    roots: &mut RootCertStore,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let error = |detail: String| TlsSetupError::CaFile {
         path: path.to_owned(),
         detail,
     };
     let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
-    let mut added = 0;
+    let mut certificates = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| error(format!("bad PEM: {e}")))?;
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| error(format!("unusable certificate: {e}")))?;
-        added += 1;
+        certificates.push(cert);
     }
-    if added == 0 {
+    if certificates.is_empty() {
         return Err(error("no PEM certificate found".into()));
     }
-    Ok(())
+    Ok(certificates)
 }
 
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
@@ -174,6 +202,314 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// webpki's verification, then pinning: when webpki refuses a server certificate that is
+/// byte for byte in the `ca_file`, it is accepted if valid now and for the server's name.
+/// Handshake signatures are always webpki's.
+#[derive(Debug)]
+struct PinningVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+    has_ca_file: bool,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(refused) => refused,
+        };
+        let summary = certificate::summarize(end_entity.as_ref());
+        let pinned = self
+            .pinned
+            .iter()
+            .any(|cert| cert.as_ref() == end_entity.as_ref());
+        let problem = if pinned {
+            match check_pinned(end_entity, server_name, now, summary.as_ref()) {
+                Ok(()) => return Ok(ServerCertVerified::assertion()),
+                Err(problem) => problem,
+            }
+        } else {
+            explain(&refused, summary.as_ref(), self.has_ca_file)
+        };
+        let problem = CertificateProblem {
+            server: server_name.to_str().into_owned(),
+            problem,
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(problem)),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// A pinned certificate is trusted as it is; its validity period and names still count.
+fn check_pinned(
+    end_entity: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+    summary: Option<&CertificateSummary>,
+) -> Result<(), Problem> {
+    let Some(summary) = summary else {
+        return Err(Problem::Unreadable);
+    };
+    if now.as_secs() < summary.not_before {
+        return Err(Problem::NotYetValid {
+            not_before: summary.not_before,
+            chain: false,
+        });
+    }
+    if now.as_secs() > summary.not_after {
+        return Err(Problem::Expired {
+            not_after: summary.not_after,
+            chain: false,
+        });
+    }
+    let parsed = webpki::EndEntityCert::try_from(end_entity).map_err(|_| Problem::Unreadable)?;
+    match parsed.verify_is_valid_for_subject_name(server_name) {
+        Ok(()) => Ok(()),
+        Err(webpki::Error::CertNotValidForName(context)) => Err(Problem::NameMismatch {
+            names: context.presented,
+        }),
+        Err(other) => Err(Problem::Other(format!("{other:?}"))),
+    }
+}
+
+/// Turns webpki's refusal into what an operator can act on.
+fn explain(
+    refused: &rustls::Error,
+    summary: Option<&CertificateSummary>,
+    has_ca_file: bool,
+) -> Problem {
+    let rustls::Error::InvalidCertificate(error) = refused else {
+        return Problem::Other(refused.to_string());
+    };
+    match (error, summary) {
+        (CertificateError::NotValidForNameContext { presented, .. }, _) => Problem::NameMismatch {
+            names: presented.clone(),
+        },
+        (CertificateError::ExpiredContext { not_after, .. }, _) => Problem::Expired {
+            not_after: not_after.as_secs(),
+            chain: summary.is_none_or(|s| s.not_after != not_after.as_secs()),
+        },
+        (CertificateError::NotValidYetContext { not_before, .. }, _) => Problem::NotYetValid {
+            not_before: not_before.as_secs(),
+            chain: summary.is_none_or(|s| s.not_before != not_before.as_secs()),
+        },
+        (CertificateError::UnknownIssuer, Some(s)) if s.self_issued => Problem::SelfSigned {
+            subject: s.subject.clone(),
+        },
+        (CertificateError::UnknownIssuer, Some(s)) => Problem::UnknownIssuer {
+            issuer: s.issuer.clone(),
+            has_ca_file,
+        },
+        (CertificateError::Other(other), _)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            Problem::CaAsServerCertificate {
+                subject: summary.map(|s| s.subject.clone()),
+            }
+        }
+        _ => Problem::Other(refused.to_string()),
+    }
+}
+
+/// Why a server certificate was refused, for the operator: carried inside rustls' error
+/// and written out by `tls_session`.
+#[derive(Debug)]
+pub struct CertificateProblem {
+    server: String,
+    problem: Problem,
+}
+
+#[derive(Debug)]
+enum Problem {
+    CaAsServerCertificate {
+        subject: Option<String>,
+    },
+    SelfSigned {
+        subject: String,
+    },
+    UnknownIssuer {
+        issuer: String,
+        has_ca_file: bool,
+    },
+    NameMismatch {
+        names: Vec<String>,
+    },
+    /// `chain`: the date is another certificate's of the chain, not the server's own.
+    Expired {
+        not_after: u64,
+        chain: bool,
+    },
+    NotYetValid {
+        not_before: u64,
+        chain: bool,
+    },
+    Unreadable,
+    Other(String),
+}
+
+/// At most this many of a certificate's names are listed.
+const MAX_LISTED_NAMES: usize = 10;
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = &self.server;
+        match &self.problem {
+            Problem::CaAsServerCertificate { subject } => {
+                write!(f, "the server's certificate for {server}")?;
+                if let Some(subject) = subject {
+                    write!(f, " ({subject})")?;
+                }
+                write!(
+                    f,
+                    " is a CA certificate (self-signed?); add it to ca_file to pin it, or give the server a \
+                     certificate signed by a CA"
+                )
+            }
+            Problem::SelfSigned { subject } => write!(
+                f,
+                "server certificate for {server} is self-signed ({subject}) and not in \
+                 ca_file; add it to ca_file to pin it"
+            ),
+            Problem::UnknownIssuer {
+                issuer,
+                has_ca_file,
+            } => {
+                write!(
+                    f,
+                    "server certificate for {server} is issued by \"{issuer}\", which is not a \
+                     trusted CA"
+                )?;
+                if *has_ca_file {
+                    write!(
+                        f,
+                        " (neither in ca_file nor among the built-in webpki roots)"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        " (not among the built-in webpki roots; no ca_file is set)"
+                    )?;
+                }
+                write!(f, "; add that CA's certificate to ca_file")
+            }
+            Problem::NameMismatch { names } => {
+                write!(
+                    f,
+                    "server certificate for {server} does not name {server}; "
+                )?;
+                if names.is_empty() {
+                    return write!(
+                        f,
+                        "it has no subjectAltName names (the CN is not used); reissue it \
+                         with subjectAltName={server}"
+                    );
+                }
+                let listed: Vec<String> = names
+                    .iter()
+                    .take(MAX_LISTED_NAMES)
+                    .map(|name| readable_name(name).escape_debug().to_string())
+                    .collect();
+                write!(f, "its names are {}", listed.join(", "))?;
+                if names.len() > MAX_LISTED_NAMES {
+                    write!(f, " and {} more", names.len() - MAX_LISTED_NAMES)?;
+                }
+                write!(
+                    f,
+                    "; use one of them in the endpoint, or reissue the certificate"
+                )
+            }
+            Problem::Expired { not_after, chain } => {
+                let whose = if *chain {
+                    "a CA certificate in the chain of the server certificate"
+                } else {
+                    "server certificate"
+                };
+                write!(
+                    f,
+                    "{whose} for {server} expired on {} (notAfter)",
+                    format_time(*not_after)
+                )
+            }
+            Problem::NotYetValid { not_before, chain } => {
+                let whose = if *chain {
+                    "a CA certificate in the chain of the server certificate"
+                } else {
+                    "server certificate"
+                };
+                write!(
+                    f,
+                    "{whose} for {server} is not valid before {} (notBefore); check this \
+                     host's clock",
+                    format_time(*not_before)
+                )
+            }
+            Problem::Unreadable => write!(
+                f,
+                "server certificate for {server} is pinned in ca_file but cannot be read"
+            ),
+            Problem::Other(detail) => {
+                write!(f, "server certificate for {server} refused: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CertificateProblem {}
+
+/// webpki lists a certificate's names in its debug form: `DnsName("a.example")`,
+/// `IpAddress(10.0.0.1)`; operators know them as `a.example` and `10.0.0.1`.
+fn readable_name(presented: &str) -> String {
+    let inner = |prefix: &str, suffix: &str| {
+        presented
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .map(str::to_owned)
+    };
+    inner("DnsName(\"", "\")")
+        .or_else(|| inner("IpAddress(", ")"))
+        .or_else(|| inner("UniformResourceIdentifier(\"", "\")").map(|uri| format!("URI:{uri}")))
+        .unwrap_or_else(|| presented.to_owned())
 }
 
 /// A server and a client configuration that trust each other, for tests: a fresh

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::{ClientConfig, Error};
+use rustls::{CertificateError, ClientConfig, Error};
+
+use super::tls::CertificateProblem;
 
 /// The most received bytes a session holds while a record (or a handshake message spread
 /// over several records) is incomplete. rustls joins handshake messages of up to 64 KiB; a
@@ -30,6 +32,8 @@ pub struct TlsSession {
 pub enum TlsError {
     /// rustls refused the peer's data or the handshake failed.
     Protocol(String),
+    /// The server's certificate was refused; the text says why, for the operator.
+    Certificate(String),
     /// The peer sent more than [`MAX_UNPROCESSED`] bytes without completing a record.
     Oversized(usize),
     /// Application data arrived where none can: while sending with nothing received.
@@ -39,7 +43,7 @@ pub enum TlsError {
 impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TlsError::Protocol(detail) => f.write_str(detail),
+            TlsError::Protocol(detail) | TlsError::Certificate(detail) => f.write_str(detail),
             TlsError::Oversized(held) => write!(
                 f,
                 "peer sent {held} bytes without completing a TLS record (limit {MAX_UNPROCESSED})"
@@ -49,8 +53,15 @@ impl std::fmt::Display for TlsError {
     }
 }
 
+impl std::error::Error for TlsError {}
+
 impl From<Error> for TlsError {
     fn from(e: Error) -> Self {
+        if let Error::InvalidCertificate(CertificateError::Other(other)) = &e {
+            if let Some(problem) = other.0.downcast_ref::<CertificateProblem>() {
+                return TlsError::Certificate(problem.to_string());
+            }
+        }
         TlsError::Protocol(e.to_string())
     }
 }

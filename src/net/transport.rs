@@ -285,8 +285,9 @@ fn flush_tls(tcp: &mut TcpStream, tls: &mut TlsSession) -> io::Result<()> {
     Ok(())
 }
 
+/// The `TlsError` rides inside, so the client can tell a refused certificate apart.
 fn tls_error(e: TlsError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use nightcrier::health::board::HealthBoard;
 use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 
 pub mod exec;
+pub mod openssl;
 pub mod peers;
 pub mod snapshots;
 pub mod tls;

@@ -84,6 +84,37 @@ impl WebhookReceiver {
     /// always 200 "ok".
     pub fn start(script: Vec<(u16, Option<&'static str>)>) -> WebhookReceiver {
         let (ca_pem, server_config) = throwaway_tls();
+        Self::start_with(script, ca_pem, server_config)
+    }
+
+    /// Serves with a given certificate (PEM) and key; `ca_pem_path` then holds the
+    /// certificate itself, for pinning.
+    pub fn start_with_certificate(
+        script: Vec<(u16, Option<&'static str>)>,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> WebhookReceiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::start_with(script, cert_pem.to_owned(), Arc::new(config))
+    }
+
+    fn start_with(
+        script: Vec<(u16, Option<&'static str>)>,
+        ca_pem: String,
+        server_config: Arc<ServerConfig>,
+    ) -> WebhookReceiver {
         let dir = unique_temp_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let ca_pem_path = dir.join("webhook-ca.pem");
