@@ -3,7 +3,10 @@
 //! and the circuit breaker that stops running them on a cluster whose agents keep failing.
 
 pub mod breaker;
+pub mod confinement;
+pub mod environment;
 pub mod executor;
+pub mod output;
 pub mod permissions;
 pub mod preflight;
 pub mod workspace;

@@ -25,6 +25,10 @@ pub const OUTPUT_DIR: &str = "output";
 pub const REPORT_FILE: &str = "investigation.md";
 pub const STDOUT_LOG: &str = "agent-stdout.log";
 pub const STDERR_LOG: &str = "agent-stderr.log";
+/// The agent's `HOME` when it runs on this host: its CLI's settings and caches.
+pub const HOME_DIR: &str = "home";
+/// Mounted as `/tmp` for a confined agent.
+pub const TMP_DIR: &str = "tmp";
 
 /// The values of `IncidentRecord::status` and `AgentResult::status`.
 pub mod status {
@@ -293,6 +297,12 @@ impl Workspace {
     pub fn stderr_log_path(&self) -> PathBuf {
         self.dir.join(STDERR_LOG)
     }
+    pub fn home_dir(&self) -> PathBuf {
+        self.dir.join(HOME_DIR)
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join(TMP_DIR)
+    }
 
     /// Whether the agent left a non-empty regular file as its report. A symlink does not
     /// count: the report is read later and must not lead outside the workspace.
@@ -300,6 +310,35 @@ impl Workspace {
         fs::symlink_metadata(self.report_path())
             .map(|m| m.is_file() && m.len() > 0)
             .unwrap_or(false)
+    }
+}
+
+/// Why a workspace write failed, as `nightcrier_workspace_write_errors_total` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteFailure {
+    /// ENOSPC or EDQUOT: the disk (or the quota) is full.
+    NoSpace,
+    /// Anything else: permissions, a read-only file system, an I/O error.
+    Other,
+}
+
+impl WriteFailure {
+    pub fn of(err: &io::Error) -> WriteFailure {
+        let full = err.kind() == io::ErrorKind::StorageFull
+            || matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        if full {
+            WriteFailure::NoSpace
+        } else {
+            WriteFailure::Other
+        }
+    }
+
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            WriteFailure::NoSpace => "no_space",
+            WriteFailure::Other => "io_error",
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Token;
 
 use crate::agent::breaker::CircuitBreaker;
-use crate::agent::executor::{AgentExecutor, AgentId};
+use crate::agent::executor::{AgentExecutor, AgentId, AgentPolicy};
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
 use crate::config::{AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity};
@@ -136,7 +136,8 @@ impl TriagePipeline {
                 settings.overflow_policy,
             ),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
-            executor: AgentExecutor::new(settings.agent.kill_grace).with_hidden_env(hidden),
+            executor: AgentExecutor::new(settings.agent.kill_grace)
+                .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
             clusters: HashMap::new(),
             shard_names: Vec::new(),
@@ -406,13 +407,15 @@ impl Stage for TriagePipeline {
             }
         }
         self.submit_preflights(Some(&plan.preflight));
-        // New API keys are hidden from agents at once.
+        // New API keys are hidden from agents at once, new agent settings apply to the
+        // next agent.
         let hidden = hidden_env(
             std::env::vars_os(),
             config.clusters.iter(),
             self.webhook.as_deref(),
         );
-        self.executor.set_hidden_env(hidden);
+        self.executor
+            .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
         self.reload_ok = true;
         self.reload_at = SystemTime::now();
     }
@@ -432,9 +435,9 @@ impl Stage for TriagePipeline {
     }
 }
 
-/// Environment variables agents must not inherit: every `NIGHTCRIER_*` variable, and any
-/// variable holding an API key or the webhook URL (`api_key_env` / `webhook_url_env`, under
-/// whatever name).
+/// Environment variables agents must never get, even when `agent.env_allow` names them:
+/// every `NIGHTCRIER_*` variable, and any variable holding an MCP API key or the webhook URL
+/// (`api_key_env` / `webhook_url_env`, under whatever name).
 fn hidden_env<'a>(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     clusters: impl Iterator<Item = &'a ClusterConfig>,
