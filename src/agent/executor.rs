@@ -647,6 +647,14 @@ impl AgentExecutor {
         self.agents.len()
     }
 
+    /// The incident ids (workspace directory names) of the running agents.
+    pub fn running_incidents(&self) -> std::collections::HashSet<String> {
+        self.agents
+            .values()
+            .map(|a| a.workspace.incident_id.clone())
+            .collect()
+    }
+
     pub fn running_for(&self, cluster: &str) -> usize {
         self.agents
             .values()

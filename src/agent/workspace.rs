@@ -136,6 +136,48 @@ fn civil(t: SystemTime) -> Civil {
     }
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// When an incident's workspace was made, read from its id (`20261124T041500Z-...`).
+/// `None` for a name that is not an incident id: such a directory is not ours.
+pub fn incident_time(id: &str) -> Option<SystemTime> {
+    let stamp = id.get(..16)?;
+    let rest = id.get(16..)?;
+    if !rest.starts_with('-') || stamp.as_bytes()[8] != b'T' || stamp.as_bytes()[15] != b'Z' {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let text = stamp.get(range)?;
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())?
+    };
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s))
+}
+
 /// RFC 3339 in UTC with whole seconds: `2026-11-24T04:15:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let c = civil(t);
@@ -424,6 +466,22 @@ mod tests {
         assert_eq!(prefix, "20261124T043500Z-prod-eu.1");
         assert_eq!(tag.len(), 6);
         assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn incident_time_reads_back_the_id_it_was_made_with() {
+        for secs in [0, 951_782_400, 1_795_494_900, 4_107_542_399] {
+            let id = new_incident_id("prod", at_secs(secs), 3);
+            assert_eq!(incident_time(&id), Some(at_secs(secs)), "{id}");
+        }
+        for foreign in [
+            "pending.jsonl",
+            "lost+found",
+            "20261124T041500Z",
+            "2026x124T041500Z-a",
+        ] {
+            assert_eq!(incident_time(foreign), None, "{foreign}");
+        }
     }
 
     #[test]

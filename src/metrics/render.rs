@@ -333,6 +333,48 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
         }
     }
 
+    out.family(
+        "nightcrier_triage_refused_total",
+        "counter",
+        "Faults not triaged because triage.require_read_only is set and the cluster's \
+         kubeconfig can write (or its read-only check did not answer), by reason.",
+    );
+    for row in &clusters.rows {
+        let c = row.counters;
+        for (reason, count) in [
+            ("kubeconfig_can_write", c.triage_refused_can_write),
+            ("read_only_unverified", c.triage_refused_unverified),
+        ] {
+            let [cluster, environment] = row.labels();
+            out.sample(
+                "nightcrier_triage_refused_total",
+                &[cluster, environment, ("reason", reason)],
+                count,
+            );
+        }
+    }
+
+    out.family(
+        "nightcrier_workspace_write_errors_total",
+        "counter",
+        "Failed writes into the workspace root (incident files, agent logs, pending.jsonl), \
+         by reason: no_space (disk or quota full) or io_error.",
+    );
+    for row in &clusters.rows {
+        let c = row.counters;
+        for (reason, count) in [
+            ("no_space", c.write_errors_no_space),
+            ("io_error", c.write_errors_other),
+        ] {
+            let [cluster, environment] = row.labels();
+            out.sample(
+                "nightcrier_workspace_write_errors_total",
+                &[cluster, environment, ("reason", reason)],
+                count,
+            );
+        }
+    }
+
     let histogram = &pipeline.agent_duration;
     let name = "nightcrier_agent_duration_seconds";
     out.family(name, "histogram", "Duration of finished agent runs.");
