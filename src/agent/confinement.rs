@@ -5,7 +5,8 @@
 //! (`/usr`, `/bin`, `/lib*`, a short list of files from `/etc`), read-only; the directories
 //! of its `PATH` and `agent.confine_read_only`, read-only; its script, kubeconfig and system
 //! prompt, each a single read-only file; its workspace, read-write, with nightcrier's own
-//! files in it read-only; its workspace's `tmp/` as `/tmp`; a fresh `/proc` and `/dev`.
+//! files in it read-only; its workspace's `tmp/` as `/tmp` (temporary files count against
+//! the workspace, on disk, not in memory); a fresh `/proc` and `/dev`.
 //! Other kubeconfigs, the daemon's configuration, other workspaces and everything under
 //! `/root`, `/home`, `/var` or `/run` do not exist for it. The network stays shared
 //! (kubectl and the model API need it). New user, pid, ipc, uts and cgroup namespaces: the
@@ -129,6 +130,12 @@ fn under_system_dir(path: &Path) -> bool {
 pub fn bwrap_args(layout: &SandboxLayout) -> Vec<OsString> {
     let mut args = Vec::new();
     system_args(&mut args);
+    // First, so that paths under /tmp (a workspace root there) are mounted over it, not
+    // hidden by it.
+    push(
+        &mut args,
+        &["--bind".as_ref(), layout.tmp.as_os_str(), "/tmp".as_ref()],
+    );
     let root = layout.workspace.parent().unwrap_or(layout.workspace);
     for path in layout.read_only {
         // A directory holding the workspaces would show the agent every other incident.
@@ -153,13 +160,7 @@ pub fn bwrap_args(layout: &SandboxLayout) -> Vec<OsString> {
     }
     push(
         &mut args,
-        &[
-            "--bind".as_ref(),
-            layout.tmp.as_os_str(),
-            "/tmp".as_ref(),
-            "--chdir".as_ref(),
-            layout.workspace.as_os_str(),
-        ],
+        &["--chdir".as_ref(), layout.workspace.as_os_str()],
     );
     args
 }
