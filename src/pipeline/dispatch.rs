@@ -21,7 +21,7 @@ use crate::queue::Admission;
 const MAX_REPORT_BYTES: u64 = 1024 * 1024;
 
 /// How long triage pauses after a workspace could not be created on a full disk.
-pub(super) const DISK_FULL_PAUSE: Duration = Duration::from_secs(10);
+pub(super) const DISK_FULL_PAUSE: Duration = Duration::from_secs(5);
 
 /// Removes what a failed `Workspace::create` left behind, so a full disk does not also
 /// leave half-made incidents.
