@@ -87,7 +87,10 @@ fn a_kubeconfig_that_can_write_is_flagged_and_refused_where_read_only_is_require
     let refused = &published.pipeline.clusters[writer.name()];
     assert_eq!(refused.faults_skipped, 2, "refusals count as skipped");
     assert_eq!(refused.faults_triaged, 0);
-    assert_eq!(refused.agents_failed, 0, "a refusal is not an agent failure");
+    assert_eq!(
+        refused.agents_failed, 0,
+        "a refusal is not an agent failure"
+    );
     assert_eq!(refused.breaker, "closed");
 
     let health = serde_json::to_value(clusters_document(&published)).unwrap();

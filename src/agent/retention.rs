@@ -197,10 +197,9 @@ impl RetentionWorker {
 
     /// Queues a sweep; false if the worker has stopped.
     pub fn submit(&self, request: SweepRequest) -> bool {
-        matches!(
-            self.requests.as_ref().map(|tx| tx.send(request)),
-            Some(Ok(()))
-        )
+        self.requests
+            .as_ref()
+            .is_some_and(|tx| tx.send(request).is_ok())
     }
 
     /// Reports finished since the last call, without blocking.
