@@ -20,6 +20,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v bash >/dev/null 2>&1 || missing+=(bash)
+# bwrap confines agents that run on the host (agent.confinement); its tests need it.
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 \
@@ -32,7 +34,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
-    step "system packages present (python3, python3-venv, nodejs, npm)"
+    step "system packages present (python3, python3-venv, nodejs, npm, bubblewrap)"
 fi
 
 # --- interop peers -------------------------------------------------------------------
