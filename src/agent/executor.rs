@@ -256,10 +256,16 @@ impl AgentExecutor {
         let host = std::env::var_os(crate::agent::environment::RUNTIME_VARIABLE)
             .is_some_and(|v| v == "none");
         match (&self.sandbox, self.policy.confinement) {
-            (Ok(bwrap), _) => log::info!(
-                "agents on this host are confined with {} (agent.confinement = \"{}\")",
-                bwrap.display(),
-                self.policy.confinement.as_str()
+            (Ok(bwrap), Confinement::Bwrap) => log::info!(
+                "every agent is confined with {} (agent.confinement = \"bwrap\")",
+                bwrap.display()
+            ),
+            (Ok(bwrap), _) if host => log::info!(
+                "agents run on this host (AGENT_RUNTIME=none), confined with {}",
+                bwrap.display()
+            ),
+            (Ok(_), _) => log::debug!(
+                "agents run in containers (AGENT_RUNTIME is not none): no host confinement"
             ),
             (Err(reason), Confinement::Bwrap) => log::error!(
                 "agent.confinement = \"bwrap\" but {reason}: no agent will start until it works"
