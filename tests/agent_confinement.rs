@@ -322,3 +322,58 @@ fn unconfined_agent_reaches_everything_so_the_probe_is_real() {
     // The environment is filtered with or without a sandbox.
     assert_allowlisted_env(&scene);
 }
+
+#[test]
+fn a_confined_agent_ends_at_its_deadline_with_everything_it_started() {
+    let scene = scene();
+    let marker = scene.workspace.dir.join("still-alive");
+    let agent = daemon_env().join("stubborn-agent");
+    if !agent.exists() {
+        write_executable(
+            &agent,
+            "#!/bin/sh\ntrap '' TERM\n(trap '' TERM; while :; do sleep 0.05; touch still-alive; done) &\nwhile :; do sleep 1; done\n",
+        );
+    }
+    let mut executor = AgentExecutor::new(Duration::from_millis(300)).with_policy(AgentPolicy {
+        confinement: Confinement::Bwrap,
+        ..AgentPolicy::default()
+    });
+    let job = AgentJob {
+        incident_id: scene.workspace.incident_id.clone(),
+        cluster: "prod".into(),
+        workspace: scene.workspace.clone(),
+        script: agent,
+        kubeconfig: scene.own_kubeconfig.clone(),
+        model: "sonnet".into(),
+        cli: "claude".into(),
+        allowed_tools: "Bash".into(),
+        timeout: Duration::from_secs(1),
+        system_prompt_file: None,
+        prompt: "Investigate".into(),
+    };
+    let (id, deadline) = executor.spawn(job, Instant::now()).unwrap();
+    let pid = executor.pid(id).unwrap();
+    // The background loop is running once it has touched its file.
+    let started = Instant::now();
+    while !marker.exists() && started.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(marker.exists(), "the agent's background loop never ran");
+    // The agent ignores SIGTERM, but bubblewrap does not: it exits on the first signal and
+    // takes every process of the sandbox with it.
+    assert!(
+        executor.on_deadline(id, deadline).is_some(),
+        "SIGTERM first"
+    );
+    assert!(wait_for_exit(pid, WAIT), "SIGTERM ends the sandbox");
+    let mut out = Vec::new();
+    executor.reap(Instant::now(), &mut out);
+    assert_eq!(out.pop().map(|f| f.outcome), Some(AgentOutcome::TimedOut));
+    // Nothing inside keeps running: the file stops changing.
+    fs::remove_file(&marker).unwrap();
+    let quiet_until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < quiet_until {
+        assert!(!marker.exists(), "a process of the sandbox survived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
