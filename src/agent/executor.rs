@@ -76,6 +76,31 @@ impl Default for AgentPolicy {
     }
 }
 
+/// Where an agent runs and what confines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// On this host, in a bubblewrap sandbox.
+    Sandbox,
+    /// On this host without a sandbox; `warn` when confinement was wanted but is missing.
+    HostUnconfined { warn: bool },
+    /// In a container started by the agent script: the container confines it.
+    Container,
+    /// `agent.confinement = "bwrap"` and bubblewrap does not work: not started.
+    Refused,
+}
+
+/// Decides the placement from `agent.confinement`, whether bubblewrap works here, and
+/// whether the agent runs on this host (`AGENT_RUNTIME=none`).
+fn placement(confinement: Confinement, sandbox_works: bool, host: bool) -> Placement {
+    match (confinement, sandbox_works, host) {
+        (Confinement::Bwrap, true, _) | (Confinement::Auto, true, true) => Placement::Sandbox,
+        (Confinement::Bwrap, false, _) => Placement::Refused,
+        (Confinement::Auto, false, true) => Placement::HostUnconfined { warn: true },
+        (Confinement::Off, _, true) => Placement::HostUnconfined { warn: false },
+        (Confinement::Auto | Confinement::Off, _, false) => Placement::Container,
+    }
+}
+
 /// Whether bubblewrap works here: its path, or why not.
 type Sandbox = Result<PathBuf, String>;
 
@@ -307,10 +332,10 @@ impl AgentExecutor {
             &policy.hidden_env,
         );
         let host = runs_on_host(&env);
-        let sandbox = match (policy.confinement, &self.sandbox) {
-            (Confinement::Off, _) => None,
-            (Confinement::Bwrap, Ok(bwrap)) => Some(bwrap.clone()),
-            (Confinement::Bwrap, Err(reason)) => {
+        let placement = placement(policy.confinement, self.sandbox.is_ok(), host);
+        let sandbox = match (placement, &self.sandbox) {
+            (Placement::Sandbox, Ok(bwrap)) => Some(bwrap.clone()),
+            (Placement::Refused, Err(reason)) | (Placement::Sandbox, Err(reason)) => {
                 let err = SpawnError::Confinement(reason.clone());
                 let outcome = AgentOutcome::Failed(err.to_string());
                 let _ = record_result(
@@ -324,8 +349,7 @@ impl AgentExecutor {
                 );
                 return Err(err);
             }
-            (Confinement::Auto, Ok(bwrap)) if host => Some(bwrap.clone()),
-            (Confinement::Auto, Err(reason)) if host => {
+            (Placement::HostUnconfined { warn: true }, Err(reason)) => {
                 log::warn!(
                     "incident {}: agent on cluster {} runs UNCONFINED on this host: {reason}",
                     job.incident_id,
@@ -333,12 +357,12 @@ impl AgentExecutor {
                 );
                 None
             }
-            (Confinement::Auto, _) => None,
+            _ => None,
         };
         // On this host the agent gets a home of its own in the workspace (its CLI's settings
         // and caches), never the daemon's, which holds other credentials. A container agent
         // gets the container runtime client's variables instead; its CLI has its own home.
-        let own_home = host || sandbox.is_some();
+        let own_home = placement != Placement::Container;
         if !own_home {
             env = allowed_env(daemon_env, &policy.env_allow, true, &policy.hidden_env);
         }
@@ -954,6 +978,32 @@ mod tests {
             classify(&f, no_stderr),
             AgentOutcome::Failed("stopped at shutdown: killed by signal 15".into())
         );
+    }
+
+    #[test]
+    fn host_agents_are_sandboxed_when_bubblewrap_works_and_warned_about_when_not() {
+        use Confinement::Auto;
+        assert_eq!(placement(Auto, true, true), Placement::Sandbox);
+        assert_eq!(
+            placement(Auto, false, true),
+            Placement::HostUnconfined { warn: true }
+        );
+        assert_eq!(placement(Auto, true, false), Placement::Container);
+        assert_eq!(placement(Auto, false, false), Placement::Container);
+    }
+
+    #[test]
+    fn bwrap_confines_every_agent_or_refuses_and_none_never_confines() {
+        use Confinement::{Bwrap, Off};
+        for host in [true, false] {
+            assert_eq!(placement(Bwrap, true, host), Placement::Sandbox);
+            assert_eq!(placement(Bwrap, false, host), Placement::Refused);
+        }
+        assert_eq!(
+            placement(Off, true, true),
+            Placement::HostUnconfined { warn: false }
+        );
+        assert_eq!(placement(Off, true, false), Placement::Container);
     }
 
     #[test]
