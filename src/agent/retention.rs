@@ -141,27 +141,24 @@ pub fn sweep(request: &SweepRequest) -> SweepReport {
             created,
         });
     }
-    let remove: HashSet<usize> = plan_removals(&candidates, &request.bounds, request.requested_at)
-        .into_iter()
-        .collect();
-    for (index, candidate) in candidates.iter().enumerate() {
-        if !remove.contains(&index) {
-            report.kept += 1;
-            report.kept_bytes += candidate.bytes;
-            continue;
-        }
+    let plan = plan_removals(&candidates, &request.bounds, request.requested_at);
+    let mut kept: HashSet<usize> = (0..candidates.len()).collect();
+    // Oldest first, as planned: if removal stops halfway, the newest are what is left.
+    for index in plan {
+        let candidate = &candidates[index];
         let dir = request.root.join(&candidate.name);
         match fs::remove_dir_all(&dir) {
-            Ok(()) => report.removed.push(candidate.name.clone()),
-            Err(e) => {
-                report.kept += 1;
-                report.kept_bytes += candidate.bytes;
-                report
-                    .errors
-                    .push(format!("cannot remove {}: {e}", dir.display()));
+            Ok(()) => {
+                kept.remove(&index);
+                report.removed.push(candidate.name.clone());
             }
+            Err(e) => report
+                .errors
+                .push(format!("cannot remove {}: {e}", dir.display())),
         }
     }
+    report.kept = kept.len();
+    report.kept_bytes = kept.iter().map(|&i| candidates[i].bytes).sum();
     report
 }
 
