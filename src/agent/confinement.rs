@@ -167,7 +167,8 @@ pub fn bwrap_args(layout: &SandboxLayout) -> Vec<OsString> {
 
 /// The read-only paths an agent needs for its tools: each directory of its `PATH` that is
 /// not a system directory, plus the `lib` next to a `bin` (where npm and nvm put the CLI
-/// packages), plus the operator's `agent.confine_read_only`.
+/// packages) and the `node_modules` of a `node_modules/.bin`, plus the operator's
+/// `agent.confine_read_only`.
 pub fn tool_paths(path_var: Option<&OsStr>, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for dir in path_var.map(std::env::split_paths).into_iter().flatten() {
@@ -177,6 +178,15 @@ pub fn tool_paths(path_var: Option<&OsStr>, extra: &[PathBuf]) -> Vec<PathBuf> {
         if dir.file_name() == Some(OsStr::new("bin")) {
             if let Some(lib) = dir.parent().map(|p| p.join("lib")).filter(|l| l.is_dir()) {
                 out.push(lib);
+            }
+        }
+        // `node_modules/.bin` holds links into its `node_modules`: the packages themselves.
+        if dir.file_name() == Some(OsStr::new(".bin")) {
+            if let Some(modules) = dir
+                .parent()
+                .filter(|p| p.file_name() == Some(OsStr::new("node_modules")))
+            {
+                out.push(modules.to_path_buf());
             }
         }
         out.push(dir);
@@ -315,16 +325,30 @@ mod tests {
     }
 
     #[test]
-    fn tool_paths_take_path_dirs_outside_the_system_and_their_lib() {
+    fn tool_paths_take_path_dirs_outside_the_system_and_their_packages() {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("node/bin");
         let lib = dir.path().join("node/lib");
         fs::create_dir_all(&bin).unwrap();
         fs::create_dir_all(&lib).unwrap();
-        let path =
-            std::env::join_paths([bin.as_path(), Path::new("/usr/bin"), Path::new("x")]).unwrap();
+        let modules = dir.path().join("app/node_modules");
+        fs::create_dir_all(modules.join(".bin")).unwrap();
+        let dot_bin = modules.join(".bin");
+        let path = std::env::join_paths([
+            bin.as_path(),
+            Path::new("/usr/bin"),
+            Path::new("x"),
+            dot_bin.as_path(),
+        ])
+        .unwrap();
         let paths = tool_paths(Some(&path), &[PathBuf::from("/srv/certs")]);
-        let mut expected = vec![bin, lib, PathBuf::from("/srv/certs")];
+        let mut expected = vec![
+            bin,
+            lib,
+            modules.join(".bin"),
+            modules,
+            PathBuf::from("/srv/certs"),
+        ];
         expected.sort();
         assert_eq!(paths, expected);
     }
