@@ -897,7 +897,7 @@ fn confinement_env_allow_and_retention_settings_are_validated() {
         "must be from 1",
     );
     assert_rule(
-        &format!("[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:8080/mcp\"\n[clusters.triage]\nrequire_read_only = \"yes\"\n"),
+        "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:8080/mcp\"\n[clusters.triage]\nrequire_read_only = \"yes\"\n",
         Some("a"),
         "clusters[0].triage.require_read_only",
         "expected true or false",

@@ -310,8 +310,10 @@ impl AgentExecutor {
     }
 
     /// Starts `script --workspace DIR --kubeconfig FILE --model M --agent CLI
-    /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own process
-    /// group, in the workspace, with `INCIDENT_ID`, `CLUSTER_NAME` and `KUBECONFIG` set.
+    /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own session
+    /// and process group, in the workspace, with the allowlisted environment plus
+    /// `INCIDENT_ID`, `CLUSTER_NAME`, `KUBECONFIG` (and `HOME` on this host), in a sandbox
+    /// when the policy says so, its output going through a capped relay.
     /// Returns the id and the deadline at which the loop must call
     /// [`on_deadline`](Self::on_deadline).
     pub fn spawn(&mut self, job: AgentJob, now: Instant) -> Result<(AgentId, Instant), SpawnError> {
@@ -387,36 +389,15 @@ impl AgentExecutor {
         let stderr_log = create_log(&workspace.stderr_log_path())?;
 
         let mut command = match &sandbox {
-            Some(bwrap) => {
-                let path_var = env
-                    .iter()
-                    .find(|(name, _)| name == "PATH")
-                    .map(|(_, value)| value.as_os_str());
-                let read_only = confinement::tool_paths(path_var, &policy.confine_read_only);
-                let protected = [
-                    workspace.incident_path(),
-                    workspace.permissions_path(),
-                    workspace.stdout_log_path(),
-                    workspace.stderr_log_path(),
-                ];
-                let tmp = workspace.tmp_dir();
-                let prompt_file = job.system_prompt_file.as_deref().map(absolute);
-                let layout = SandboxLayout {
-                    workspace: &workspace.dir,
-                    tmp: &tmp,
-                    protected: &protected,
-                    kubeconfig: &kubeconfig,
-                    script: script.is_absolute().then_some(script.as_path()),
-                    system_prompt_file: prompt_file.as_deref(),
-                    read_only: &read_only,
-                };
-                let mut command = Command::new(bwrap);
-                command
-                    .args(confinement::bwrap_args(&layout))
-                    .arg("--")
-                    .arg(&script);
-                command
-            }
+            Some(bwrap) => sandboxed(
+                bwrap,
+                &workspace,
+                &env,
+                &policy.confine_read_only,
+                &kubeconfig,
+                &script,
+                job.system_prompt_file.as_deref(),
+            ),
             None => Command::new(&script),
         };
         command
@@ -722,6 +703,47 @@ impl Drop for AgentExecutor {
             let _ = agent.child.wait();
         }
     }
+}
+
+/// `bwrap ARGS -- SCRIPT`: the script in a sandbox that shows it its workspace, its own
+/// kubeconfig and the tools on its `PATH` (see [`confinement`]).
+fn sandboxed(
+    bwrap: &Path,
+    workspace: &Workspace,
+    env: &[(OsString, OsString)],
+    confine_read_only: &[PathBuf],
+    kubeconfig: &Path,
+    script: &Path,
+    system_prompt_file: Option<&Path>,
+) -> Command {
+    let path_var = env
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.as_os_str());
+    let read_only = confinement::tool_paths(path_var, confine_read_only);
+    let protected = [
+        workspace.incident_path(),
+        workspace.permissions_path(),
+        workspace.stdout_log_path(),
+        workspace.stderr_log_path(),
+    ];
+    let tmp = workspace.tmp_dir();
+    let prompt_file = system_prompt_file.map(absolute);
+    let layout = SandboxLayout {
+        workspace: &workspace.dir,
+        tmp: &tmp,
+        protected: &protected,
+        kubeconfig,
+        script: script.is_absolute().then_some(script),
+        system_prompt_file: prompt_file.as_deref(),
+        read_only: &read_only,
+    };
+    let mut command = Command::new(bwrap);
+    command
+        .args(confinement::bwrap_args(&layout))
+        .arg("--")
+        .arg(script);
+    command
 }
 
 /// Whether the child has exited, without reaping it.
