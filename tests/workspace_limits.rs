@@ -214,7 +214,8 @@ fn incident_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// A config for one simulated cluster with triage by the stub agent into `root`.
+/// A config for one simulated cluster with triage by the stub agent into `root`, also
+/// written to `dir/nightcrier.toml` for the daemon binary.
 fn triage_config(
     dir: &Path,
     root: &Path,
@@ -245,6 +246,7 @@ fn triage_config(
         cluster_toml(cluster, ""),
         kubeconfig.display().to_string(),
     );
+    fs::write(dir.join("nightcrier.toml"), &text).unwrap();
     parse_config(&text, dir)
 }
 
@@ -399,4 +401,63 @@ fn the_daemon_removes_workspaces_past_their_age_at_start() {
     );
     assert!(recent.dir.exists(), "a workspace within the bounds stays");
     running.stop().unwrap();
+}
+
+#[test]
+fn sigterm_on_a_full_disk_logs_every_queued_fault_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "1m");
+    let root = disk.dir.join("incidents");
+    fs::create_dir_all(&root).unwrap();
+    let sim = quiet_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = triage_config(dir.path(), &root, cluster, "[health]\nenabled = false\n");
+    let config_path = config.source.clone();
+    let log_path = dir.path().join("daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(
+        cluster.wait_for(|s| s.subscribes == 1 && s.get_streams_open == 1, WAIT),
+        "daemon never subscribed: {:?}",
+        cluster.stats()
+    );
+    disk.fill();
+    let faults = [
+        cluster.emit_fault("critical", "CrashLoop").unwrap(),
+        cluster.emit_fault("critical", "PodCrash").unwrap(),
+    ];
+    let log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + WAIT;
+    while !log().contains("reason=no_space") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(log().contains("reason=no_space"), "{}", log());
+
+    // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
+    unsafe {
+        libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(wait_for_exit(daemon.id(), WAIT), "daemon did not exit");
+    let status = daemon.wait().unwrap();
+    let log = log();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(!root.join("pending.jsonl").exists());
+    assert!(
+        log.contains("pending.jsonl") && log.contains("the 2 queued faults were:"),
+        "{log}"
+    );
+    for id in &faults {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("pending: {") && l.contains(id.as_str())),
+            "fault {id} is not in the log:\n{log}"
+        );
+    }
 }
