@@ -1,7 +1,8 @@
 //! Workspaces that cannot fill the disk, on real files: agent logs capped with a marker,
 //! retention removing the oldest finished workspaces within its bounds (never a running
 //! one, never a directory that is not an incident), and a full disk (a small tmpfs, filled
-//! up) that keeps faults queued instead of losing them, counted as `no_space`.
+//! up) that keeps faults queued instead of losing them, counted as `no_space`, and at
+//! shutdown leaves every queued fault in the log when `pending.jsonl` cannot be written.
 //!
 //! The full-disk tests mount a tmpfs and so need root; they fail, not skip, without it.
 
