@@ -22,7 +22,7 @@ pub struct ClusterCounters {
     pub faults_rejected: u64,
     /// An agent was started for it.
     pub faults_triaged: u64,
-    /// Triage disabled or no kubeconfig for the cluster.
+    /// Triage disabled, no kubeconfig for the cluster, or refused by `require_read_only`.
     pub faults_skipped: u64,
     /// Not run because the cluster's circuit breaker was open.
     pub faults_breaker_open: u64,

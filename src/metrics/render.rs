@@ -159,7 +159,7 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
         ),
         (
             "nightcrier_faults_skipped_total",
-            "Faults not triaged: triage disabled or no kubeconfig for the cluster.",
+            "Faults not triaged: triage disabled, no kubeconfig, or refused by require_read_only.",
             |c| c.faults_skipped,
         ),
         (
