@@ -327,6 +327,7 @@ fn retention_removes_the_oldest_workspaces_within_count_and_bytes() {
             sweep_interval: Duration::from_secs(60),
         },
         running: running.clone(),
+        running_grace: Duration::from_secs(660),
         requested_at: now,
     });
     assert!(report.errors.is_empty(), "{:?}", report.errors);
@@ -359,6 +360,7 @@ fn retention_removes_the_oldest_workspaces_within_count_and_bytes() {
             sweep_interval: Duration::from_secs(60),
         },
         running,
+        running_grace: Duration::from_secs(660),
         requested_at: now,
     });
     assert_eq!(
@@ -461,4 +463,45 @@ fn sigterm_on_a_full_disk_logs_every_queued_fault_and_exits_cleanly() {
             "fault {id} is not in the log:\n{log}"
         );
     }
+}
+
+#[test]
+fn an_unfinished_workspace_is_kept_for_the_longest_run_then_counts_as_a_leftover() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("incidents");
+    let now = SystemTime::now();
+    let with_status = |age: Duration, sequence: u64, status: &str| {
+        let mut record = IncidentRecord::new(
+            new_incident_id("prod", now - age, sequence),
+            "prod".into(),
+            None,
+            BTreeMap::new(),
+            fault(),
+            now - age,
+        );
+        record.status = status.into();
+        Workspace::create(&root, &record, None).unwrap()
+    };
+    // Running elsewhere (another daemon on this root, or this one before a restart).
+    let live = with_status(Duration::from_secs(300), 1, "running");
+    // Left `running` by a crash two hours ago; an agent runs at most 11 minutes here.
+    let leftover = with_status(Duration::from_secs(7200), 2, "running");
+    let finished = with_status(Duration::from_secs(3600), 3, "investigated");
+    let report = sweep(&SweepRequest {
+        root: root.clone(),
+        bounds: WorkspaceConfig {
+            max_age: 30 * DAY,
+            max_incidents: 1,
+            max_bytes: 1 << 30,
+            sweep_interval: Duration::from_secs(60),
+        },
+        running: HashSet::new(),
+        running_grace: Duration::from_secs(660),
+        requested_at: now,
+    });
+    assert_eq!(
+        report.removed,
+        [leftover.incident_id.clone(), finished.incident_id.clone()]
+    );
+    assert!(live.dir.exists());
 }

@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use crate::agent::workspace::incident_time;
+use crate::agent::workspace::{incident_time, status, INCIDENT_FILE};
 use crate::config::WorkspaceConfig;
 
 /// A workspace made this shortly before a sweep was asked for may belong to an agent the
@@ -71,6 +71,11 @@ pub struct SweepRequest {
     pub bounds: WorkspaceConfig,
     /// Incident ids of the running agents.
     pub running: HashSet<String>,
+    /// How long a workspace whose `incident.json` says `queued` or `running` may still
+    /// belong to a live agent (of this daemon before a restart, or of another process
+    /// sharing the root): the longest run, `agent.timeout` plus `agent.kill_grace`, and a
+    /// margin. Past it, such a workspace is a leftover of a crash and counts as finished.
+    pub running_grace: Duration,
     pub requested_at: SystemTime,
 }
 
@@ -106,6 +111,20 @@ fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
+/// Whether an `incident.json` says its triage has not finished (`queued` or `running`). An
+/// unreadable one does not: a half-made workspace is not kept for it.
+fn says_unfinished(incident: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        status: String,
+    }
+    let Ok(text) = fs::read(incident) else {
+        return false;
+    };
+    serde_json::from_slice::<Status>(&text)
+        .is_ok_and(|s| s.status == status::QUEUED || s.status == status::RUNNING)
+}
+
 /// Runs one sweep: lists the incident directories, sizes them, removes what the plan says.
 pub fn sweep(request: &SweepRequest) -> SweepReport {
     let mut report = SweepReport::default();
@@ -134,9 +153,12 @@ pub fn sweep(request: &SweepRequest) -> SweepReport {
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
+        let path = entry.path();
+        let maybe_live = created + request.running_grace > request.requested_at
+            && says_unfinished(&path.join(INCIDENT_FILE));
         candidates.push(Candidate {
-            bytes: disk_usage(&entry.path()),
-            protected: request.running.contains(&name) || created >= recent,
+            bytes: disk_usage(&path),
+            protected: request.running.contains(&name) || created >= recent || maybe_live,
             name,
             created,
         });

@@ -226,6 +226,9 @@ impl TriagePipeline {
             root: self.settings.workspace_root.clone(),
             bounds: self.settings.workspace.clone(),
             running: self.executor.running_incidents(),
+            running_grace: self.settings.agent.timeout
+                + self.settings.agent.kill_grace
+                + Duration::from_secs(60),
             requested_at: SystemTime::now(),
         });
     }
