@@ -53,8 +53,9 @@ mv output/report.tmp output/investigation.md
 fn daemon_env() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let bin = dir.join("bin");
+        // Shared by every test of this process, so it lives in cargo's test scratch space
+        // rather than a temporary directory no test owns.
+        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent_confinement/bin");
         fs::create_dir_all(&bin).unwrap();
         write_executable(&bin.join("claude"), PROBE);
         write_executable(&bin.join("probe-agent"), PROBE);
@@ -328,12 +329,10 @@ fn a_confined_agent_ends_at_its_deadline_with_everything_it_started() {
     let scene = scene();
     let marker = scene.workspace.dir.join("still-alive");
     let agent = daemon_env().join("stubborn-agent");
-    if !agent.exists() {
-        write_executable(
-            &agent,
-            "#!/bin/sh\ntrap '' TERM\n(trap '' TERM; while :; do sleep 0.05; touch still-alive; done) &\nwhile :; do sleep 1; done\n",
-        );
-    }
+    write_executable(
+        &agent,
+        "#!/bin/sh\ntrap '' TERM\n(trap '' TERM; while :; do sleep 0.05; touch still-alive; done) &\nwhile :; do sleep 1; done\n",
+    );
     let mut executor = AgentExecutor::new(Duration::from_millis(300)).with_policy(AgentPolicy {
         confinement: Confinement::Bwrap,
         ..AgentPolicy::default()
