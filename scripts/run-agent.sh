@@ -13,9 +13,13 @@
 # Environment (set by nightcrier): INCIDENT_ID, CLUSTER_NAME, KUBECONFIG.
 # Settings:
 #   AGENT_RUNTIME   auto (default: docker, else podman) | docker | podman | none
-#                   none runs the CLI directly on this host, in the workspace, with the
-#                   host's tools and permissions: use it only where the host itself is the
-#                   sandbox (a dedicated pod or VM).
+#                   none runs the CLI directly on this host, in the workspace. nightcrier
+#                   then starts this script inside a bubblewrap sandbox (agent.confinement):
+#                   only the workspace is writable, only this cluster's kubeconfig and the
+#                   system and PATH directories are readable, and HOME is the workspace's
+#                   home/ (CLI settings and caches go there). With agent.confinement =
+#                   "none" the CLI has the daemon user's tools and permissions: then use
+#                   it only where the host itself is the sandbox (a dedicated pod or VM).
 #   AGENT_IMAGE     container image (default nightcrier-agent:latest, built from
 #                   scripts/agent.Dockerfile)
 #   AGENT_NETWORK   container network (e.g. host, for a cluster on 127.0.0.1)

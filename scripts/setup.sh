@@ -22,6 +22,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v bash >/dev/null 2>&1 || missing+=(bash)
 # The TLS tests make their certificates with the openssl command line, as operators do.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# bwrap confines agents that run on the host (agent.confinement); its tests need it.
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 \
@@ -34,7 +36,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap)"
 fi
 
 # --- interop peers -------------------------------------------------------------------

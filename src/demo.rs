@@ -19,7 +19,8 @@ use crate::sim::{Behaviour, SimOptions, Simulator};
 
 const STUB_AGENT: &str = include_str!("../scripts/stub-agent.sh");
 const FAKE_KUBECTL: &str =
-    "#!/bin/sh\n# demo kubectl: every read-only check is allowed\necho yes\n";
+    "#!/bin/sh\n# demo kubectl: every read check is allowed, every write denied\n\
+     case \"$5\" in create|patch|delete) echo no; exit 1 ;; esac\necho yes\n";
 const FAULTS_PER_CLUSTER: u64 = 3;
 
 const USAGE: &str = "Usage: nightcrier demo [--clusters N] [--duration SECONDS] [--dir DIR]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nightcrier::agent::executor::{
-    AgentExecutor, AgentId, AgentJob, AgentOutcome, FinishedAgent, SpawnError,
+    AgentExecutor, AgentId, AgentJob, AgentOutcome, AgentPolicy, FinishedAgent, SpawnError,
 };
 use nightcrier::agent::workspace::{new_incident_id, AgentResult, IncidentRecord, Workspace};
 use nightcrier::events::FaultEvent;
@@ -486,8 +486,9 @@ fn dropping_the_executor_kills_and_reaps_its_agents() {
 }
 
 #[test]
-fn hidden_environment_variables_do_not_reach_the_agent() {
-    // Cargo sets both for the test process; one is hidden, the other is the control.
+fn hidden_environment_variables_do_not_reach_the_agent_even_when_allowed() {
+    // Cargo sets both for the test process; both are allowed, one is hidden, the other is
+    // the control.
     assert!(std::env::var("CARGO_PKG_NAME").is_ok() && std::env::var("CARGO_MANIFEST_DIR").is_ok());
     let setup = setup();
     let seen = setup.bin.join("seen-env");
@@ -500,8 +501,11 @@ fn hidden_environment_variables_do_not_reach_the_agent() {
             stub_script().display()
         ),
     );
-    let mut executor = AgentExecutor::new(Duration::from_secs(2))
-        .with_hidden_env(vec!["CARGO_PKG_NAME".to_string()]);
+    let mut executor = AgentExecutor::new(Duration::from_secs(2)).with_policy(AgentPolicy {
+        env_allow: vec!["CARGO_*".to_string()],
+        hidden_env: vec!["CARGO_PKG_NAME".to_string()],
+        ..AgentPolicy::default()
+    });
     let (id, _) = executor
         .spawn(
             job(&setup, "c", 1, wrapper, &setup.kubeconfig),

@@ -15,10 +15,22 @@ use nightcrier::agent::preflight::{run_preflight, PreflightRequest, PreflightWor
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Writes a fake kubectl answering `yes` except for resources listed in `deny` (no),
-/// `broken` (an error on stderr, no answer) and `hang` (sleeps, its pid in hang.pid).
+/// Writes a fake kubectl answering `yes` to reads except for resources listed in `deny`
+/// (no), `broken` (an error on stderr, no answer) and `hang` (sleeps, its pid in hang.pid);
+/// writes (create, patch, delete) answer `no`: a read-only kubeconfig.
 /// Every invocation's arguments are appended to calls.log.
 fn fake_kubectl(dir: &Path, deny: &str, broken: &str, hang: &str) -> PathBuf {
+    fake_kubectl_writing(dir, deny, broken, hang, "")
+}
+
+/// As [`fake_kubectl`], but the writes listed in `writable` (as `verb/resource`) answer yes.
+fn fake_kubectl_writing(
+    dir: &Path,
+    deny: &str,
+    broken: &str,
+    hang: &str,
+    writable: &str,
+) -> PathBuf {
     let log = dir.join("calls.log");
     let pid = dir.join("hang.pid");
     let script = format!(
@@ -30,6 +42,10 @@ case "$7" in --subresource=*) resource="$resource/${{7#--subresource=}}" ;; esac
 case " {deny} " in *" $resource "*) echo no; exit 1 ;; esac
 case " {broken} " in *" $resource "*) echo "error: You must be logged in to the server (Unauthorized)" >&2; exit 1 ;; esac
 case " {hang} " in *" $resource "*) echo $$ > '{pid}'; exec sleep 60 ;; esac
+case "$5" in create|patch|delete)
+  case " {writable} " in *" $5/$resource "*) echo yes; exit 0 ;; esac
+  echo no; exit 1 ;;
+esac
 echo yes
 "#,
         log = log.display(),
@@ -75,7 +91,8 @@ fn all_allowed_meets_the_minimum_without_checking_secrets() {
     assert!(p.can_get_deployments && p.can_get_services && p.can_get_nodes);
     assert_eq!(p.can_get_secrets, None);
     assert_eq!(p.can_get_configmaps, None);
-    assert_eq!(p.checks.len(), 6);
+    assert_eq!(p.checks.len(), 12);
+    assert!(!p.can_write && p.read_only_verified);
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 
     let mut calls = calls(dir.path());
@@ -84,12 +101,18 @@ fn all_allowed_meets_the_minimum_without_checking_secrets() {
     assert_eq!(
         calls,
         [
+            format!("--kubeconfig {k} auth can-i create deployments"),
+            format!("--kubeconfig {k} auth can-i create pods"),
+            format!("--kubeconfig {k} auth can-i delete deployments"),
+            format!("--kubeconfig {k} auth can-i delete pods"),
             format!("--kubeconfig {k} auth can-i get deployments"),
             format!("--kubeconfig {k} auth can-i get nodes"),
             format!("--kubeconfig {k} auth can-i get pods"),
             format!("--kubeconfig {k} auth can-i get pods --subresource=log"),
             format!("--kubeconfig {k} auth can-i get services"),
             format!("--kubeconfig {k} auth can-i list events"),
+            format!("--kubeconfig {k} auth can-i patch deployments"),
+            format!("--kubeconfig {k} auth can-i patch pods"),
         ]
     );
 }
@@ -122,12 +145,30 @@ fn secrets_and_configmaps_are_checked_only_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let kubectl = fake_kubectl(dir.path(), "configmaps", "", "");
     let p = run_preflight("c", &kubeconfig(dir.path()), true, &kubectl, TIMEOUT);
-    assert_eq!(p.checks.len(), 8);
+    assert_eq!(p.checks.len(), 14);
     assert_eq!(p.can_get_secrets, Some(true));
     assert_eq!(p.can_get_configmaps, Some(false));
     assert!(calls(dir.path())
         .iter()
         .any(|c| c.ends_with("can-i get secrets")));
+}
+
+#[test]
+fn a_kubeconfig_that_can_write_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = fake_kubectl_writing(dir.path(), "", "", "", "delete/pods patch/deployments");
+    let p = run_preflight("prod", &kubeconfig(dir.path()), false, &kubectl, TIMEOUT);
+    assert!(p.can_write);
+    assert!(!p.read_only_verified);
+    assert_eq!(p.write_access, ["delete pods", "patch deployments"]);
+    assert!(p.minimum_met, "reads still count: {:?}", p.checks);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("CAN WRITE") && w.contains("delete pods")),
+        "{:?}",
+        p.warnings
+    );
 }
 
 #[test]

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use log::LevelFilter;
 use nightcrier::config::{
-    load, parse_str, AgentConfig, BreakerConfig, Config, ConnectionConfig, DedupConfig,
-    FlagOverrides, HealthConfig, LoadOptions, OverflowPolicy, PreflightConfig, QueueConfig,
-    ReconnectConfig, Severity, Shard, SlackConfig, SubscribeMode,
+    load, parse_str, AgentConfig, BreakerConfig, Config, Confinement, ConnectionConfig,
+    DedupConfig, FlagOverrides, HealthConfig, LoadOptions, OverflowPolicy, PreflightConfig,
+    QueueConfig, ReconnectConfig, Severity, Shard, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 
 const MINIMAL: &str =
@@ -85,6 +85,19 @@ fn a_minimal_file_yields_every_default() {
             kill_grace: Duration::from_secs(10),
             max_concurrent_agents: 2,
             system_prompt_file: None,
+            confinement: Confinement::Auto,
+            env_allow: vec![],
+            confine_read_only: vec![],
+            max_output_bytes: 1024 * 1024,
+        }
+    );
+    assert_eq!(
+        config.workspace,
+        WorkspaceConfig {
+            max_age: Duration::from_secs(30 * 24 * 60 * 60),
+            max_incidents: 1000,
+            max_bytes: 1024 * 1024 * 1024,
+            sweep_interval: Duration::from_secs(600),
         }
     );
     assert_eq!(
@@ -100,6 +113,7 @@ fn a_minimal_file_yields_every_default() {
         PreflightConfig {
             kubectl: "kubectl".into(),
             timeout: Duration::from_secs(10),
+            require_read_only: false,
         }
     );
     assert_eq!(

@@ -856,3 +856,61 @@ fn the_example_configuration_validates() {
     assert!(config.clusters.iter().any(|c| c.triage_ready()));
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
 }
+
+#[test]
+fn confinement_env_allow_and_retention_settings_are_validated() {
+    let base = cluster("a", "");
+    assert_rule(
+        &format!("{base}[agent]\nconfinement = \"chroot\"\n"),
+        None,
+        "agent.confinement",
+        "expected \"auto\", \"bwrap\" or \"none\"",
+    );
+    assert_rule(
+        &format!("{base}[agent]\nenv_allow = [\"OK_NAME\", \"BAD-NAME\"]\n"),
+        None,
+        "agent.env_allow",
+        "\"BAD-NAME\" is not an environment variable name",
+    );
+    assert_rule(
+        &format!("{base}[agent]\nenv_allow = \"ANTHROPIC_API_KEY\"\n"),
+        None,
+        "agent.env_allow",
+        "expected an array of strings",
+    );
+    assert_rule(
+        &format!("{base}[agent]\nmax_output_bytes = 100\n"),
+        None,
+        "agent.max_output_bytes",
+        "must be from 4096",
+    );
+    assert_rule(
+        &format!("{base}[workspace]\nmax_age = \"0d\"\n"),
+        None,
+        "workspace.max_age",
+        "greater than zero",
+    );
+    assert_rule(
+        &format!("{base}[workspace]\nmax_incidents = 0\n"),
+        None,
+        "workspace.max_incidents",
+        "must be from 1",
+    );
+    assert_rule(
+        "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:8080/mcp\"\n[clusters.triage]\nrequire_read_only = \"yes\"\n",
+        Some("a"),
+        "clusters[0].triage.require_read_only",
+        "expected true or false",
+    );
+    let config = parse(&format!(
+        "{base}[agent]\nconfinement = \"bwrap\"\nenv_allow = [\"CORP_*\"]\nconfine_read_only = [\"tools\"]\n[workspace]\nmax_age = \"2d\"\n[preflight]\nrequire_read_only = true\n"
+    ))
+    .unwrap();
+    assert_eq!(config.agent.env_allow, ["CORP_*"]);
+    assert_eq!(
+        config.agent.confine_read_only,
+        [PathBuf::from("conf/tools")]
+    );
+    assert_eq!(config.workspace.max_age.as_secs(), 2 * 86_400);
+    assert!(config.clusters[0].requires_read_only(&config.preflight));
+}

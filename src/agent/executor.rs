@@ -6,8 +6,14 @@
 //! of children other parts of the process own). Before a child is reaped its whole group
 //! gets SIGKILL: anything the agent left running dies with it, and because the leader is
 //! still an unreaped zombie at that moment, its group id cannot belong to anyone else.
+//!
+//! The child's environment is an allowlist (see [`environment`](crate::agent::environment)),
+//! an agent that runs on this host is confined with bubblewrap (see
+//! [`confinement`](crate::agent::confinement)), and its output goes through a relay that caps
+//! each log (see [`output`](crate::agent::output)).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -16,8 +22,14 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::agent::confinement::{self, SandboxLayout};
+use crate::agent::environment::{allowed_env, runs_on_host};
+use crate::agent::output::{OutputRelay, RelayReport};
 use crate::agent::preflight::last_line;
-use crate::agent::workspace::{rfc3339, status, AgentResult, Workspace, OUTPUT_DIR, REPORT_FILE};
+use crate::agent::workspace::{
+    rfc3339, status, AgentResult, Workspace, WriteFailure, OUTPUT_DIR, REPORT_FILE,
+};
+use crate::config::{AgentConfig, Confinement};
 
 /// Only the end of the agent's stderr is read, for the failure reason.
 const STDERR_TAIL_BYTES: u64 = 4096;
@@ -27,6 +39,82 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// The exit code the agent contract (like `timeout(1)`) uses for "ran out of time".
 const EXIT_TIMED_OUT: i32 = 124;
+
+/// How long the reaper waits for the output relay to copy the last bytes of a dead agent.
+const RELAY_FINISH_WAIT: Duration = Duration::from_millis(200);
+
+/// `PATH` for an agent when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What an agent may see and how much it may write: from `[agent]`, plus the names of
+/// the variables holding nightcrier's own secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPolicy {
+    pub confinement: Confinement,
+    pub env_allow: Vec<String>,
+    pub confine_read_only: Vec<PathBuf>,
+    pub max_output_bytes: u64,
+    /// Never passed, even when allowed (API keys, the webhook URL, `NIGHTCRIER_*`).
+    pub hidden_env: Vec<String>,
+}
+
+impl AgentPolicy {
+    pub fn from_config(agent: &AgentConfig, hidden_env: Vec<String>) -> AgentPolicy {
+        AgentPolicy {
+            confinement: agent.confinement,
+            env_allow: agent.env_allow.clone(),
+            confine_read_only: agent.confine_read_only.clone(),
+            max_output_bytes: agent.max_output_bytes,
+            hidden_env,
+        }
+    }
+}
+
+impl Default for AgentPolicy {
+    fn default() -> Self {
+        AgentPolicy::from_config(&AgentConfig::default(), Vec::new())
+    }
+}
+
+/// Where an agent runs and what confines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// On this host, in a bubblewrap sandbox.
+    Sandbox,
+    /// On this host without a sandbox; `warn` when confinement was wanted but is missing.
+    HostUnconfined { warn: bool },
+    /// In a container started by the agent script: the container confines it.
+    Container,
+    /// `agent.confinement = "bwrap"` and bubblewrap does not work: not started.
+    Refused,
+}
+
+/// Decides the placement from `agent.confinement`, whether bubblewrap works here, and
+/// whether the agent runs on this host (`AGENT_RUNTIME=none`).
+fn placement(confinement: Confinement, sandbox_works: bool, host: bool) -> Placement {
+    match (confinement, sandbox_works, host) {
+        (Confinement::Bwrap, true, _) | (Confinement::Auto, true, true) => Placement::Sandbox,
+        (Confinement::Bwrap, false, _) => Placement::Refused,
+        (Confinement::Auto, false, true) => Placement::HostUnconfined { warn: true },
+        (Confinement::Off, _, true) => Placement::HostUnconfined { warn: false },
+        (Confinement::Auto | Confinement::Off, _, false) => Placement::Container,
+    }
+}
+
+/// Whether bubblewrap works here: its path, or why not.
+type Sandbox = Result<PathBuf, String>;
+
+fn find_sandbox(confinement: Confinement) -> Sandbox {
+    if confinement == Confinement::Off {
+        return Err("agent.confinement = \"none\"".to_string());
+    }
+    let path = std::env::var_os("PATH");
+    let bwrap = confinement::find_program("bwrap", path.as_deref()).ok_or_else(|| {
+        "bwrap (Debian package bubblewrap) is not installed or not on PATH".to_string()
+    })?;
+    confinement::probe(&bwrap)?;
+    Ok(bwrap)
+}
 
 /// Everything needed to start one agent run.
 #[derive(Debug, Clone)]
@@ -76,6 +164,10 @@ pub struct FinishedAgent {
     pub signal: Option<i32>,
     pub started: SystemTime,
     pub duration: Duration,
+    /// Writes into the workspace that failed during the run (logs, incident, result).
+    pub write_failures: Vec<WriteFailure>,
+    /// Whether a log was cut at `agent.max_output_bytes`.
+    pub output_truncated: bool,
 }
 
 #[derive(Debug)]
@@ -84,6 +176,8 @@ pub enum SpawnError {
     Log { path: PathBuf, source: io::Error },
     /// The agent script could not be started.
     Start { script: PathBuf, source: io::Error },
+    /// `agent.confinement = "bwrap"` and bubblewrap does not work here.
+    Confinement(String),
 }
 
 impl fmt::Display for SpawnError {
@@ -99,6 +193,9 @@ impl fmt::Display for SpawnError {
                     script.display()
                 )
             }
+            SpawnError::Confinement(reason) => {
+                write!(f, "agent.confinement = \"bwrap\" but {reason}")
+            }
         }
     }
 }
@@ -107,6 +204,7 @@ impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SpawnError::Log { source, .. } | SpawnError::Start { source, .. } => Some(source),
+            SpawnError::Confinement(_) => None,
         }
     }
 }
@@ -123,6 +221,8 @@ struct RunningAgent {
     timed_out: bool,
     kill_sent: bool,
     stopping: bool,
+    relay: Option<OutputRelay>,
+    write_failures: Vec<WriteFailure>,
 }
 
 impl RunningAgent {
@@ -147,49 +247,159 @@ pub struct AgentExecutor {
     kill_grace: Duration,
     next_id: u64,
     agents: BTreeMap<AgentId, RunningAgent>,
-    hidden_env: Vec<String>,
+    policy: AgentPolicy,
+    sandbox: Sandbox,
 }
 
 impl AgentExecutor {
     pub fn new(kill_grace: Duration) -> Self {
+        let policy = AgentPolicy::default();
         AgentExecutor {
             kill_grace: kill_grace.min(MAX_DURATION),
             next_id: 1,
             agents: BTreeMap::new(),
-            hidden_env: Vec::new(),
+            sandbox: find_sandbox(policy.confinement),
+            policy,
         }
     }
 
-    /// Environment variables agents must not inherit (the names holding nightcrier's own
-    /// secrets, such as the Slack webhook URL). An agent's report may be posted to Slack,
-    /// so what it can read, it can leak.
-    pub fn with_hidden_env(mut self, names: Vec<String>) -> Self {
-        self.hidden_env = names;
+    /// Sets what agents may see (see [`set_policy`](Self::set_policy)).
+    pub fn with_policy(mut self, policy: AgentPolicy) -> Self {
+        self.set_policy(policy);
         self
     }
 
-    /// Replaces the hidden variables (after a reload changed the secrets).
-    pub fn set_hidden_env(&mut self, names: Vec<String>) {
-        self.hidden_env = names;
+    /// Replaces the policy (at start and after a reload). The hidden variables are the
+    /// names holding nightcrier's own secrets: an agent's report may be posted to Slack, so
+    /// what it can read, it can leak. Checks bubblewrap again when confinement changed, and
+    /// says loudly when agents on this host will run unconfined.
+    pub fn set_policy(&mut self, policy: AgentPolicy) {
+        if policy.confinement != self.policy.confinement {
+            self.sandbox = find_sandbox(policy.confinement);
+        }
+        self.policy = policy;
+        let host = std::env::var_os(crate::agent::environment::RUNTIME_VARIABLE)
+            .is_some_and(|v| v == "none");
+        match (&self.sandbox, self.policy.confinement) {
+            (Ok(bwrap), Confinement::Bwrap) => log::info!(
+                "every agent is confined with {} (agent.confinement = \"bwrap\")",
+                bwrap.display()
+            ),
+            (Ok(bwrap), _) if host => log::info!(
+                "agents run on this host (AGENT_RUNTIME=none), confined with {}",
+                bwrap.display()
+            ),
+            (Ok(_), _) => log::debug!(
+                "agents run in containers (AGENT_RUNTIME is not none): no host confinement"
+            ),
+            (Err(reason), Confinement::Bwrap) => log::error!(
+                "agent.confinement = \"bwrap\" but {reason}: no agent will start until it works"
+            ),
+            (Err(reason), _) if host => log::warn!(
+                "AGENTS RUN UNCONFINED: AGENT_RUNTIME=none and {reason}; every agent can read \
+                 what this daemon's user can read, other clusters' kubeconfigs included \
+                 (install bubblewrap, or set agent.confinement = \"bwrap\" to refuse)"
+            ),
+            (Err(_), _) => {}
+        }
+    }
+
+    /// The bubblewrap binary agents are confined with, or why there is none.
+    pub fn sandbox(&self) -> Result<&Path, &str> {
+        self.sandbox.as_deref().map_err(String::as_str)
     }
 
     /// Starts `script --workspace DIR --kubeconfig FILE --model M --agent CLI
-    /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own process
-    /// group, in the workspace, with `INCIDENT_ID`, `CLUSTER_NAME` and `KUBECONFIG` set.
+    /// --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT` in its own session
+    /// and process group, in the workspace, with the allowlisted environment plus
+    /// `INCIDENT_ID`, `CLUSTER_NAME`, `KUBECONFIG` (and `HOME` on this host), in a sandbox
+    /// when the policy says so, its output going through a capped relay.
     /// Returns the id and the deadline at which the loop must call
     /// [`on_deadline`](Self::on_deadline).
     pub fn spawn(&mut self, job: AgentJob, now: Instant) -> Result<(AgentId, Instant), SpawnError> {
         let started = SystemTime::now();
         let workspace = job.workspace.clone();
-        let stdout = create_log(&workspace.stdout_log_path())?;
-        let stderr = create_log(&workspace.stderr_log_path())?;
         // The child runs in the workspace, so relative paths would point elsewhere.
         let script = absolute_program(&job.script);
         let kubeconfig = absolute(&job.kubeconfig);
         let timeout = job.timeout.min(MAX_DURATION);
         let timeout_secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
 
-        let mut command = Command::new(&script);
+        let policy = &self.policy;
+        let daemon_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let mut env = allowed_env(
+            daemon_env.iter().cloned(),
+            &policy.env_allow,
+            false,
+            &policy.hidden_env,
+        );
+        let host = runs_on_host(&env);
+        let placement = placement(policy.confinement, self.sandbox.is_ok(), host);
+        let sandbox = match (placement, &self.sandbox) {
+            (Placement::Sandbox, Ok(bwrap)) => Some(bwrap.clone()),
+            (Placement::Refused, Err(reason)) | (Placement::Sandbox, Err(reason)) => {
+                let err = SpawnError::Confinement(reason.clone());
+                let outcome = AgentOutcome::Failed(err.to_string());
+                let _ = record_result(
+                    &workspace,
+                    &job.cluster,
+                    &outcome,
+                    None,
+                    None,
+                    started,
+                    Duration::ZERO,
+                );
+                return Err(err);
+            }
+            (Placement::HostUnconfined { warn: true }, Err(reason)) => {
+                log::warn!(
+                    "incident {}: agent on cluster {} runs UNCONFINED on this host: {reason}",
+                    job.incident_id,
+                    job.cluster
+                );
+                None
+            }
+            _ => None,
+        };
+        // On this host the agent gets a home of its own in the workspace (its CLI's settings
+        // and caches), never the daemon's, which holds other credentials. A container agent
+        // gets the container runtime client's variables instead; its CLI has its own home.
+        let own_home = placement != Placement::Container;
+        if !own_home {
+            env = allowed_env(daemon_env, &policy.env_allow, true, &policy.hidden_env);
+        }
+        if !env.iter().any(|(name, _)| name == "PATH") {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        let log_error = |path: PathBuf| {
+            move |source: io::Error| SpawnError::Log {
+                path: path.clone(),
+                source,
+            }
+        };
+        if own_home {
+            confinement::private_dir(&workspace.home_dir())
+                .map_err(log_error(workspace.home_dir()))?;
+        }
+        if sandbox.is_some() {
+            confinement::private_dir(&workspace.tmp_dir())
+                .map_err(log_error(workspace.tmp_dir()))?;
+        }
+        let stdout_log = create_log(&workspace.stdout_log_path())?;
+        let stderr_log = create_log(&workspace.stderr_log_path())?;
+
+        let mut command = match &sandbox {
+            Some(bwrap) => sandboxed(
+                bwrap,
+                &workspace,
+                &env,
+                &policy.confine_read_only,
+                &kubeconfig,
+                &script,
+                job.system_prompt_file.as_deref(),
+            ),
+            None => Command::new(&script),
+        };
         command
             .arg("--workspace")
             .arg(&workspace.dir)
@@ -202,26 +412,70 @@ impl AgentExecutor {
         if let Some(file) = &job.system_prompt_file {
             command.arg("--system-prompt-file").arg(absolute(file));
         }
-        for name in &self.hidden_env {
-            command.env_remove(name);
-        }
         command
             .arg(&job.prompt)
+            .env_clear()
+            .envs(env)
             .env("INCIDENT_ID", &job.incident_id)
             .env("CLUSTER_NAME", &job.cluster)
             .env("KUBECONFIG", &kubeconfig)
             .current_dir(&workspace.dir)
             .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if own_home {
+            command.env("HOME", workspace.home_dir());
+        }
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent. A new
+        // session is also a new process group led by the child (its group id is its pid), and
+        // it has no controlling terminal an agent could push input into.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
 
-        mark_incident(&workspace, status::RUNNING, Some(rfc3339(started)), None);
-        let child = match command.spawn() {
+        let mut write_failures = Vec::new();
+        if let Err(err) = mark_incident(&workspace, status::RUNNING, Some(rfc3339(started)), None) {
+            write_failures.push(WriteFailure::of(&err));
+        }
+        let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
                 let reason = format!("cannot start agent script {}: {source}", script.display());
-                record_result(
+                let _ = record_result(
+                    &workspace,
+                    &job.cluster,
+                    &AgentOutcome::Failed(reason),
+                    None,
+                    None,
+                    started,
+                    Duration::ZERO,
+                );
+                return Err(SpawnError::Start { script, source });
+            }
+        };
+        let pid = child.id() as i32;
+        let relay = match (child.stdout.take(), child.stderr.take()) {
+            (Some(out), Some(err)) => {
+                OutputRelay::start(out, err, stdout_log, stderr_log, policy.max_output_bytes)
+            }
+            _ => Err(io::Error::other("the agent's output pipes are missing")),
+        };
+        let relay = match relay {
+            Ok(relay) => relay,
+            Err(source) => {
+                // Without a reader the agent would block on its first full pipe.
+                // SAFETY: kill(2) has no memory-safety preconditions; the child is unreaped.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+                let _ = child.wait();
+                let reason = format!("cannot start the agent's output relay: {source}");
+                let _ = record_result(
                     &workspace,
                     &job.cluster,
                     &AgentOutcome::Failed(reason),
@@ -236,10 +490,11 @@ impl AgentExecutor {
         let id = AgentId(self.next_id);
         self.next_id += 1;
         log::info!(
-            "incident {}: agent started on cluster {} (pid {})",
+            "incident {}: agent started on cluster {} (pid {}{})",
             job.incident_id,
             job.cluster,
-            child.id()
+            pid,
+            if sandbox.is_some() { ", confined" } else { "" }
         );
         self.agents.insert(
             id,
@@ -247,13 +502,15 @@ impl AgentExecutor {
                 incident_id: job.incident_id,
                 cluster: job.cluster,
                 workspace,
-                pid: child.id() as i32,
+                pid,
                 child,
                 started,
                 started_at: now,
                 timed_out: false,
                 kill_sent: false,
                 stopping: false,
+                relay: Some(relay),
+                write_failures,
             },
         );
         Ok((id, now + timeout))
@@ -288,11 +545,29 @@ impl AgentExecutor {
     fn finish(
         &self,
         id: AgentId,
-        agent: RunningAgent,
+        mut agent: RunningAgent,
         exit: Option<ExitStatus>,
         now: Instant,
     ) -> FinishedAgent {
         let duration = now.saturating_duration_since(agent.started_at);
+        let output = agent
+            .relay
+            .take()
+            .and_then(|relay| relay.finish(RELAY_FINISH_WAIT));
+        let mut write_failures = std::mem::take(&mut agent.write_failures);
+        let mut output_truncated = false;
+        if let Some(RelayReport { stdout, stderr }) = &output {
+            for (name, stream) in [("stdout", stdout), ("stderr", stderr)] {
+                output_truncated |= stream.truncated;
+                if let Some(err) = &stream.write_error {
+                    log::error!(
+                        "incident {}: agent {name} log not written: {err}",
+                        agent.incident_id
+                    );
+                    write_failures.push(WriteFailure::of(err));
+                }
+            }
+        }
         let facts = ExitFacts {
             exit_code: exit.and_then(|e| e.code()),
             signal: exit.and_then(|e| e.signal()),
@@ -300,7 +575,10 @@ impl AgentExecutor {
             stopping: agent.stopping,
             report_present: agent.workspace.report_present(),
         };
-        let outcome = classify(&facts, || stderr_tail(&agent.workspace.stderr_log_path()));
+        let outcome = classify(&facts, || match &output {
+            Some(report) => last_line(&report.stderr.tail),
+            None => stderr_tail(&agent.workspace.stderr_log_path()),
+        });
         match &outcome {
             AgentOutcome::Investigated => log::info!(
                 "incident {}: agent finished on cluster {} in {:.1}s",
@@ -318,7 +596,7 @@ impl AgentExecutor {
                 }
             ),
         }
-        record_result(
+        if let Err(err) = record_result(
             &agent.workspace,
             &agent.cluster,
             &outcome,
@@ -326,7 +604,9 @@ impl AgentExecutor {
             facts.signal,
             agent.started,
             duration,
-        );
+        ) {
+            write_failures.push(WriteFailure::of(&err));
+        }
         FinishedAgent {
             id,
             incident_id: agent.incident_id,
@@ -337,6 +617,8 @@ impl AgentExecutor {
             signal: facts.signal,
             started: agent.started,
             duration,
+            write_failures,
+            output_truncated,
         }
     }
 
@@ -376,6 +658,14 @@ impl AgentExecutor {
         self.agents.len()
     }
 
+    /// The incident ids (workspace directory names) of the running agents.
+    pub fn running_incidents(&self) -> std::collections::HashSet<String> {
+        self.agents
+            .values()
+            .map(|a| a.workspace.incident_id.clone())
+            .collect()
+    }
+
     pub fn running_for(&self, cluster: &str) -> usize {
         self.agents
             .values()
@@ -413,6 +703,47 @@ impl Drop for AgentExecutor {
             let _ = agent.child.wait();
         }
     }
+}
+
+/// `bwrap ARGS -- SCRIPT`: the script in a sandbox that shows it its workspace, its own
+/// kubeconfig and the tools on its `PATH` (see [`confinement`]).
+fn sandboxed(
+    bwrap: &Path,
+    workspace: &Workspace,
+    env: &[(OsString, OsString)],
+    confine_read_only: &[PathBuf],
+    kubeconfig: &Path,
+    script: &Path,
+    system_prompt_file: Option<&Path>,
+) -> Command {
+    let path_var = env
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.as_os_str());
+    let read_only = confinement::tool_paths(path_var, confine_read_only);
+    let protected = [
+        workspace.incident_path(),
+        workspace.permissions_path(),
+        workspace.stdout_log_path(),
+        workspace.stderr_log_path(),
+    ];
+    let tmp = workspace.tmp_dir();
+    let prompt_file = system_prompt_file.map(absolute);
+    let layout = SandboxLayout {
+        workspace: &workspace.dir,
+        tmp: &tmp,
+        protected: &protected,
+        kubeconfig,
+        script: script.is_absolute().then_some(script),
+        system_prompt_file: prompt_file.as_deref(),
+        read_only: &read_only,
+    };
+    let mut command = Command::new(bwrap);
+    command
+        .args(confinement::bwrap_args(&layout))
+        .arg("--")
+        .arg(script);
+    command
 }
 
 /// Whether the child has exited, without reaping it.
@@ -523,14 +854,14 @@ fn absolute_program(path: &Path) -> PathBuf {
     }
 }
 
-/// Sets the incident's status and timestamps; a failure is logged, not fatal: the run
-/// itself matters more than its bookkeeping.
+/// Sets the incident's status and timestamps; a failure is logged (and returned for the
+/// write-error count), not fatal: the run itself matters more than its bookkeeping.
 fn mark_incident(
     workspace: &Workspace,
     status: &str,
     started_at: Option<String>,
     finished_at: Option<String>,
-) {
+) -> io::Result<()> {
     let updated = workspace.read_incident().and_then(|mut record| {
         record.status = status.to_string();
         if started_at.is_some() {
@@ -541,9 +872,10 @@ fn mark_incident(
         }
         workspace.update_incident(&record)
     });
-    if let Err(err) = updated {
-        log::warn!("incident {}: {err}", workspace.incident_id);
+    if let Err(err) = &updated {
+        log::error!("incident {}: {err}", workspace.incident_id);
     }
+    updated
 }
 
 fn record_result(
@@ -554,9 +886,9 @@ fn record_result(
     signal: Option<i32>,
     started: SystemTime,
     duration: Duration,
-) {
+) -> io::Result<()> {
     let finished_at = rfc3339(started + duration);
-    mark_incident(workspace, outcome.status(), None, Some(finished_at.clone()));
+    let marked = mark_incident(workspace, outcome.status(), None, Some(finished_at.clone()));
     let result = AgentResult {
         incident_id: workspace.incident_id.clone(),
         cluster: cluster.to_string(),
@@ -575,9 +907,11 @@ fn record_result(
         },
         report_present: workspace.report_present(),
     };
-    if let Err(err) = workspace.write_result(&result) {
-        log::warn!("incident {}: {err}", workspace.incident_id);
+    let written = workspace.write_result(&result);
+    if let Err(err) = &written {
+        log::error!("incident {}: {err}", workspace.incident_id);
     }
+    marked.and(written)
 }
 
 #[cfg(test)]
@@ -666,6 +1000,32 @@ mod tests {
             classify(&f, no_stderr),
             AgentOutcome::Failed("stopped at shutdown: killed by signal 15".into())
         );
+    }
+
+    #[test]
+    fn host_agents_are_sandboxed_when_bubblewrap_works_and_warned_about_when_not() {
+        use Confinement::Auto;
+        assert_eq!(placement(Auto, true, true), Placement::Sandbox);
+        assert_eq!(
+            placement(Auto, false, true),
+            Placement::HostUnconfined { warn: true }
+        );
+        assert_eq!(placement(Auto, true, false), Placement::Container);
+        assert_eq!(placement(Auto, false, false), Placement::Container);
+    }
+
+    #[test]
+    fn bwrap_confines_every_agent_or_refuses_and_none_never_confines() {
+        use Confinement::{Bwrap, Off};
+        for host in [true, false] {
+            assert_eq!(placement(Bwrap, true, host), Placement::Sandbox);
+            assert_eq!(placement(Bwrap, false, host), Placement::Refused);
+        }
+        assert_eq!(
+            placement(Off, true, true),
+            Placement::HostUnconfined { warn: false }
+        );
+        assert_eq!(placement(Off, true, false), Placement::Container);
     }
 
     #[test]

@@ -33,6 +33,16 @@ pub struct ClusterPermissions {
     /// Pods, pod logs and events: the least an investigation needs.
     pub minimum_met: bool,
     pub warnings: Vec<String>,
+    /// The kubeconfig can create, patch or delete something (see `write_access`). A
+    /// triage kubeconfig should be read-only: an agent runs a model on text from the cluster.
+    #[serde(default)]
+    pub can_write: bool,
+    /// The write checks that were allowed, as `"VERB RESOURCE"`.
+    #[serde(default)]
+    pub write_access: Vec<String>,
+    /// Every write check answered `no`: the kubeconfig is known to be read-only.
+    #[serde(default)]
+    pub read_only_verified: bool,
 }
 
 /// The checks every preflight runs, as (verb, resource). `pods/log` is a subresource.
@@ -44,6 +54,20 @@ pub const BASE_CHECKS: [(&str, &str); 6] = [
     ("get", "services"),
     ("get", "nodes"),
 ];
+
+/// The writes a triage kubeconfig should not be able to make, as (verb, resource).
+pub const WRITE_CHECKS: [(&str, &str); 6] = [
+    ("create", "pods"),
+    ("patch", "pods"),
+    ("delete", "pods"),
+    ("create", "deployments"),
+    ("patch", "deployments"),
+    ("delete", "deployments"),
+];
+
+fn is_write(verb: &str) -> bool {
+    WRITE_CHECKS.iter().any(|(v, _)| *v == verb)
+}
 
 /// Checked only for clusters with `allow_secrets_access = true`.
 pub const SECRET_CHECKS: [(&str, &str); 2] = [("get", "secrets"), ("get", "configmaps")];
@@ -60,12 +84,22 @@ impl ClusterPermissions {
         checks: Vec<PermissionCheck>,
         mut warnings: Vec<String>,
     ) -> ClusterPermissions {
+        // The read checks; the write checks are summarized on their own below.
         let allowed = |resource: &str| -> Option<bool> {
             checks
                 .iter()
-                .find(|c| c.resource == resource)
+                .find(|c| c.resource == resource && !is_write(&c.verb))
                 .map(|c| c.allowed)
         };
+        let writes: Vec<&PermissionCheck> = checks.iter().filter(|c| is_write(&c.verb)).collect();
+        let write_access: Vec<String> = writes
+            .iter()
+            .filter(|c| c.allowed)
+            .map(|c| format!("{} {}", c.verb, c.resource))
+            .collect();
+        let can_write = !write_access.is_empty();
+        let read_only_verified =
+            !writes.is_empty() && writes.iter().all(|c| !c.allowed && c.error.is_none());
         let can_get_pods = allowed("pods").unwrap_or(false);
         let can_get_logs = allowed("pods/log").unwrap_or(false);
         let can_get_events = allowed("events").unwrap_or(false);
@@ -93,6 +127,13 @@ impl ClusterPermissions {
                 missing.join(", ")
             ));
         }
+        if can_write {
+            warnings.push(format!(
+                "kubeconfig CAN WRITE to the cluster ({}); a triage kubeconfig should be \
+                 read-only (set triage.require_read_only = true to refuse it)",
+                write_access.join(", ")
+            ));
+        }
         let can_get_secrets = allowed("secrets");
         if can_get_secrets == Some(true) {
             warnings.push("agent can read secrets (allow_secrets_access = true)".to_string());
@@ -113,6 +154,9 @@ impl ClusterPermissions {
             minimum_met,
             checks,
             warnings,
+            can_write,
+            write_access,
+            read_only_verified,
         }
     }
 }
@@ -135,6 +179,57 @@ mod tests {
             .iter()
             .map(|(v, r)| check(v, r, allowed))
             .collect()
+    }
+
+    fn with_writes(mut checks: Vec<PermissionCheck>, allowed: &[&str]) -> Vec<PermissionCheck> {
+        for (verb, resource) in WRITE_CHECKS {
+            let name = format!("{verb} {resource}");
+            checks.push(check(verb, resource, allowed.contains(&name.as_str())));
+        }
+        checks
+    }
+
+    #[test]
+    fn a_kubeconfig_that_can_write_is_flagged_with_what_it_can_do() {
+        let checks = with_writes(all_base(true), &["delete pods", "patch deployments"]);
+        let p = ClusterPermissions::from_checks("c", "t".into(), "k".into(), true, checks, vec![]);
+        assert!(p.can_write);
+        assert!(!p.read_only_verified);
+        assert_eq!(p.write_access, ["delete pods", "patch deployments"]);
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("CAN WRITE") && w.contains("delete pods")),
+            "{:?}",
+            p.warnings
+        );
+        assert!(p.can_get_pods, "a write check must not count as a read");
+    }
+
+    #[test]
+    fn read_only_is_verified_only_when_every_write_check_answered_no() {
+        let checks = with_writes(all_base(true), &[]);
+        let p = ClusterPermissions::from_checks("c", "t".into(), "k".into(), true, checks, vec![]);
+        assert!(!p.can_write);
+        assert!(p.read_only_verified);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+
+        let mut checks = with_writes(all_base(true), &[]);
+        let last = checks.len() - 1;
+        checks[last].error = Some("timed out after 1s".into());
+        let p = ClusterPermissions::from_checks("c", "t".into(), "k".into(), true, checks, vec![]);
+        assert!(!p.can_write);
+        assert!(!p.read_only_verified, "an unanswered check proves nothing");
+
+        let p = ClusterPermissions::from_checks(
+            "c",
+            "t".into(),
+            "k".into(),
+            true,
+            all_base(true),
+            vec![],
+        );
+        assert!(!p.read_only_verified, "no write checks ran");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The permission preflight: is the kubeconfig readable, and what does
-//! `kubectl auth can-i` say for each resource an investigation needs.
+//! The permission preflight: is the kubeconfig readable, what does `kubectl auth can-i`
+//! say for each resource an investigation needs, and can it write (`create`, `patch`,
+//! `delete` on pods and deployments), which a triage kubeconfig should not.
 //!
 //! Runs off the event loop: each check is a `kubectl` child in its own process group, all
 //! started at once and bounded by one deadline; a check that has not answered by then is
@@ -16,7 +17,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::agent::permissions::{ClusterPermissions, PermissionCheck, BASE_CHECKS, SECRET_CHECKS};
+use crate::agent::permissions::{
+    ClusterPermissions, PermissionCheck, BASE_CHECKS, SECRET_CHECKS, WRITE_CHECKS,
+};
 use crate::agent::workspace::rfc3339;
 
 /// kubectl prints one word; anything past this is diagnostics we only need the end of.
@@ -37,6 +40,7 @@ pub fn run_preflight(
     if allow_secrets_access {
         wanted.extend_from_slice(&SECRET_CHECKS);
     }
+    wanted.extend_from_slice(&WRITE_CHECKS);
     let mut warnings = Vec::new();
     let readable = match kubeconfig_readable(kubeconfig) {
         Ok(()) => true,

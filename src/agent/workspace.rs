@@ -25,6 +25,10 @@ pub const OUTPUT_DIR: &str = "output";
 pub const REPORT_FILE: &str = "investigation.md";
 pub const STDOUT_LOG: &str = "agent-stdout.log";
 pub const STDERR_LOG: &str = "agent-stderr.log";
+/// The agent's `HOME` when it runs on this host: its CLI's settings and caches.
+pub const HOME_DIR: &str = "home";
+/// Mounted as `/tmp` for a confined agent.
+pub const TMP_DIR: &str = "tmp";
 
 /// The values of `IncidentRecord::status` and `AgentResult::status`.
 pub mod status {
@@ -130,6 +134,48 @@ fn civil(t: SystemTime) -> Civil {
         minute: rem % 3_600 / 60,
         second: rem % 60,
     }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// When an incident's workspace was made, read from its id (`20261124T041500Z-...`).
+/// `None` for a name that is not an incident id: such a directory is not ours.
+pub fn incident_time(id: &str) -> Option<SystemTime> {
+    let stamp = id.get(..16)?;
+    let rest = id.get(16..)?;
+    if !rest.starts_with('-') || stamp.as_bytes()[8] != b'T' || stamp.as_bytes()[15] != b'Z' {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let text = stamp.get(range)?;
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())?
+    };
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s))
 }
 
 /// RFC 3339 in UTC with whole seconds: `2026-11-24T04:15:00Z`.
@@ -293,6 +339,12 @@ impl Workspace {
     pub fn stderr_log_path(&self) -> PathBuf {
         self.dir.join(STDERR_LOG)
     }
+    pub fn home_dir(&self) -> PathBuf {
+        self.dir.join(HOME_DIR)
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join(TMP_DIR)
+    }
 
     /// Whether the agent left a non-empty regular file as its report. A symlink does not
     /// count: the report is read later and must not lead outside the workspace.
@@ -300,6 +352,35 @@ impl Workspace {
         fs::symlink_metadata(self.report_path())
             .map(|m| m.is_file() && m.len() > 0)
             .unwrap_or(false)
+    }
+}
+
+/// Why a workspace write failed, as `nightcrier_workspace_write_errors_total` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteFailure {
+    /// ENOSPC or EDQUOT: the disk (or the quota) is full.
+    NoSpace,
+    /// Anything else: permissions, a read-only file system, an I/O error.
+    Other,
+}
+
+impl WriteFailure {
+    pub fn of(err: &io::Error) -> WriteFailure {
+        let full = err.kind() == io::ErrorKind::StorageFull
+            || matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        if full {
+            WriteFailure::NoSpace
+        } else {
+            WriteFailure::Other
+        }
+    }
+
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            WriteFailure::NoSpace => "no_space",
+            WriteFailure::Other => "io_error",
+        }
     }
 }
 
@@ -385,6 +466,22 @@ mod tests {
         assert_eq!(prefix, "20261124T043500Z-prod-eu.1");
         assert_eq!(tag.len(), 6);
         assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn incident_time_reads_back_the_id_it_was_made_with() {
+        for secs in [0, 951_782_400, 1_795_494_900, 4_107_542_399] {
+            let id = new_incident_id("prod", at_secs(secs), 3);
+            assert_eq!(incident_time(&id), Some(at_secs(secs)), "{id}");
+        }
+        for foreign in [
+            "pending.jsonl",
+            "lost+found",
+            "20261124T041500Z",
+            "2026x124T041500Z-a",
+        ] {
+            assert_eq!(incident_time(foreign), None, "{foreign}");
+        }
     }
 
     #[test]

@@ -28,7 +28,13 @@ pub(crate) const MCP_KEYS: &[&str] = &[
     "ca_file",
     "insecure_skip_tls_verify",
 ];
-pub(crate) const TRIAGE_KEYS: &[&str] = &["enabled", "kubeconfig", "allow_secrets_access", "model"];
+pub(crate) const TRIAGE_KEYS: &[&str] = &[
+    "enabled",
+    "kubeconfig",
+    "allow_secrets_access",
+    "model",
+    "require_read_only",
+];
 /// Top-level keys that only make sense in the single-cluster form.
 pub(crate) const SINGLE_CLUSTER_KEYS: &[&str] = &[
     "mcp_endpoint",
@@ -266,6 +272,7 @@ fn read_triage(ctx: &mut Context, entry: &Table) -> TriageConfig {
         kubeconfig,
         allow_secrets_access: ctx.flag(&table, "allow_secrets_access", false),
         model: ctx.text(&table, "model").map(|m| m.value),
+        require_read_only: ctx.boolean(&table, "require_read_only").map(|b| b.value),
     }
 }
 
@@ -325,6 +332,7 @@ fn read_single_cluster(
             kubeconfig: kubeconfig.map(|k| k.value),
             allow_secrets_access: false,
             model: None,
+            require_read_only: None,
         },
     })
 }

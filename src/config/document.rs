@@ -468,6 +468,30 @@ impl<'a> Context<'a> {
         Some(tables)
     }
 
+    /// An array of strings, such as `agent.env_allow`; absent is empty.
+    pub(crate) fn string_list(&mut self, table: &Table, key: &str) -> Vec<Sourced<String>> {
+        let Some(value) = table.get(key) else {
+            return Vec::new();
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(table, key, value, "an array of strings");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) if !s.trim().is_empty() && !s.chars().any(char::is_control) => {
+                    out.push(Sourced {
+                        value: s.to_string(),
+                        origin: Origin::File(item.span()),
+                    })
+                }
+                _ => self.type_error(table, key, item, "a non-empty string"),
+            }
+        }
+        out
+    }
+
     /// A table of string values, such as `labels`.
     pub(crate) fn string_map(&mut self, parent: &Table, key: &str) -> BTreeMap<String, String> {
         let table = self.table(parent, key);

@@ -1,4 +1,4 @@
-//! Durations as written in the configuration: `"500ms"`, `"10s"`, `"5m"`, `"1h"`,
+//! Durations as written in the configuration: `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"30d"`,
 //! combinations such as `"1m30s"`, or a bare number of seconds.
 
 use std::fmt;
@@ -19,12 +19,12 @@ impl fmt::Display for DurationError {
             DurationError::Empty => f.write_str("empty duration (write e.g. \"30s\")"),
             DurationError::MissingNumber(s) => write!(
                 f,
-                "cannot read duration {} (write a number with a unit: ms, s, m, h, e.g. \"30s\")",
+                "cannot read duration {} (write a number with a unit: ms, s, m, h, d, e.g. \"30s\")",
                 super::error::quote(s)
             ),
             DurationError::UnknownUnit(unit) => write!(
                 f,
-                "unknown duration unit {} (expected ms, s, m or h)",
+                "unknown duration unit {} (expected ms, s, m, h or d)",
                 super::error::quote(unit)
             ),
             DurationError::OutOfRange => f.write_str("duration is too large"),
@@ -63,6 +63,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
+            "d" => 86_400.0,
             "" => return Err(DurationError::MissingNumber(text.to_string())),
             other => return Err(DurationError::UnknownUnit(other.to_string())),
         };

@@ -12,8 +12,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AgentConfig, BreakerConfig, ConnectionConfig, DedupConfig, HealthConfig, OverflowPolicy,
-    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
+    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
+    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
+    WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -25,6 +26,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "subscribe_mode",
     "severity_threshold",
     "workspace_root",
+    "workspace",
     "shard",
     "shutdown_timeout",
     "clusters",
@@ -69,10 +71,16 @@ pub(crate) const AGENT_KEYS: &[&str] = &[
     "kill_grace",
     "max_concurrent_agents",
     "system_prompt_file",
+    "confinement",
+    "env_allow",
+    "confine_read_only",
+    "max_output_bytes",
 ];
+pub(crate) const WORKSPACE_KEYS: &[&str] =
+    &["max_age", "max_incidents", "max_bytes", "sweep_interval"];
 pub(crate) const BREAKER_KEYS: &[&str] =
     &["failure_threshold", "cooldown", "global_failure_threshold"];
-pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout"];
+pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout", "require_read_only"];
 pub(crate) const HEALTH_KEYS: &[&str] = &["enabled", "listen", "publish_interval"];
 pub(crate) const SLACK_KEYS: &[&str] = &[
     "webhook_url",
@@ -90,6 +98,7 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[queue]", QUEUE_KEYS),
     ("[dedup]", DEDUP_KEYS),
     ("[agent]", AGENT_KEYS),
+    ("[workspace]", WORKSPACE_KEYS),
     ("[breaker]", BREAKER_KEYS),
     ("[preflight]", PREFLIGHT_KEYS),
     ("[health]", HEALTH_KEYS),
@@ -127,6 +136,7 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         workspace_root: ctx
             .path(root, "workspace_root")
             .map_or(defaults.workspace_root, |p| p.value),
+        workspace: read_workspace(ctx, root),
         shard: ctx.optional_parsed::<Shard>(root, "shard").map(|s| s.value),
         clusters: read_clusters(ctx, root),
         reconnect: read_reconnect(ctx, root),
@@ -300,6 +310,63 @@ fn read_agent(ctx: &mut Context, root: &Table) -> AgentConfig {
         system_prompt_file: ctx
             .readable_file(&table, "system_prompt_file")
             .map(|p| p.value),
+        confinement: ctx
+            .parsed::<Confinement>(&table, "confinement", d.confinement)
+            .value,
+        env_allow: read_env_allow(ctx, &table),
+        confine_read_only: ctx
+            .string_list(&table, "confine_read_only")
+            .into_iter()
+            .map(|p| ctx.resolve_path(&p.value, &p.origin))
+            .collect(),
+        max_output_bytes: ctx
+            .count(
+                &table,
+                "max_output_bytes",
+                d.max_output_bytes as i64,
+                4 * KIB..=1024 * MIB,
+            )
+            .value as u64,
+    }
+}
+
+/// Variable names (or `PREFIX*`): letters, digits and `_`, not starting with a digit.
+fn read_env_allow(ctx: &mut Context, table: &Table) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in ctx.string_list(table, "env_allow") {
+        let name = entry.value.strip_suffix('*').unwrap_or(&entry.value);
+        let valid = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if valid {
+            names.push(entry.value);
+        } else {
+            let message = format!(
+                "{} is not an environment variable name (letters, digits and _, or a prefix \
+                 ending in *)",
+                quote(&entry.value)
+            );
+            ctx.error(&table.scope, "env_allow", &entry.origin, message);
+        }
+    }
+    names
+}
+
+fn read_workspace(ctx: &mut Context, root: &Table) -> WorkspaceConfig {
+    let table = ctx.table(root, "workspace");
+    ctx.allow_keys(&table, WORKSPACE_KEYS, &[]);
+    let d = WorkspaceConfig::default();
+    WorkspaceConfig {
+        max_age: ctx.long_duration(&table, "max_age", d.max_age).value,
+        max_incidents: size(ctx, &table, "max_incidents", d.max_incidents, 1, 10_000_000),
+        max_bytes: ctx
+            .count(&table, "max_bytes", d.max_bytes as i64, MIB..=i64::MAX)
+            .value as u64,
+        sweep_interval: ctx
+            .duration(&table, "sweep_interval", d.sweep_interval)
+            .value,
     }
 }
 
@@ -330,6 +397,7 @@ fn read_preflight(ctx: &mut Context, root: &Table) -> PreflightConfig {
     PreflightConfig {
         kubectl: ctx.text_or(&table, "kubectl", &d.kubectl),
         timeout: ctx.duration(&table, "timeout", d.timeout).value,
+        require_read_only: ctx.flag(&table, "require_read_only", d.require_read_only),
     }
 }
 

@@ -37,8 +37,9 @@ pub use globals::parse_log_level;
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AgentConfig, BreakerConfig, ConnectionConfig, DedupConfig, HealthConfig, OverflowPolicy,
-    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
+    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
+    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
+    WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -54,6 +55,8 @@ pub struct Config {
     /// Global threshold; a cluster's `severity_threshold` overrides it.
     pub severity_threshold: Severity,
     pub workspace_root: PathBuf,
+    /// Retention of the workspaces under `workspace_root`.
+    pub workspace: WorkspaceConfig,
     pub shard: Option<Shard>,
     /// In file order; the single-cluster form gives one element.
     pub clusters: Vec<ClusterConfig>,
@@ -102,6 +105,8 @@ pub struct TriageConfig {
     pub allow_secrets_access: bool,
     /// Overrides `agent.model` for this cluster.
     pub model: Option<String>,
+    /// Overrides `preflight.require_read_only` for this cluster.
+    pub require_read_only: Option<bool>,
 }
 
 impl ClusterConfig {
@@ -134,6 +139,13 @@ impl ClusterConfig {
         self.triage.enabled && self.triage.kubeconfig.is_some()
     }
 
+    /// The cluster's `triage.require_read_only`, else `preflight.require_read_only`.
+    pub fn requires_read_only(&self, preflight: &PreflightConfig) -> bool {
+        self.triage
+            .require_read_only
+            .unwrap_or(preflight.require_read_only)
+    }
+
     /// The cluster's `triage.model`, else `agent.model`.
     pub fn effective_model<'a>(&'a self, agent: &'a AgentConfig) -> &'a str {
         self.triage.model.as_deref().unwrap_or(&agent.model)
@@ -149,6 +161,7 @@ impl Config {
             subscribe_mode: SubscribeMode::Faults,
             severity_threshold: Severity::Warning,
             workspace_root: PathBuf::from("./incidents"),
+            workspace: WorkspaceConfig::default(),
             shard: None,
             clusters: Vec::new(),
             reconnect: ReconnectConfig::default(),

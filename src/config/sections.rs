@@ -153,6 +153,16 @@ pub struct AgentConfig {
     pub kill_grace: Duration,
     pub max_concurrent_agents: usize,
     pub system_prompt_file: Option<PathBuf>,
+    /// How an agent that runs on this host is confined.
+    pub confinement: Confinement,
+    /// Environment variables passed to agents besides the built-in allowlist; a name
+    /// ending in `*` passes every variable with that prefix.
+    pub env_allow: Vec<String>,
+    /// Paths a confined agent may read besides the system directories (tools installed
+    /// elsewhere, files a kubeconfig refers to).
+    pub confine_read_only: Vec<PathBuf>,
+    /// Largest `agent-stdout.log` / `agent-stderr.log`; the rest is cut with a marker.
+    pub max_output_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -166,6 +176,70 @@ impl Default for AgentConfig {
             kill_grace: Duration::from_secs(10),
             max_concurrent_agents: 2,
             system_prompt_file: None,
+            confinement: Confinement::Auto,
+            env_allow: Vec::new(),
+            confine_read_only: Vec::new(),
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `agent.confinement`: what keeps an agent that runs on this host (`AGENT_RUNTIME=none`)
+/// to its own workspace and kubeconfig.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confinement {
+    /// bubblewrap when it works here, else a loud warning and no confinement.
+    Auto,
+    /// bubblewrap, always; an agent is not started without it.
+    Bwrap,
+    /// None: the agent sees what the daemon's user sees.
+    Off,
+}
+
+impl Confinement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confinement::Auto => "auto",
+            Confinement::Bwrap => "bwrap",
+            Confinement::Off => "none",
+        }
+    }
+}
+
+impl FromStr for Confinement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Confinement::Auto),
+            "bwrap" => Ok(Confinement::Bwrap),
+            "none" => Ok(Confinement::Off),
+            _ => Err(format!(
+                "unknown confinement {} (expected \"auto\", \"bwrap\" or \"none\")",
+                quote(s)
+            )),
+        }
+    }
+}
+
+/// `[workspace]`: how long incident workspaces are kept. The oldest finished ones go first
+/// once any bound is passed; a running one is never removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkspaceConfig {
+    pub max_age: Duration,
+    pub max_incidents: usize,
+    pub max_bytes: u64,
+    /// How often the bounds are checked (also at start).
+    pub sweep_interval: Duration,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        WorkspaceConfig {
+            max_age: Duration::from_secs(30 * 24 * 60 * 60),
+            max_incidents: 1000,
+            max_bytes: 1024 * 1024 * 1024,
+            sweep_interval: Duration::from_secs(600),
         }
     }
 }
@@ -195,6 +269,9 @@ impl Default for BreakerConfig {
 pub struct PreflightConfig {
     pub kubectl: String,
     pub timeout: Duration,
+    /// Refuse triage on a cluster whose kubeconfig can create, patch or delete (a
+    /// cluster's `triage.require_read_only` overrides it).
+    pub require_read_only: bool,
 }
 
 impl Default for PreflightConfig {
@@ -202,6 +279,7 @@ impl Default for PreflightConfig {
         PreflightConfig {
             kubectl: "kubectl".to_string(),
             timeout: Duration::from_secs(10),
+            require_read_only: false,
         }
     }
 }

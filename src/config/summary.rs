@@ -113,6 +113,28 @@ fn write_globals(out: &mut String, c: &Config) {
     row(
         out,
         g,
+        "confinement",
+        format!(
+            "{} (agents on this host; output logs capped at {} bytes)",
+            c.agent.confinement.as_str(),
+            c.agent.max_output_bytes
+        ),
+    );
+    row(
+        out,
+        g,
+        "retention",
+        format!(
+            "{} incidents, {} bytes, {} days at most (checked every {})",
+            c.workspace.max_incidents,
+            c.workspace.max_bytes,
+            c.workspace.max_age.as_secs() / 86_400,
+            format_duration(c.workspace.sweep_interval)
+        ),
+    );
+    row(
+        out,
+        g,
         "slack",
         if c.slack.webhook_url.is_some() {
             "webhook set (redacted)"
@@ -179,7 +201,7 @@ fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
     );
     let triage = if cluster.triage_ready() {
         format!(
-            "enabled (kubeconfig {}, model {}, secrets access {})",
+            "enabled (kubeconfig {}, model {}, secrets access {}{})",
             cluster
                 .triage
                 .kubeconfig
@@ -190,6 +212,11 @@ fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
                 "allowed"
             } else {
                 "denied"
+            },
+            if cluster.requires_read_only(&config.preflight) {
+                ", read-only kubeconfig required"
+            } else {
+                ""
             }
         )
     } else {

@@ -110,6 +110,34 @@ impl Context<'_> {
         }
     }
 
+    /// A duration of up to ten years (retention ages), else `default`.
+    pub(crate) fn long_duration(
+        &mut self,
+        table: &Table,
+        key: &str,
+        default: Duration,
+    ) -> Sourced<Duration> {
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+        let Some(text) = self.duration_text(table, key) else {
+            return Sourced::default(default);
+        };
+        match parse_duration(&text.value) {
+            Ok(d) if !d.is_zero() && d <= TEN_YEARS => Sourced {
+                value: d,
+                origin: text.origin,
+            },
+            Ok(_) => {
+                let message = "must be greater than zero and at most 3650d";
+                self.error(&table.scope, key, &text.origin, message);
+                Sourced::default(default)
+            }
+            Err(e) => {
+                self.error(&table.scope, key, &text.origin, e.to_string());
+                Sourced::default(default)
+            }
+        }
+    }
+
     /// A string read through `parse` (a name from a fixed set, an address...), else `default`.
     pub(crate) fn parsed_with<T, E: fmt::Display>(
         &mut self,

@@ -52,6 +52,9 @@ pub struct ClusterView<'a> {
     pub server_log_messages: u64,
     pub triage_enabled: bool,
     pub permissions: Option<&'a ClusterPermissions>,
+    /// The preflight found the triage kubeconfig can create, patch or delete; `null`
+    /// before (or without) a preflight.
+    pub kubeconfig_can_write: Option<bool>,
     pub queue_depth: usize,
     /// Faults lost to a full queue: dropped (policy `drop`) plus rejected (policy `reject`).
     pub dropped: u64,
@@ -124,6 +127,11 @@ pub fn cluster_view<'a>(published: &'a Published, snapshot: &'a HealthSnapshot) 
         server_log_messages: snapshot.server_log_messages,
         triage_enabled: snapshot.triage_enabled,
         permissions: published.pipeline.permissions.get(&snapshot.name),
+        kubeconfig_can_write: published
+            .pipeline
+            .permissions
+            .get(&snapshot.name)
+            .map(|p| p.can_write),
         queue_depth: counters.map_or(0, |c| c.queue_depth),
         dropped: counters.map_or(0, |c| c.faults_dropped.saturating_add(c.faults_rejected)),
         breaker,

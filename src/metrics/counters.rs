@@ -22,17 +22,36 @@ pub struct ClusterCounters {
     pub faults_rejected: u64,
     /// An agent was started for it.
     pub faults_triaged: u64,
-    /// Triage disabled or no kubeconfig for the cluster.
+    /// Triage disabled, no kubeconfig for the cluster, or refused by `require_read_only`.
     pub faults_skipped: u64,
     /// Not run because the cluster's circuit breaker was open.
     pub faults_breaker_open: u64,
     pub agents_investigated: u64,
     pub agents_failed: u64,
     pub agents_timed_out: u64,
+    /// Faults refused because `require_read_only` is set and the kubeconfig can write
+    /// (also counted in `faults_skipped`).
+    pub triage_refused_can_write: u64,
+    /// ... or because its read-only check did not answer (also in `faults_skipped`).
+    pub triage_refused_unverified: u64,
+    /// Workspace or pending-file writes that failed on a full disk (ENOSPC, EDQUOT).
+    pub write_errors_no_space: u64,
+    /// ... and that failed otherwise.
+    pub write_errors_other: u64,
     /// Gauges.
     pub queue_depth: usize,
     pub agents_running: usize,
     pub breaker: &'static str,
+}
+
+impl ClusterCounters {
+    /// Counts a failed write into the workspace root.
+    pub fn write_failed(&mut self, failure: crate::agent::workspace::WriteFailure) {
+        match failure {
+            crate::agent::workspace::WriteFailure::NoSpace => self.write_errors_no_space += 1,
+            crate::agent::workspace::WriteFailure::Other => self.write_errors_other += 1,
+        }
+    }
 }
 
 /// Cumulative histogram of agent run durations, Prometheus style.

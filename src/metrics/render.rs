@@ -159,7 +159,7 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
         ),
         (
             "nightcrier_faults_skipped_total",
-            "Faults not triaged: triage disabled or no kubeconfig for the cluster.",
+            "Faults not triaged: triage disabled, no kubeconfig, or refused by require_read_only.",
             |c| c.faults_skipped,
         ),
         (
@@ -360,6 +360,48 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
             out.sample(
                 "nightcrier_agent_runs_total",
                 &[cluster, environment, ("outcome", outcome)],
+                count,
+            );
+        }
+    }
+
+    out.family(
+        "nightcrier_triage_refused_total",
+        "counter",
+        "Faults not triaged because triage.require_read_only is set and the cluster's \
+         kubeconfig can write (or its read-only check did not answer), by reason.",
+    );
+    for row in &clusters.rows {
+        let c = row.counters;
+        for (reason, count) in [
+            ("kubeconfig_can_write", c.triage_refused_can_write),
+            ("read_only_unverified", c.triage_refused_unverified),
+        ] {
+            let [cluster, environment] = row.labels();
+            out.sample(
+                "nightcrier_triage_refused_total",
+                &[cluster, environment, ("reason", reason)],
+                count,
+            );
+        }
+    }
+
+    out.family(
+        "nightcrier_workspace_write_errors_total",
+        "counter",
+        "Failed writes into the workspace root (incident files, agent logs, pending.jsonl), \
+         by reason: no_space (disk or quota full) or io_error.",
+    );
+    for row in &clusters.rows {
+        let c = row.counters;
+        for (reason, count) in [
+            ("no_space", c.write_errors_no_space),
+            ("io_error", c.write_errors_other),
+        ] {
+            let [cluster, environment] = row.labels();
+            out.sample(
+                "nightcrier_workspace_write_errors_total",
+                &[cluster, environment, ("reason", reason)],
                 count,
             );
         }

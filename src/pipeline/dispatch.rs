@@ -4,21 +4,45 @@
 
 use std::time::SystemTime;
 
-use super::TriagePipeline;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
-use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent};
-use crate::agent::workspace::{self, status, IncidentRecord, Workspace};
+use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent, SpawnError};
+use crate::agent::workspace::{self, status, IncidentRecord, Workspace, WriteFailure};
 use crate::event_loop::StageContext;
 use crate::events::ClusterEvent;
 use crate::notify::report::extract_report;
 use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
+use crate::queue::Admission;
 
 /// Largest report read back for the Slack summary.
 const MAX_REPORT_BYTES: u64 = 1024 * 1024;
 
+/// How long triage pauses after a workspace could not be created on a full disk.
+pub(super) const DISK_FULL_PAUSE: Duration = Duration::from_secs(5);
+
+/// Removes what a failed `Workspace::create` left behind, so a full disk does not also
+/// leave half-made incidents.
+fn remove_partial_workspace(root: &Path, incident_id: &str) {
+    let dir = root.join(incident_id);
+    if dir.is_dir() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            log::warn!("cannot remove the partial workspace {}: {e}", dir.display());
+        }
+    }
+}
+
 impl TriagePipeline {
     pub(super) fn dispatch(&mut self, ctx: &mut StageContext) {
-        while self.accepting && self.executor.running() < self.settings.agent.max_concurrent_agents
+        if self.disk_full_until.is_some_and(|until| ctx.now < until) {
+            return;
+        }
+        self.disk_full_until = None;
+        while self.accepting
+            && self.disk_full_until.is_none()
+            && self.executor.running() < self.settings.agent.max_concurrent_agents
         {
             let now = ctx.now;
             let clusters = &mut self.clusters;
@@ -48,6 +72,34 @@ impl TriagePipeline {
             slot.counters.faults_skipped += 1;
             return;
         };
+        if config.requires_read_only(&self.settings.preflight) {
+            let refusal = match slot.permissions.as_ref() {
+                Some(p) if p.read_only_verified => None,
+                Some(p) if p.can_write => {
+                    slot.counters.triage_refused_can_write += 1;
+                    Some(format!(
+                        "reason=kubeconfig_can_write: its kubeconfig can write ({})",
+                        p.write_access.join(", ")
+                    ))
+                }
+                _ => {
+                    slot.counters.triage_refused_unverified += 1;
+                    Some(
+                        "reason=read_only_unverified: the preflight did not show its kubeconfig \
+                         is read-only"
+                            .to_string(),
+                    )
+                }
+            };
+            if let Some(refusal) = refusal {
+                slot.counters.faults_skipped += 1;
+                log::warn!(
+                    "cluster={name} triage_skipped fault={} {refusal}; triage.require_read_only = true",
+                    event.event.fault_id
+                );
+                return;
+            }
+        }
         self.incidents_started += 1;
         let incident_id =
             workspace::new_incident_id(&name, SystemTime::now(), self.incidents_started);
@@ -68,10 +120,31 @@ impl TriagePipeline {
         ) {
             Ok(workspace) => workspace,
             Err(e) => {
-                // A full or read-only disk: say where, count it, and keep the fault in
-                // the log so nothing is lost silently.
+                let failure = WriteFailure::of(&e);
+                slot.counters.write_failed(failure);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    remove_partial_workspace(&self.settings.workspace_root, &incident_id);
+                }
+                if failure == WriteFailure::NoSpace {
+                    // Not the cluster's fault: the fault goes back into the queue, triage
+                    // pauses, and retention runs now to make room.
+                    log::error!(
+                        "cluster={name} fault={} incident {incident_id}: workspace not created: \
+                         {e} (reason=no_space); the fault stays queued, triage pauses for {:?}",
+                        event.event.fault_id,
+                        DISK_FULL_PAUSE
+                    );
+                    let shard = slot.shard;
+                    self.disk_full_until = Some(ctx.now + DISK_FULL_PAUSE);
+                    self.requeue(shard, event);
+                    self.request_sweep(ctx.now);
+                    return;
+                }
+                // A read-only or broken disk: say where, count it as a failed run, and keep
+                // the fault in the log so nothing is lost silently.
                 log::error!(
-                    "cluster={name} fault={} incident {incident_id}: workspace not created: {e}",
+                    "cluster={name} fault={} incident {incident_id}: workspace not created: {e} \
+                     (reason=io_error)",
                     event.event.fault_id
                 );
                 slot.counters.agents_failed += 1;
@@ -104,9 +177,37 @@ impl TriagePipeline {
             }
             Err(e) => {
                 slot.counters.agents_failed += 1;
+                if let SpawnError::Log { source, .. } = &e {
+                    slot.counters.write_failed(WriteFailure::of(source));
+                }
                 slot.breaker.on_failure(ctx.now);
                 log::error!("cluster={name} incident {incident_id}: agent did not start: {e}");
                 self.note_failure(ctx);
+            }
+        }
+    }
+
+    /// Puts a fault whose workspace could not be created back into its cluster's queue.
+    fn requeue(&mut self, shard: usize, event: ClusterEvent) {
+        let fault_id = event.event.fault_id.clone();
+        let cluster = event.cluster_name().to_owned();
+        match self.queue.push(shard, QueuedFault { event }) {
+            Admission::Queued => {}
+            Admission::QueuedDroppedOldest(old) => {
+                if let Some(slot) = self.clusters.get_mut(old.event.cluster_name()) {
+                    slot.counters.faults_dropped += 1;
+                }
+                log::warn!(
+                    "cluster={} fault={} dropped: queue full while the disk is full",
+                    old.event.cluster_name(),
+                    old.event.event.fault_id
+                );
+            }
+            Admission::Rejected(_) => {
+                if let Some(slot) = self.clusters.get_mut(&cluster) {
+                    slot.counters.faults_rejected += 1;
+                }
+                log::warn!("cluster={cluster} fault={fault_id} rejected: queue full while the disk is full");
             }
         }
     }
@@ -125,6 +226,9 @@ impl TriagePipeline {
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;
         };
+        for failure in &agent.write_failures {
+            slot.counters.write_failed(*failure);
+        }
         let reason = match &agent.outcome {
             AgentOutcome::Investigated => {
                 slot.counters.agents_investigated += 1;

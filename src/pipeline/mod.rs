@@ -15,10 +15,13 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Token;
 
 use crate::agent::breaker::CircuitBreaker;
-use crate::agent::executor::{AgentExecutor, AgentId};
+use crate::agent::executor::{AgentExecutor, AgentId, AgentPolicy};
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
-use crate::config::{AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity};
+use crate::agent::retention::{RetentionWorker, SweepRequest};
+use crate::config::{
+    AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
+};
 use crate::dedup::Deduplicator;
 use crate::event_loop::{stage_token_id, Stage, StageContext};
 use crate::events::{ClusterEvent, EventSink};
@@ -34,6 +37,7 @@ use crate::reload::ReloadPlan;
 pub struct PipelineSettings {
     pub severity_threshold: Severity,
     pub workspace_root: PathBuf,
+    pub workspace: WorkspaceConfig,
     pub agent: AgentConfig,
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
@@ -52,6 +56,7 @@ impl PipelineSettings {
         PipelineSettings {
             severity_threshold: config.severity_threshold,
             workspace_root: config.workspace_root.clone(),
+            workspace: config.workspace.clone(),
             agent: config.agent.clone(),
             breaker: config.breaker.clone(),
             preflight: config.preflight.clone(),
@@ -105,6 +110,12 @@ pub struct TriagePipeline {
     reload_failures: u64,
     /// The webhook URL, kept to hide it from agents again after a reload.
     webhook: Option<String>,
+    retention: Option<RetentionWorker>,
+    next_sweep: Option<Instant>,
+    sweep_in_flight: bool,
+    sweep_again: bool,
+    /// A workspace could not be created on a full disk: no agent starts before this.
+    disk_full_until: Option<Instant>,
 }
 
 impl TriagePipeline {
@@ -136,7 +147,8 @@ impl TriagePipeline {
                 settings.overflow_policy,
             ),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
-            executor: AgentExecutor::new(settings.agent.kill_grace).with_hidden_env(hidden),
+            executor: AgentExecutor::new(settings.agent.kill_grace)
+                .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
             clusters: HashMap::new(),
             shard_names: Vec::new(),
@@ -153,6 +165,11 @@ impl TriagePipeline {
             reload_at: SystemTime::now(),
             reload_failures: 0,
             webhook: None,
+            retention: None,
+            next_sweep: None,
+            sweep_in_flight: false,
+            sweep_again: false,
+            disk_full_until: None,
         };
         for config in clusters {
             pipeline.add_cluster(config.clone());
@@ -192,6 +209,56 @@ impl TriagePipeline {
 
     pub fn counters(&self, cluster: &str) -> Option<&ClusterCounters> {
         self.clusters.get(cluster).map(|s| &s.counters)
+    }
+
+    /// Asks the file-I/O worker for a retention sweep now (or right after the running one),
+    /// and schedules the next periodic one.
+    fn request_sweep(&mut self, now: Instant) {
+        self.next_sweep = Some(now + self.settings.workspace.sweep_interval);
+        let Some(worker) = self.retention.as_ref() else {
+            return;
+        };
+        if self.sweep_in_flight {
+            self.sweep_again = true;
+            return;
+        }
+        self.sweep_in_flight = worker.submit(SweepRequest {
+            root: self.settings.workspace_root.clone(),
+            bounds: self.settings.workspace.clone(),
+            running: self.executor.running_incidents(),
+            running_grace: self.settings.agent.timeout
+                + self.settings.agent.kill_grace
+                + Duration::from_secs(60),
+            requested_at: SystemTime::now(),
+        });
+    }
+
+    fn take_sweep_reports(&mut self, now: Instant) {
+        let Some(worker) = self.retention.as_ref() else {
+            return;
+        };
+        let reports: Vec<_> = worker.results().collect();
+        if reports.is_empty() {
+            return;
+        }
+        for report in reports {
+            self.sweep_in_flight = false;
+            for error in &report.errors {
+                log::warn!("workspace retention: {error}");
+            }
+            if !report.removed.is_empty() {
+                log::info!(
+                    "workspace retention removed {} incident workspaces (oldest {}); {} kept, {} bytes",
+                    report.removed.len(),
+                    report.removed[0],
+                    report.kept,
+                    report.kept_bytes
+                );
+            }
+        }
+        if std::mem::take(&mut self.sweep_again) {
+            self.request_sweep(now);
+        }
     }
 
     fn submit_preflights(&mut self, only: Option<&[String]>) {
@@ -236,6 +303,13 @@ impl Stage for TriagePipeline {
             ),
         }
         self.submit_preflights(None);
+        match RetentionWorker::start(ctx.waker.clone()) {
+            Ok(worker) => self.retention = Some(worker),
+            Err(e) => log::error!(
+                "workspace retention worker did not start: {e}; old workspaces are not removed"
+            ),
+        }
+        self.request_sweep(ctx.now);
         if self.settings.resume_pending {
             self.resume_pending(ctx.now);
         }
@@ -246,6 +320,8 @@ impl Stage for TriagePipeline {
             self.deadlines.iter().map(|(at, _)| *at).min(),
             self.dedup.next_expiry(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
+            self.next_sweep,
+            self.disk_full_until,
         ]
         .into_iter()
         .flatten()
@@ -272,6 +348,9 @@ impl Stage for TriagePipeline {
         if let Some(slack) = self.slack.as_mut() {
             slack.on_tick(ctx);
         }
+        if self.next_sweep.is_some_and(|at| at <= now) {
+            self.request_sweep(now);
+        }
         self.dispatch(ctx);
     }
 
@@ -291,7 +370,8 @@ impl Stage for TriagePipeline {
         self.reap(ctx);
     }
 
-    fn on_wake(&mut self, _ctx: &mut StageContext) {
+    fn on_wake(&mut self, ctx: &mut StageContext) {
+        self.take_sweep_reports(ctx.now);
         let Some(worker) = self.preflight.as_ref() else {
             return;
         };
@@ -380,6 +460,7 @@ impl Stage for TriagePipeline {
         // and Slack settings keep their running values (the reload names them).
         let fresh = PipelineSettings::from_config(config);
         self.settings.severity_threshold = fresh.severity_threshold;
+        self.settings.workspace = fresh.workspace;
         self.settings.agent = fresh.agent;
         self.settings.preflight = fresh.preflight;
         self.settings.notify_on_agent_failure = fresh.notify_on_agent_failure;
@@ -406,13 +487,15 @@ impl Stage for TriagePipeline {
             }
         }
         self.submit_preflights(Some(&plan.preflight));
-        // New API keys are hidden from agents at once.
+        // New API keys are hidden from agents at once, new agent settings apply to the
+        // next agent.
         let hidden = hidden_env(
             std::env::vars_os(),
             config.clusters.iter(),
             self.webhook.as_deref(),
         );
-        self.executor.set_hidden_env(hidden);
+        self.executor
+            .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
         self.reload_ok = true;
         self.reload_at = SystemTime::now();
     }
@@ -432,9 +515,9 @@ impl Stage for TriagePipeline {
     }
 }
 
-/// Environment variables agents must not inherit: every `NIGHTCRIER_*` variable, and any
-/// variable holding an API key or the webhook URL (`api_key_env` / `webhook_url_env`, under
-/// whatever name).
+/// Environment variables agents must never get, even when `agent.env_allow` names them:
+/// every `NIGHTCRIER_*` variable, and any variable holding an MCP API key or the webhook URL
+/// (`api_key_env` / `webhook_url_env`, under whatever name).
 fn hidden_env<'a>(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     clusters: impl Iterator<Item = &'a ClusterConfig>,

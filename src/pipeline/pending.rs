@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::{QueuedFault, TriagePipeline};
-use crate::agent::workspace::write_atomic;
+use crate::agent::workspace::{write_atomic, WriteFailure};
 use crate::events::{ClusterEvent, FaultEvent};
 use crate::queue::Admission;
 
@@ -67,12 +67,20 @@ impl TriagePipeline {
             ),
             Err(e) => {
                 // Last resort: the faults go to the log, so an operator can still see them.
+                let failure = WriteFailure::of(&e);
                 log::error!(
-                    "could not write {}: {e}; the queued faults were:",
-                    path.display()
+                    "could not write {}: {e} (reason={}); the {} queued faults were:",
+                    path.display(),
+                    failure.reason(),
+                    queued.len()
                 );
                 for line in text.lines() {
                     log::error!("pending: {line}");
+                }
+                for (_, QueuedFault { event }) in &queued {
+                    if let Some(slot) = self.clusters.get_mut(event.cluster_name()) {
+                        slot.counters.write_failed(failure);
+                    }
                 }
             }
         }
