@@ -90,7 +90,9 @@ impl State {
     /// The fork's session monitor: subscriptions of sessions the server no longer has go.
     pub(crate) fn monitor_sessions(&mut self) {
         let sessions = &self.sessions;
-        let gone = self.subs.remove_where(|sub| !sessions.contains(&sub.session));
+        let gone = self
+            .subs
+            .remove_where(|sub| !sessions.contains(&sub.session));
         self.stats.subscriptions_cancelled_by_monitor += gone as u64;
         self.stats.subscriptions_active = self.subs.len() as u64;
     }
@@ -515,8 +517,7 @@ impl SimCluster {
     /// notification (level `warning`), as the fork does when a watch gives up.
     pub fn degrade_subscription(&self, id: &str) -> bool {
         let cluster = self.shared.cluster_field().to_string();
-        self.shared
-            .update(|st| notify::degrade(st, &cluster, id))
+        self.shared.update(|st| notify::degrade(st, &cluster, id))
     }
 
     /// Cuts the GET stream of session `session` (socket shut, no terminating chunk); the

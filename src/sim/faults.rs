@@ -137,7 +137,12 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// 16 lowercase hex digits, a stable hash (FNV-1a) of the cluster name and a number.
 pub(crate) fn stable_hex(cluster: &str, n: u64) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in cluster.as_bytes().iter().chain(b"/").chain(&n.to_le_bytes()) {
+    for b in cluster
+        .as_bytes()
+        .iter()
+        .chain(b"/")
+        .chain(&n.to_le_bytes())
+    {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -245,7 +250,10 @@ pub(crate) fn event_for(spec: &FaultSpec) -> SimEvent {
     let event_type = spec.event_type();
     let (reason, message) = if event_type == "Normal" {
         match r.kind {
-            "Node" => ("NodeReady", format!("Node {} status is now: NodeReady", r.name)),
+            "Node" => (
+                "NodeReady",
+                format!("Node {} status is now: NodeReady", r.name),
+            ),
             "Deployment" => (
                 "ScalingReplicaSet",
                 format!("Scaled up replica set {}-5d8f to 2", r.name),
@@ -253,8 +261,7 @@ pub(crate) fn event_for(spec: &FaultSpec) -> SimEvent {
             "Job" => ("SuccessfulCreate", format!("Created pod: {}-x2k9p", r.name)),
             _ => (
                 "Pulled",
-                "Container image \"registry.local/api:1.4\" already present on machine"
-                    .to_string(),
+                "Container image \"registry.local/api:1.4\" already present on machine".to_string(),
             ),
         }
     } else {
@@ -403,7 +410,10 @@ mod tests {
         let a = FaultSpec::nth("sim-000", "", 0, 0);
         let b = FaultSpec::nth("sim-001", "", 0, 0);
         assert_ne!(a.fault_id, b.fault_id);
-        assert_ne!(a.fault_id, FaultSpec::nth("sim-000", "sim-000", 0, 0).fault_id);
+        assert_ne!(
+            a.fault_id,
+            FaultSpec::nth("sim-000", "sim-000", 0, 0).fault_id
+        );
     }
 
     #[test]

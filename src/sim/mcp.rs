@@ -392,8 +392,7 @@ fn subscribe(
     let Some(mode) = mode else {
         return refuse(
             st,
-            "failed to create subscription: invalid mode: must be 'events' or 'faults'"
-                .to_string(),
+            "failed to create subscription: invalid mode: must be 'events' or 'faults'".to_string(),
         );
     };
     let settings = &shared.settings;
@@ -659,7 +658,7 @@ mod wire_tests {
     }
 
     #[test]
-    fn subscribe_result_text_is_the_subscription() {
+    fn subscribe_result_is_markdown_around_two_space_indented_json() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
@@ -667,14 +666,24 @@ mod wire_tests {
             "tools/call",
             json!({"name": "events_subscribe", "arguments": {"mode": "faults", "namespaces": ["shop"]}}),
         );
-        let text = v["result"]["content"][0]["text"].as_str().unwrap();
-        let sub: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert!(sub["subscriptionId"].as_str().unwrap().starts_with("sub-"));
+        let sub = crate::sim::testkit::markdown_json(&v);
+        let id = sub["subscriptionId"].as_str().unwrap();
+        assert!(id.starts_with("sub-") && id.len() == 12, "{id}");
         assert_eq!(sub["cluster"], c.name());
         assert_eq!(sub["mode"], "faults");
         assert_eq!(sub["filters"]["namespaces"], json!(["shop"]));
         assert_eq!(sub["status"], "active");
-        assert!(sub["createdAt"].as_str().unwrap().ends_with('Z'));
+        let created = sub["createdAt"].as_str().unwrap();
+        assert!(created.ends_with('Z'));
+        // The exact text, keys sorted as Go marshals a map.
+        let expected = format!(
+            "# Event Subscription Created\n\n{{\n  \"cluster\": \"{}\",\n  \"createdAt\": \"{created}\",\n  \
+             \"filters\": {{\n    \"namespaces\": [\n      \"shop\"\n    ]\n  }},\n  \"mode\": \"faults\",\n  \
+             \"status\": \"active\",\n  \"subscriptionId\": \"{id}\"\n}}\n\n\
+             You will receive event notifications via the logging/message protocol.",
+            c.name()
+        );
+        assert_eq!(crate::sim::testkit::tool_text(&v), expected);
         assert_eq!(c.stats().subscribes, 1);
         sim.stop();
     }

@@ -45,6 +45,8 @@ mod transport;
 mod wire;
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod testkit;
 
 pub use cli::run_cli;

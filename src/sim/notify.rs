@@ -191,8 +191,7 @@ pub(crate) fn timer_loop(shared: Arc<Shared>, closed: Arc<AtomicBool>) {
         };
         let wake_at = due.map_or(next_monitor, |d| d.min(next_monitor));
         shared.wait_until(wake_at, |st| {
-            closed.load(Ordering::SeqCst)
-                || (rate > 0.0 && generator_active(&shared, st) != active)
+            closed.load(Ordering::SeqCst) || (rate > 0.0 && generator_active(&shared, st) != active)
         });
         if closed.load(Ordering::SeqCst) {
             return;

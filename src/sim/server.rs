@@ -74,8 +74,14 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, closed: &AtomicBool) {
 }
 
 enum Routed {
-    Reply { bytes: Vec<u8>, close: bool },
-    Stream { open: OpenStream, close: bool },
+    Reply {
+        bytes: Vec<u8>,
+        close: bool,
+    },
+    Stream {
+        open: OpenStream,
+        close: bool,
+    },
     /// Close the connection without answering.
     Drop,
 }
@@ -125,7 +131,10 @@ fn serve_connection(shared: &Arc<Shared>, sock: TcpStream, conn_id: u64) {
                 let _ = t.write_and_finish(&bytes);
                 break;
             }
-            Routed::Reply { bytes, close: false } => {
+            Routed::Reply {
+                bytes,
+                close: false,
+            } => {
                 if t.write_all(&bytes).is_err() {
                     break;
                 }

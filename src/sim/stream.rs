@@ -7,6 +7,7 @@ use super::session::StreamLink;
 use super::transport::Transport;
 use super::wire::{self, Request};
 use super::Behaviour;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -24,7 +25,9 @@ const WRITE_POLL: Duration = Duration::from_millis(100);
 /// What a queued notification is, for the counters.
 pub(crate) enum Kind {
     /// A fault or event; faultId in faults mode.
-    Notification { fault_id: Option<String> },
+    Notification {
+        fault_id: Option<String>,
+    },
     SubscriptionError,
     ServerError,
 }
@@ -221,14 +224,17 @@ pub(crate) fn serve(
     // No priming comment: go-sdk v1.2.0 flushes the head and then says nothing.
     let head = wire::head(200, &headers, close);
     let _ = t.socket().set_write_timeout(Some(WRITE_POLL));
+    // Messages taken off the queue while a write was blocked.
+    let mut pending: VecDeque<StreamMsg> = VecDeque::new();
     if t.write_all(&head).is_ok() && start_watcher(shared, t, conn_id, &session_id, &ctl) {
-        write_until_done(shared, t, conn_id, &session_id, &ctl, &rx);
+        write_until_done(shared, t, conn_id, &session_id, &ctl, &rx, &mut pending);
     }
     shared.update(|st| {
         st.detach_stream(&session_id, conn_id);
         // What was queued for this stream can no longer be written: on the real server
         // each of those writes fails and cancels its subscription.
-        while let Ok(msg) = rx.try_recv() {
+        pending.extend(rx.try_iter());
+        for msg in pending {
             if let StreamMsg::Emit {
                 subscription, ack, ..
             } = msg
@@ -274,6 +280,48 @@ fn start_watcher(
     started.is_ok()
 }
 
+/// While a write is blocked, every other notification for the stream waits; each one that
+/// has waited longer than `limit` has failed (the fork gives each write 2 s), so its
+/// subscription is cancelled now rather than when the blocked write finishes.
+fn expire_waiting(
+    shared: &Shared,
+    rx: &Receiver<StreamMsg>,
+    pending: &mut VecDeque<StreamMsg>,
+    limit: Option<Duration>,
+) {
+    while let Ok(msg) = rx.try_recv() {
+        if matches!(msg, StreamMsg::Emit { .. }) {
+            pending.push_back(msg);
+        }
+    }
+    let Some(limit) = limit else {
+        return;
+    };
+    let now = Instant::now();
+    let expired = |m: &StreamMsg| matches!(m, StreamMsg::Emit { queued_at, .. } if now.duration_since(*queued_at) >= limit);
+    if !pending.iter().any(expired) {
+        return;
+    }
+    let (gone, kept): (VecDeque<StreamMsg>, VecDeque<StreamMsg>) =
+        pending.drain(..).partition(expired);
+    *pending = kept;
+    shared.update(|st| {
+        for msg in gone {
+            if let StreamMsg::Emit {
+                subscription, ack, ..
+            } = msg
+            {
+                if let Some(sub) = subscription {
+                    st.cancel_subscription(&sub, Cancelled::Undeliverable);
+                }
+                if let Some(a) = ack {
+                    let _ = a.send(false);
+                }
+            }
+        }
+    });
+}
+
 /// One SSE event as go-sdk writes it: `event: message`, an `id:` line only with
 /// `event-ids`, one `data:` line.
 fn sse_frame(json: &str, id: Option<&str>) -> Vec<u8> {
@@ -297,6 +345,7 @@ fn write_until_done(
     session_id: &str,
     ctl: &StreamCtl,
     rx: &Receiver<StreamMsg>,
+    pending: &mut VecDeque<StreamMsg>,
 ) {
     let limit = shared.settings.write_block_timeout;
     // go-sdk numbers a GET's events from 0 (`_0`, `_1`, …) when it numbers them at all.
@@ -320,8 +369,12 @@ fn write_until_done(
             );
             return;
         }
-        let Ok(msg) = rx.recv() else {
-            return;
+        let msg = match pending.pop_front() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
         };
         let StreamMsg::Emit {
             json,
@@ -358,6 +411,7 @@ fn write_until_done(
         let mut slow = false;
         let written = t.write_all_patient(&frame, &mut || {
             slow |= too_slow(Instant::now());
+            expire_waiting(shared, rx, pending, limit);
             !ctl.stopping()
         });
         if written.is_err() {
@@ -522,6 +576,7 @@ mod wire_tests {
     use crate::sim::testkit::{quiet, start, Mcp, WAIT};
     use crate::sim::{Behaviour, SimOptions};
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn handshake_in_protocol_order_delivers_faults() {
@@ -546,11 +601,12 @@ mod wire_tests {
     }
 
     #[test]
-    fn rate_driven_faults_stop_at_the_limit_and_cycle_ids() {
+    fn rate_driven_faults_stop_at_the_limit_and_cycle_ids_without_a_dedup_window() {
         let sim = start(SimOptions {
             rate_per_sec: 200.0,
             faults_per_cluster: Some(4),
             distinct_faults: 2,
+            fault_dedup_window: Duration::ZERO,
             ..quiet(1)
         });
         let c = &sim.clusters()[0];
@@ -570,7 +626,27 @@ mod wire_tests {
     }
 
     #[test]
-    fn events_mode_sends_kubernetes_events_at_info() {
+    fn repeated_rate_driven_faults_are_withheld_within_the_dedup_window() {
+        let sim = start(SimOptions {
+            rate_per_sec: 200.0,
+            faults_per_cluster: Some(3),
+            distinct_faults: 2,
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        let (_m, mut stream) = Mcp::handshake(c, None, "faults");
+        let a = stream.next_fault()["faultId"].clone();
+        let b = stream.next_fault()["faultId"].clone();
+        assert_ne!(a, b);
+        // Every later fault repeats one of the two: withheld, and not counted as sent.
+        assert!(c.wait_for(|s| s.faults_deduplicated >= 4, WAIT));
+        let s = c.stats();
+        assert_eq!(s.faults_sent, 2);
+        assert!(s.faults_emitted >= 6, "{}", s.faults_emitted);
+        sim.stop();
+    }
+    #[test]
+    fn events_mode_sends_nested_kubernetes_events_at_info() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let (_m, mut stream) = Mcp::handshake(c, None, "events");
@@ -578,38 +654,60 @@ mod wire_tests {
         let m = stream.next_message();
         assert_eq!(m["params"]["logger"], "kubernetes/events");
         assert_eq!(m["params"]["level"], "info");
+        assert_eq!(m["params"]["data"]["cluster"], c.name());
         assert_eq!(m["params"]["data"]["event"]["reason"], "BackOff");
+        assert_eq!(m["params"]["data"]["event"]["type"], "Warning");
+        assert_eq!(
+            m["params"]["data"]["event"]["involvedObject"]["kind"],
+            "Pod"
+        );
         assert_eq!(c.stats().faults_sent, 1);
         assert!(c.stats().fault_ids_sent.is_empty());
         sim.stop();
     }
-
     #[test]
-    fn nothing_is_sent_before_set_level() {
+    fn nothing_is_sent_before_set_level_and_the_subscription_survives() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
         let mut stream = m.open_stream();
-        m.subscribe("faults");
+        m.subscribe_ok("faults");
         assert_eq!(c.emit_fault("critical", "PodCrash"), None);
+        assert_eq!(c.subscriptions().len(), 1);
         m.rpc("logging/setLevel", json!({"level": "warning"}));
         let id = c.emit_fault("critical", "PodCrash").expect("delivered");
         assert_eq!(stream.next_fault()["faultId"], id.as_str());
         sim.stop();
     }
-
     #[test]
-    fn notifications_without_an_open_stream_are_dropped() {
+    fn fault_with_no_stream_attached_cancels_the_subscription() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
+        let (_other, mut watching) = Mcp::handshake(c, None, "faults");
         let mut m = Mcp::initialize(c, None);
         m.rpc("logging/setLevel", json!({"level": "info"}));
-        m.subscribe("faults");
-        assert_eq!(c.emit_fault("critical", "PodCrash"), None);
-        assert_eq!(c.stats().faults_sent, 0);
+        m.subscribe_ok("faults");
+        assert_eq!(c.subscription_count(&m.session), 1);
+        let id = c
+            .emit_fault("critical", "PodCrash")
+            .expect("the other stream");
+        assert_eq!(c.subscription_count(&m.session), 0);
+        let s = c.stats();
+        assert_eq!(
+            (s.subscriptions_cancelled_undeliverable, s.faults_sent),
+            (1, 1)
+        );
+        // Silently: the other session only sees the fault itself.
+        assert_eq!(watching.next_fault()["faultId"], id.as_str());
+        let next = c.emit_fault("warning", "JobFailure").expect("delivered");
+        assert_eq!(watching.next_fault()["faultId"], next.as_str());
+        // The session itself is kept; a new GET and subscribe work again.
+        let mut stream = m.open_stream();
+        m.subscribe_ok("faults");
+        let id = c.emit_fault("critical", "CrashLoop").expect("delivered");
+        assert_eq!(stream.next_fault()["faultId"], id.as_str());
         sim.stop();
     }
-
     #[test]
     fn second_get_on_a_session_is_409() {
         let sim = start(quiet(1));
@@ -638,22 +736,37 @@ mod wire_tests {
     }
 
     #[test]
-    fn get_needs_session_accept_and_no_last_event_id() {
+    fn get_without_session_is_405_and_with_last_event_id_is_400() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
-        let (_, status) = m.get(&[("Last-Event-ID", "3")]);
-        assert_eq!(status, 400);
+        let r = m.get_response(&[("Last-Event-ID", "_3")]);
+        assert_eq!(
+            (r.status, r.text()),
+            (400, "stream replay unsupported\n".into())
+        );
+        let r = m.get_response(&[("Last-Event-ID", "3")]);
+        assert_eq!(
+            (r.status, r.text()),
+            (400, "malformed Last-Event-ID \"3\"\n".into())
+        );
         let mut raw = crate::sim::testkit::Client::connect(c, None);
         raw.send("GET", "/mcp", &[("Accept", "text/event-stream")], "");
-        assert_eq!(raw.response().status, 400);
+        let r = raw.response();
+        assert_eq!(
+            (r.status, r.text()),
+            (405, "GET requires an active session\n".into())
+        );
         raw.send("GET", "/mcp", &[("Mcp-Session-Id", &m.session)], "");
-        assert_eq!(raw.response().status, 400);
+        assert_eq!(
+            raw.response().status,
+            400,
+            "Accept must name text/event-stream"
+        );
         m.session = "unknown".into();
-        assert_eq!(m.get(&[]).1, 404);
+        assert_eq!(m.get(&[("Last-Event-ID", "_1")]).1, 404);
         sim.stop();
     }
-
     #[test]
     fn delete_ends_the_stream_and_forgets_the_session() {
         let sim = start(quiet(1));

@@ -199,7 +199,10 @@ mod tests {
         let (a, b) = (subs.next().unwrap(), subs.next().unwrap());
         assert!(a.admit_fault(&spec, window, now));
         assert!(!a.admit_fault(&spec, window, now + Duration::from_secs(899)));
-        assert!(b.admit_fault(&spec, window, now), "each subscription has its own");
+        assert!(
+            b.admit_fault(&spec, window, now),
+            "each subscription has its own"
+        );
         assert!(a.admit_fault(&spec, window, now + Duration::from_secs(900)));
         assert!(b.admit_fault(&spec, Duration::ZERO, now));
     }

@@ -439,6 +439,21 @@ impl Mcp {
         (c, status)
     }
 
+    /// Sends GET and reads a complete (error) response.
+    pub(crate) fn get_response(&self, extra: &[(&str, &str)]) -> Response {
+        let mut c = Client::connect_port(self.port, self.ca.as_deref());
+        let owned = self.headers();
+        let mut headers: Vec<(&str, &str)> = owned
+            .iter()
+            .filter(|(n, _)| *n != "Content-Type" && *n != "Accept")
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        headers.push(("Accept", "text/event-stream"));
+        headers.extend_from_slice(extra);
+        c.send("GET", "/mcp", &headers, "");
+        c.response()
+    }
+
     /// Opens the GET stream (the fork sends only the head: no priming comment).
     pub(crate) fn open_stream(&self) -> Stream {
         let (c, status) = self.get(&[]);
@@ -448,10 +463,7 @@ impl Mcp {
 
     /// `tools/call` of `name`; returns the whole JSON-RPC reply.
     pub(crate) fn call(&mut self, name: &str, arguments: Value) -> Value {
-        self.rpc(
-            "tools/call",
-            json!({"name": name, "arguments": arguments}),
-        )
+        self.rpc("tools/call", json!({"name": name, "arguments": arguments}))
     }
 
     /// The subscription object of a successful subscribe (taken out of the Markdown).
