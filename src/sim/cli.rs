@@ -15,7 +15,7 @@ Runs simulated kubernetes-mcp-server instances on 127.0.0.1, one port per cluste
 Prints `NAME ENDPOINT` per cluster, then `ready`; stops on SIGINT or SIGTERM.
 
   --clusters N              number of clusters (default 3)
-  --rate R                  faults per second per subscribed session (default 1; 0 = none)
+  --rate R                  faults per second per cluster while subscribed (default 1; 0 = none)
   --base-port P             cluster i listens on P+i (default 0: ephemeral ports)
   --name-prefix S           cluster names are S-000, S-001, ... (default sim)
   --faults N                stop each cluster's faults after N

@@ -270,6 +270,28 @@ fn write_blocked_past_the_timeout_cancels_the_subscription() {
 }
 
 #[test]
+fn without_a_write_timeout_a_blocked_write_cancels_only_when_the_connection_fails() {
+    let sim = start(SimOptions {
+        write_block_timeout: None,
+        ..quiet(1)
+    });
+    let c = sim.clusters()[0].clone();
+    let (_m, stream) = Mcp::handshake(&c, None, "faults");
+    assert_eq!(c.emit_server_error(&"x".repeat(32 << 20)), 1);
+    let emitter = c.clone();
+    let fault = std::thread::spawn(move || emitter.emit_fault("critical", "PodCrash"));
+    assert!(c.wait_for(|s| s.faults_emitted == 1, WAIT));
+    assert!(
+        !c.wait_for(|s| s.subscriptions_cancelled_undeliverable > 0, SILENCE),
+        "a blocked write alone cancels nothing"
+    );
+    drop(stream);
+    assert!(c.wait_for(|s| s.subscriptions_cancelled_undeliverable == 1, WAIT));
+    assert_eq!(fault.join().unwrap(), None);
+    sim.stop();
+}
+
+#[test]
 fn no_priming_comment_no_ids_and_no_keepalives_on_a_silent_get() {
     let sim = start(SimOptions {
         rate_per_sec: 0.0,

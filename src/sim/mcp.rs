@@ -7,9 +7,10 @@ use super::wire::{self, Request};
 use super::{notify, Behaviour};
 use serde_json::{json, Map, Value};
 
-/// Protocol revisions the simulator speaks, newest first.
-pub(crate) const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-/// Answered when the client asks for a revision we do not know.
+/// Protocol revisions the simulator speaks, as go-sdk v1.2.0 lists them.
+pub(crate) const SUPPORTED_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Answered when the client asks for a revision we do not know (go-sdk v1.2.0's latest).
 const FALLBACK_VERSION: &str = "2025-06-18";
 
 const SUBSCRIBE_TOOL: &str = "events_subscribe";
@@ -142,7 +143,10 @@ pub(crate) fn handle_post(
         if !SUPPORTED_VERSIONS.contains(&v) {
             return Some(wire::text(
                 400,
-                &format!("Bad Request: unsupported protocol version {v:?}"),
+                &format!(
+                    "Bad Request: Unsupported protocol version (supported versions: {})",
+                    SUPPORTED_VERSIONS.join(",")
+                ),
                 close,
             ));
         }

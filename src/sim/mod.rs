@@ -13,7 +13,9 @@
 //! - The event tools answer in the fork's Markdown (`# Event Subscription Created` + JSON
 //!   indented by two spaces + the closing sentence, `# Subscription Cancelled`,
 //!   `# Active Subscriptions`); errors are `isError` results with the fork's texts.
-//!   `mode` defaults to `events`, whose payload nests the Kubernetes Event under `event`.
+//!   `mode` defaults to `events`, whose payload nests the Kubernetes Event under `event`;
+//!   every third fault of a cluster's sequence (sequence numbers 2, 5, 8, …) shows up there
+//!   as a `Normal` event, the others as `Warning` events.
 //! - Subscriptions live in a per-server table (at most 10 per session, 100 per server) and
 //!   each gets every fault that starts while it exists (the fork runs one watcher per
 //!   subscription), deduplicated per subscription for [`SimOptions::fault_dedup_window`].
@@ -189,12 +191,17 @@ pub struct SimOptions {
     pub name_prefix: String,
     /// Cluster `i` listens on `base_port + i`; 0 picks an ephemeral port for each.
     pub base_port: u16,
-    /// Faults per second per subscribed session; 0 emits only on demand.
+    /// Faults per second per cluster, emitted while some subscription's session listens
+    /// at the subscription's level (every live subscription gets each fault); 0 emits only
+    /// on demand ([`SimCluster::emit_fault`]).
     pub rate_per_sec: f64,
-    /// Stop the rate-driven emission after this many faults per cluster.
+    /// Stop the rate-driven emission after this many faults per cluster (a fault that no
+    /// stream wrote does not count).
     pub faults_per_cluster: Option<u64>,
-    /// faultIds cycle through this many values per cluster (repeats exercise dedup);
-    /// 0 makes every fault distinct.
+    /// faultIds cycle through this many values per cluster; 0 makes every fault distinct.
+    /// A subscription is sent a repeated faultId only once per
+    /// [`SimOptions::fault_dedup_window`], so with the fork's 15 minutes a repeat reaches
+    /// a client only through a subscription created after the first occurrence.
     pub distinct_faults: u64,
     pub tls: Option<SimTls>,
     /// When set, every request needs `Authorization: Bearer <api_key>`.

@@ -200,7 +200,11 @@ fn route(shared: &Shared, req: &Request, conn_id: u64) -> Routed {
 
 fn delete(shared: &Shared, req: &Request, close: bool) -> Vec<u8> {
     let Some(sid) = req.header("mcp-session-id") else {
-        return wire::text(400, "Bad Request: missing Mcp-Session-Id header", close);
+        return wire::text(
+            400,
+            "Bad Request: DELETE requires an Mcp-Session-Id header",
+            close,
+        );
     };
     let forgotten = shared.update(|st| {
         let found = st.forget_session(sid).is_some();
