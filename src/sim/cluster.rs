@@ -52,6 +52,8 @@ pub(crate) struct State {
     pub stopped: bool,
     pub sessions: SessionTable,
     pub subs: SubscriptionTable,
+    /// The cluster's most recent events (every fault that started), for `events_list`.
+    pub recent_events: std::collections::VecDeque<(FaultSpec, std::time::SystemTime)>,
     /// A clone of every open socket, so that any of them can be shut down from outside.
     pub conns: HashMap<u64, TcpStream>,
     pub stats: SimStats,
@@ -63,6 +65,9 @@ pub(crate) struct State {
     pub garbage_seq: u64,
 }
 
+/// Events kept for `events_list` per cluster.
+const RECENT_EVENTS: usize = 1000;
+
 /// Why a subscription went away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cancelled {
@@ -72,6 +77,15 @@ pub(crate) enum Cancelled {
 }
 
 impl State {
+    /// Remembers a fault that started as an event `events_list` shows.
+    pub(crate) fn record_event(&mut self, spec: &FaultSpec) {
+        if self.recent_events.len() >= RECENT_EVENTS {
+            self.recent_events.pop_front();
+        }
+        self.recent_events
+            .push_back((spec.clone(), std::time::SystemTime::now()));
+    }
+
     /// Removes subscription `id` silently (no notification to anyone); counts why.
     pub(crate) fn cancel_subscription(&mut self, id: &str, why: Cancelled) -> bool {
         if self.subs.remove(id).is_none() {
@@ -364,6 +378,7 @@ impl SimCluster {
                 stopped: false,
                 sessions: SessionTable::default(),
                 subs: SubscriptionTable::default(),
+                recent_events: std::collections::VecDeque::new(),
                 conns: HashMap::new(),
                 stats: SimStats::default(),
                 live_threads: 0,

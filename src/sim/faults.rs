@@ -237,6 +237,7 @@ pub(crate) fn fault_object(
 
 /// The Kubernetes Event a fault shows up as in events mode (see [`FaultSpec::event_type`]).
 pub(crate) struct SimEvent {
+    pub api_version: &'static str,
     pub event_type: &'static str,
     pub reason: &'static str,
     pub message: String,
@@ -274,6 +275,7 @@ pub(crate) fn event_for(spec: &FaultSpec) -> SimEvent {
         (reason, r.context)
     };
     SimEvent {
+        api_version: r.api_version,
         event_type,
         reason,
         message,
@@ -319,6 +321,44 @@ pub(crate) fn event_object(
             "lastTimestamp": ts,
         },
     })
+}
+
+/// `events_list`'s text for these events (oldest first), optionally of one namespace:
+/// the fork's `# The following events (YAML format) were found:` followed by a YAML list
+/// of `{InvolvedObject, Message, Namespace, Reason, Timestamp, Type}` (strings quoted), or
+/// `# No events found`.
+pub(crate) fn events_list_text<'a>(
+    events: impl Iterator<Item = &'a (FaultSpec, SystemTime)>,
+    namespace: Option<&str>,
+) -> String {
+    let q = |s: &str| Value::String(s.to_string()).to_string();
+    let mut yaml = String::new();
+    for (spec, at) in events {
+        let e = event_for(spec);
+        let ns = e.namespace.unwrap_or("default");
+        if namespace.is_some_and(|n| n != ns) {
+            continue;
+        }
+        // Go's time.String() of a UTC time: "2026-11-20 10:00:00 +0000 UTC".
+        let ts = rfc3339(*at).replace('T', " ").replace('Z', " +0000 UTC");
+        yaml.push_str(&format!(
+            "- InvolvedObject:\n    Kind: {}\n    Name: {}\n    apiVersion: {}\n  Message: {}\n  \
+             Namespace: {}\n  Reason: {}\n  Timestamp: {}\n  Type: {}\n",
+            q(e.kind),
+            q(&e.name),
+            q(e.api_version),
+            q(&e.message),
+            q(ns),
+            q(e.reason),
+            q(&ts),
+            q(e.event_type),
+        ));
+    }
+    if yaml.is_empty() {
+        "# No events found".to_string()
+    } else {
+        format!("# The following events (YAML format) were found:\n{yaml}")
+    }
 }
 
 /// A complete JSON-RPC `notifications/message`.
@@ -479,6 +519,31 @@ mod tests {
         let crash = event_object("c", "s", &FaultSpec::nth("c", "c", 1, 0), UNIX_EPOCH);
         assert_eq!(crash["event"]["reason"], "BackOff");
         assert_eq!(crash["event"]["involvedObject"]["kind"], "Pod");
+    }
+
+    #[test]
+    fn events_list_is_yaml_under_the_forks_heading() {
+        assert_eq!(
+            events_list_text(std::iter::empty(), None),
+            "# No events found"
+        );
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_168_800);
+        let events = [
+            (FaultSpec::nth("c", "c", 1, 0), t),
+            (FaultSpec::nth("c", "c", 2, 0), t),
+        ];
+        let text = events_list_text(events.iter(), None);
+        assert!(
+            text.starts_with("# The following events (YAML format) were found:\n- InvolvedObject:\n    Kind: \"Pod\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Timestamp: \"2026-11-20 10:00:00 +0000 UTC\"\n"));
+        assert!(
+            text.contains("  Namespace: \"default\"\n  Reason: \"NodeReady\""),
+            "{text}"
+        );
+        let shop = events_list_text(events.iter(), Some("shop"));
+        assert_eq!(shop.matches("- InvolvedObject:").count(), 1);
     }
 
     #[test]

@@ -300,7 +300,11 @@ fn request(
                 SUBSCRIBE_TOOL => subscribe(st, shared, sid, args, behaviour),
                 UNSUBSCRIBE_TOOL => unsubscribe(st, sid, args),
                 LIST_SUBSCRIPTIONS_TOOL => list_subscriptions(st, shared.cluster_field(), sid),
-                EVENTS_LIST_TOOL => tool_text("# No events found".to_string()),
+                EVENTS_LIST_TOOL => {
+                    let ns = args.get("namespace").and_then(Value::as_str);
+                    let ns = ns.filter(|n| !n.is_empty());
+                    tool_text(faults::events_list_text(st.recent_events.iter(), ns))
+                }
                 _ => tool_text("No resources found".to_string()),
             }
         }

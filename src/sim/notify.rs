@@ -78,6 +78,7 @@ pub(crate) fn deliver_fault(shared: &Shared, spec: &FaultSpec) -> bool {
     let cluster = shared.cluster_field().to_string();
     let queued = shared.update(|st| {
         st.stats.faults_emitted += 1;
+        st.record_event(spec);
         if matches!(st.behaviour, Behaviour::Stall | Behaviour::Garbage) {
             return 0;
         }

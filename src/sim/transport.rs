@@ -317,6 +317,25 @@ mod tests {
     }
 
     #[test]
+    fn tls_write_blocked_past_the_timeout_cancels_the_subscription() {
+        let certs = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            write_block_timeout: Some(Duration::from_millis(300)),
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        let (_m, mut stream) = Mcp::handshake(c, Some(&certs.ca_pem), "faults");
+        let big = "y".repeat(32 << 20);
+        assert_eq!(c.emit_server_error(&big), 1);
+        assert_eq!(c.emit_fault("critical", "PodCrash"), None);
+        assert!(c.wait_for(|s| s.subscriptions_cancelled_undeliverable == 1, WAIT));
+        let m = stream.next_message();
+        assert_eq!(m["params"]["data"].as_str().map(str::len), Some(big.len()));
+        sim.stop();
+    }
+
+    #[test]
     fn tls_reply_formats_both_parse() {
         let certs = test_certs();
         let sim = start(SimOptions {
