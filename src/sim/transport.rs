@@ -219,6 +219,12 @@ impl TlsTransport {
             if !rest.is_empty() {
                 let n = c.writer().write(rest)?;
                 rest = &rest[n..];
+                if n == 0 && !c.wants_write() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "tls: cannot buffer plaintext",
+                    ));
+                }
             }
             if !c.wants_write() {
                 continue;
