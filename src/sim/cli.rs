@@ -1,11 +1,12 @@
 //! `nightcrier simulate`: run a simulated fleet until SIGINT/SIGTERM.
 
-use super::{Behaviour, SimOptions, SimTls, Simulator};
+use super::{Behaviour, ClusterField, SimOptions, SimTls, Simulator};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 const USAGE: &str = "\
 usage: nightcrier simulate [options]
@@ -14,7 +15,7 @@ Runs simulated kubernetes-mcp-server instances on 127.0.0.1, one port per cluste
 Prints `NAME ENDPOINT` per cluster, then `ready`; stops on SIGINT or SIGTERM.
 
   --clusters N              number of clusters (default 3)
-  --rate R                  faults per second per subscribed session (default 1; 0 = none)
+  --rate R                  faults per second per cluster while subscribed (default 1; 0 = none)
   --base-port P             cluster i listens on P+i (default 0: ephemeral ports)
   --name-prefix S           cluster names are S-000, S-001, ... (default sim)
   --faults N                stop each cluster's faults after N
@@ -23,7 +24,20 @@ Prints `NAME ENDPOINT` per cluster, then `ready`; stops on SIGINT or SIGTERM.
   --tls-key FILE            ... and this PEM private key
   --api-key K               require Authorization: Bearer K
   --misbehave I=BEHAVIOUR   start cluster I as normal, stall, garbage, refuse-tool,
-                            stateless or subscription-error (repeatable)
+                            stateless, subscription-error, connection-close,
+                            event-ids, cut-after-N, subscribe-reply-lost or
+                            no-list-tool (repeatable)
+  --write-block-timeout D   a notification write blocked this long cancels its
+                            subscription; none: block until the connection fails
+                            (default 2s)
+  --session-monitor-interval D
+                            how often subscriptions of vanished sessions are
+                            removed (default 30s)
+  --fault-dedup-window D    a subscription gets a faultId at most once per window
+                            (default 15m; 0 sends every repeat)
+  --cluster-field F         the payloads' cluster field: name (default) or empty
+  --max-subscriptions-per-session N   (default 10)
+  --max-subscriptions N     per server (default 100)
   --write-config PATH       write a nightcrier configuration for these clusters
   --ca-file F               ca_file to put into the written configuration
   --help                    show this help
@@ -128,6 +142,12 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
             "--misbehave",
             "--write-config",
             "--ca-file",
+            "--write-block-timeout",
+            "--session-monitor-interval",
+            "--fault-dedup-window",
+            "--cluster-field",
+            "--max-subscriptions-per-session",
+            "--max-subscriptions",
         ];
         if !known.contains(&flag) {
             return Err(format!("unknown argument {arg:?} (see --help)"));
@@ -166,6 +186,31 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                 misbehave.push((index, behaviour, value.clone()));
             }
             "--write-config" => inv.write_config = Some(PathBuf::from(value)),
+            "--write-block-timeout" => {
+                o.write_block_timeout = if value == "none" {
+                    None
+                } else {
+                    Some(duration(flag, &value)?)
+                }
+            }
+            "--session-monitor-interval" => {
+                o.session_monitor_interval = duration(flag, &value)?;
+                if o.session_monitor_interval.is_zero() {
+                    return Err(format!("{flag}: must be longer than zero"));
+                }
+            }
+            "--fault-dedup-window" => o.fault_dedup_window = duration(flag, &value)?,
+            "--cluster-field" => {
+                o.cluster_field = match value.as_str() {
+                    "name" => ClusterField::Name,
+                    "empty" => ClusterField::Empty,
+                    _ => return Err(format!("{flag}: expected name or empty, got {value:?}")),
+                }
+            }
+            "--max-subscriptions-per-session" => {
+                o.max_subscriptions_per_session = number(flag, &value)?
+            }
+            "--max-subscriptions" => o.max_subscriptions = number(flag, &value)?,
             _ => inv.ca_file = Some(value),
         }
     }
@@ -213,6 +258,24 @@ fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
     value
         .parse()
         .map_err(|_| format!("{flag}: expected a whole number in range, got {value:?}"))
+}
+
+/// A duration as `250ms`, `2s`, `15m` or `1h` (a bare number is seconds).
+fn duration(flag: &str, value: &str) -> Result<Duration, String> {
+    let bad = || format!("{flag}: expected a duration like 250ms, 2s, 15m or 1h, got {value:?}");
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    };
+    ms.map(Duration::from_millis).ok_or_else(bad)
 }
 
 /// A nightcrier configuration with one `[[clusters]]` entry per simulated cluster.
@@ -281,7 +344,9 @@ mod tests {
         let inv = parse_args(&args(
             "--clusters 5 --rate=2.5 --base-port 20000 --name-prefix edge --faults 7 --distinct 3 \
              --tls-cert c.pem --tls-key k.pem --api-key sekrit --misbehave 1=stall --misbehave 4=garbage \
-             --write-config out.toml --ca-file ca.pem",
+             --misbehave 2=cut-after-3 --write-config out.toml --ca-file ca.pem --write-block-timeout 250ms \
+             --session-monitor-interval 1s --fault-dedup-window 0 --cluster-field empty \
+             --max-subscriptions-per-session 2 --max-subscriptions 5",
         ))
         .unwrap();
         let o = &inv.opts;
@@ -297,8 +362,24 @@ mod tests {
         assert_eq!(o.api_key.as_deref(), Some("sekrit"));
         assert_eq!(
             o.behaviours,
-            vec![(1, Behaviour::Stall), (4, Behaviour::Garbage)]
+            vec![
+                (1, Behaviour::Stall),
+                (4, Behaviour::Garbage),
+                (2, Behaviour::CutAfter(3))
+            ]
         );
+        assert_eq!(o.write_block_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(o.session_monitor_interval, Duration::from_secs(1));
+        assert_eq!(o.fault_dedup_window, Duration::ZERO);
+        assert_eq!(o.cluster_field, ClusterField::Empty);
+        assert_eq!(
+            (o.max_subscriptions_per_session, o.max_subscriptions),
+            (2, 5)
+        );
+        let never =
+            parse_args(&args("--write-block-timeout none --fault-dedup-window 15m")).unwrap();
+        assert_eq!(never.opts.write_block_timeout, None);
+        assert_eq!(never.opts.fault_dedup_window, Duration::from_secs(900));
         assert_eq!(inv.tls_files, Some(("c.pem".into(), "k.pem".into())));
         assert_eq!(inv.write_config, Some(PathBuf::from("out.toml")));
         assert_eq!(inv.ca_file.as_deref(), Some("ca.pem"));
@@ -319,6 +400,12 @@ mod tests {
             ("--tls-cert c.pem", "--tls-cert"),
             ("--name-prefix ../x", "--name-prefix"),
             ("--frobnicate 1", "--frobnicate"),
+            ("--write-block-timeout 2x", "--write-block-timeout"),
+            ("--session-monitor-interval 0", "--session-monitor-interval"),
+            ("--fault-dedup-window -1", "--fault-dedup-window"),
+            ("--cluster-field context", "--cluster-field"),
+            ("--max-subscriptions lots", "--max-subscriptions"),
+            ("--misbehave 1=cut-after-0", "--misbehave"),
         ] {
             let err = parse_args(&args(line)).unwrap_err();
             assert!(err.contains(flag), "{line}: {err}");

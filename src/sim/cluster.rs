@@ -1,15 +1,17 @@
 //! One simulated cluster: its shared state, its threads, and the control handle tests use.
 
-use super::faults::{self, FaultSpec};
+use super::faults::FaultSpec;
 use super::session::{Session, SessionTable};
-use super::stream::{self, StreamMsg};
-use super::{server, Behaviour, ReplyFormat, SimStats, FAULT_IDS_KEPT, STOP_DEADLINE};
+use super::stream::{Kind, StreamMsg};
+use super::subs::SubscriptionTable;
+use super::{notify, server, Behaviour, ClusterField, ReplyFormat, SimStats};
+use super::{FAULT_IDS_KEPT, STOP_DEADLINE};
 use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,12 @@ pub(crate) struct Settings {
     pub rate_per_sec: f64,
     pub faults_per_cluster: Option<u64>,
     pub distinct_faults: u64,
+    pub write_block_timeout: Option<Duration>,
+    pub session_monitor_interval: Duration,
+    pub fault_dedup_window: Duration,
+    pub cluster_field: ClusterField,
+    pub max_subscriptions_per_session: usize,
+    pub max_subscriptions: usize,
 }
 
 /// Everything a cluster's threads share. Guarded by one mutex: this is a test server, and
@@ -43,6 +51,9 @@ pub(crate) struct State {
     /// Set by `Simulator::stop`; the cluster can no longer restart.
     pub stopped: bool,
     pub sessions: SessionTable,
+    pub subs: SubscriptionTable,
+    /// The cluster's most recent events (every fault that started), for `events_list`.
+    pub recent_events: std::collections::VecDeque<(FaultSpec, std::time::SystemTime)>,
     /// A clone of every open socket, so that any of them can be shut down from outside.
     pub conns: HashMap<u64, TcpStream>,
     pub stats: SimStats,
@@ -54,7 +65,52 @@ pub(crate) struct State {
     pub garbage_seq: u64,
 }
 
+/// Events kept for `events_list` per cluster.
+const RECENT_EVENTS: usize = 1000;
+
+/// Why a subscription went away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cancelled {
+    Unsubscribed,
+    Undeliverable,
+    Control,
+}
+
 impl State {
+    /// Remembers a fault that started as an event `events_list` shows.
+    pub(crate) fn record_event(&mut self, spec: &FaultSpec) {
+        if self.recent_events.len() >= RECENT_EVENTS {
+            self.recent_events.pop_front();
+        }
+        self.recent_events
+            .push_back((spec.clone(), std::time::SystemTime::now()));
+    }
+
+    /// Removes subscription `id` silently (no notification to anyone); counts why.
+    pub(crate) fn cancel_subscription(&mut self, id: &str, why: Cancelled) -> bool {
+        if self.subs.remove(id).is_none() {
+            return false;
+        }
+        let s = &mut self.stats;
+        match why {
+            Cancelled::Unsubscribed => s.unsubscribes += 1,
+            Cancelled::Undeliverable => s.subscriptions_cancelled_undeliverable += 1,
+            Cancelled::Control => s.subscriptions_cancelled_by_control += 1,
+        }
+        s.subscriptions_active = self.subs.len() as u64;
+        true
+    }
+
+    /// The fork's session monitor: subscriptions of sessions the server no longer has go.
+    pub(crate) fn monitor_sessions(&mut self) {
+        let sessions = &self.sessions;
+        let gone = self
+            .subs
+            .remove_where(|sub| !sessions.contains(&sub.session));
+        self.stats.subscriptions_cancelled_by_monitor += gone as u64;
+        self.stats.subscriptions_active = self.subs.len() as u64;
+    }
+
     /// Removes a session, ending its GET stream.
     pub(crate) fn forget_session(&mut self, id: &str) -> Option<Session> {
         let mut s = self.sessions.remove(id)?;
@@ -80,6 +136,20 @@ impl State {
         if self.sessions.detach_stream(id, conn_id) {
             self.stats.get_streams_open = self.stats.get_streams_open.saturating_sub(1);
         }
+    }
+
+    /// Cuts the GET stream of session `id` abruptly; the session stays.
+    pub(crate) fn cut_stream(&mut self, id: &str) -> bool {
+        let Some(link) = self.sessions.get_mut(id).and_then(|s| s.stream.take()) else {
+            return false;
+        };
+        self.stats.get_streams_open = self.stats.get_streams_open.saturating_sub(1);
+        self.stats.streams_cut += 1;
+        link.ctl.cut();
+        if let Some(sock) = self.conns.get(&link.conn_id) {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
+        true
     }
 
     pub(crate) fn record_fault_id(&mut self, id: String) {
@@ -143,6 +213,14 @@ impl Shared {
         self.lock().behaviour
     }
 
+    /// The `cluster` value of subscriptions and notifications.
+    pub(crate) fn cluster_field(&self) -> &str {
+        match self.settings.cluster_field {
+            ClusterField::Name => &self.name,
+            ClusterField::Empty => "",
+        }
+    }
+
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
@@ -195,6 +273,8 @@ impl Shared {
                 let _ = sock.shutdown(Shutdown::Both);
             }
             st.forget_all_sessions();
+            st.subs.clear();
+            st.stats.subscriptions_active = 0;
             flag
         });
         if listening.is_some() {
@@ -228,15 +308,28 @@ impl Shared {
         let closed = Arc::new(AtomicBool::new(false));
         self.update(|st| st.listening = Some(Arc::clone(&closed)));
         let shared = Arc::clone(self);
-        let started = self.spawn("accept", server::ACCEPT_STACK, None, move || {
-            server::accept_loop(shared, listener, closed)
-        });
+        let flag = Arc::clone(&closed);
+        let started = self
+            .spawn("timer", TIMER_STACK, None, move || {
+                notify::timer_loop(shared, flag)
+            })
+            .and_then(|_| {
+                let shared = Arc::clone(self);
+                let flag = Arc::clone(&closed);
+                self.spawn("accept", server::ACCEPT_STACK, None, move || {
+                    server::accept_loop(shared, listener, flag)
+                })
+            });
         if started.is_err() {
+            closed.store(true, Ordering::SeqCst);
             self.update(|st| st.listening = None);
         }
         started
     }
 }
+
+/// The timer thread formats faults into JSON, nothing deeper.
+const TIMER_STACK: usize = 128 * 1024;
 
 /// Keeps `live_threads` and the socket table right however a thread ends.
 struct LiveGuard {
@@ -284,6 +377,8 @@ impl SimCluster {
                 listening: None,
                 stopped: false,
                 sessions: SessionTable::default(),
+                subs: SubscriptionTable::default(),
+                recent_events: std::collections::VecDeque::new(),
                 conns: HashMap::new(),
                 stats: SimStats::default(),
                 live_threads: 0,
@@ -337,7 +432,7 @@ impl SimCluster {
         });
     }
 
-    /// Closes every open socket of this cluster now; sessions survive.
+    /// Closes every open socket of this cluster now; sessions and subscriptions survive.
     pub fn drop_connections(&self) {
         self.shared.update(|st| {
             for sock in st.conns.values() {
@@ -353,52 +448,125 @@ impl SimCluster {
         });
     }
 
-    /// Forgets every session (later requests get 404) and ends their GET streams.
+    /// Forgets every session (later requests get 404) and ends their GET streams. Their
+    /// subscriptions stay until a fault cannot reach them or the session monitor runs.
     pub fn expire_sessions(&self) {
         self.shared.update(|st| st.forget_all_sessions());
     }
 
-    /// Sends one fault now to every subscribed session with an open GET stream. Returns
-    /// the faultId if at least one stream wrote it.
+    /// Starts one fault now: every live subscription gets it (faults mode: unless it had
+    /// this faultId within the dedup window; events mode: if its filters match), and a
+    /// subscription whose session has no GET stream attached is cancelled. Returns the
+    /// faultId if at least one stream wrote it.
     pub fn emit_fault(&self, severity: &str, fault_type: &str) -> Option<String> {
-        let (spec, targets) = self.shared.update(|st| {
-            let mut spec = FaultSpec::nth(
-                &self.shared.name,
-                st.fault_seq,
-                self.shared.settings.distinct_faults,
-            );
+        let sh = &self.shared;
+        let cluster = sh.cluster_field().to_string();
+        let spec = sh.update(|st| {
+            let seq = st.fault_seq;
             st.fault_seq += 1;
-            spec.severity = severity.to_string();
-            spec.fault_type = fault_type.to_string();
-            let targets = stream::subscribed_streams(st);
-            (spec, targets)
+            let base = FaultSpec::nth(&sh.name, &cluster, seq, sh.settings.distinct_faults);
+            FaultSpec::with_type(
+                &sh.name,
+                &cluster,
+                seq,
+                base.condition,
+                fault_type,
+                severity,
+            )
         });
-        let (ack_tx, ack_rx) = mpsc::channel();
-        let mut asked = 0;
-        for t in targets {
-            let event =
-                stream::notification_event(&self.shared.name, &t.subscription_id, t.mode, &spec);
-            let msg = StreamMsg::Emit {
-                event,
-                fault_id: (t.mode == faults::Mode::Faults).then(|| spec.fault_id.clone()),
-                subscription_error: false,
-                ack: Some(ack_tx.clone()),
-            };
-            if t.ctl.send(msg) {
-                asked += 1;
-            }
+        notify::deliver_fault(sh, &spec).then_some(spec.fault_id)
+    }
+
+    /// The live subscriptions, oldest first.
+    pub fn subscriptions(&self) -> Vec<SimSubscription> {
+        self.shared
+            .lock()
+            .subs
+            .iter()
+            .map(|s| SimSubscription {
+                id: s.id.clone(),
+                session: s.session.clone(),
+                mode: s.mode.as_str().to_string(),
+                degraded: s.degraded,
+            })
+            .collect()
+    }
+
+    /// Live subscriptions of session `session`.
+    pub fn subscription_count(&self, session: &str) -> usize {
+        self.shared.lock().subs.count_for(session)
+    }
+
+    /// Live subscriptions per session id.
+    pub fn subscription_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for s in self.shared.lock().subs.iter() {
+            *counts.entry(s.session.clone()).or_insert(0) += 1;
         }
-        drop(ack_tx);
-        let deadline = Instant::now() + EMIT_ACK_WAIT;
-        let mut delivered = false;
-        for _ in 0..asked {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ack_rx.recv_timeout(left) {
-                Ok(ok) => delivered |= ok,
-                Err(_) => break,
+        counts
+    }
+
+    /// Ids of the sessions the server has now.
+    pub fn sessions(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        st.sessions.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Cancels one subscription silently, as the server does when a delivery fails.
+    pub fn cancel_subscription(&self, id: &str) -> bool {
+        self.shared
+            .update(|st| st.cancel_subscription(id, Cancelled::Control))
+    }
+
+    /// Cancels every subscription silently; returns how many there were.
+    pub fn cancel_all_subscriptions(&self) -> usize {
+        self.shared.update(|st| {
+            let ids: Vec<String> = st.subs.iter().map(|s| s.id.clone()).collect();
+            ids.iter()
+                .filter(|id| st.cancel_subscription(id, Cancelled::Control))
+                .count()
+        })
+    }
+
+    /// Marks a subscription degraded and sends its `kubernetes/subscription_error`
+    /// notification (level `warning`), as the fork does when a watch gives up.
+    pub fn degrade_subscription(&self, id: &str) -> bool {
+        let cluster = self.shared.cluster_field().to_string();
+        self.shared.update(|st| notify::degrade(st, &cluster, id))
+    }
+
+    /// Cuts the GET stream of session `session` (socket shut, no terminating chunk); the
+    /// session and its subscriptions stay. False if it had no stream.
+    pub fn cut_stream(&self, session: &str) -> bool {
+        self.shared.update(|st| st.cut_stream(session))
+    }
+
+    /// Sends one of the server's own errors (logger `kubernetes-mcp-server`, level
+    /// `error`, a string `data`) to every session with a GET stream that logs errors.
+    /// Returns how many streams it was queued on.
+    pub fn emit_server_error(&self, message: &str) -> usize {
+        self.shared.update(|st| {
+            let json = super::faults::log_notification(
+                "error",
+                "kubernetes-mcp-server",
+                serde_json::Value::String(message.to_string()),
+            )
+            .to_string();
+            let mut queued = 0;
+            for (_, s) in st.sessions.iter() {
+                if let (true, Some(link)) = (s.logs("error"), &s.stream) {
+                    let msg = StreamMsg::Emit {
+                        json: json.clone(),
+                        kind: Kind::ServerError,
+                        subscription: None,
+                        queued_at: Instant::now(),
+                        ack: None,
+                    };
+                    queued += usize::from(link.ctl.send(msg));
+                }
             }
-        }
-        delivered.then_some(spec.fault_id)
+            queued
+        })
     }
 
     /// Simulates the server process dying: listener, sockets and sessions all go.
@@ -438,8 +606,16 @@ impl SimCluster {
     }
 }
 
-/// How long `emit_fault` waits for streams to confirm the write.
-const EMIT_ACK_WAIT: Duration = Duration::from_secs(5);
+/// A live subscription as [`SimCluster::subscriptions`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimSubscription {
+    pub id: String,
+    /// The `Mcp-Session-Id` of the session that owns it.
+    pub session: String,
+    /// `faults` or `events`.
+    pub mode: String,
+    pub degraded: bool,
+}
 
 impl std::fmt::Debug for SimCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -46,35 +46,102 @@ impl Mode {
 /// One fault condition of a cluster, before it is addressed to a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FaultSpec {
+    /// `hex(SHA-256("cluster:faultType:uid:container")[..8])`, as the fork computes it.
     pub fault_id: String,
+    /// Position in the cluster's fault sequence (decides Normal/Warning in events mode).
+    pub seq: u64,
     /// Which of the cluster's `distinct` conditions this is.
     pub condition: u64,
     pub fault_type: String,
     pub severity: String,
+    /// Resource uid: stable per simulated cluster and condition.
+    pub uid: String,
+    /// Container name; empty for faults of a whole resource.
+    pub container: String,
 }
 
 impl FaultSpec {
-    /// The `seq`-th fault of `cluster`; with `distinct > 0` conditions repeat every
-    /// `distinct` faults, and a repeated condition carries the same faultId.
-    pub(crate) fn nth(cluster: &str, seq: u64, distinct: u64) -> FaultSpec {
+    /// The `seq`-th fault of the simulated cluster `name`, whose payloads name the cluster
+    /// `payload_cluster`. With `distinct > 0` conditions repeat every `distinct` faults, and
+    /// a repeated condition carries the same faultId.
+    pub(crate) fn nth(name: &str, payload_cluster: &str, seq: u64, distinct: u64) -> FaultSpec {
         let condition = if distinct == 0 { seq } else { seq % distinct };
+        let fault_type = FAULT_TYPES[(condition % FAULT_TYPES.len() as u64) as usize];
+        let severity = SEVERITIES[(condition % SEVERITIES.len() as u64) as usize];
+        FaultSpec::with_type(name, payload_cluster, seq, condition, fault_type, severity)
+    }
+
+    /// A fault of a chosen type and severity for condition `condition`.
+    pub(crate) fn with_type(
+        name: &str,
+        payload_cluster: &str,
+        seq: u64,
+        condition: u64,
+        fault_type: &str,
+        severity: &str,
+    ) -> FaultSpec {
+        let id = stable_hex(name, condition);
+        let more = stable_hex(name, condition ^ 0x5eed);
+        let uid = format!(
+            "{}-{}-{}-{}-{}",
+            &id[..8],
+            &id[8..12],
+            &id[12..16],
+            &more[..4],
+            &more[4..16]
+        );
+        let container = match fault_type {
+            "PodCrash" | "CrashLoop" => "api",
+            _ => "",
+        };
         FaultSpec {
-            fault_id: fault_id(cluster, condition),
+            fault_id: fault_id(payload_cluster, fault_type, &uid, container),
+            seq,
             condition,
-            fault_type: FAULT_TYPES[(condition % FAULT_TYPES.len() as u64) as usize].to_string(),
-            severity: SEVERITIES[(condition % SEVERITIES.len() as u64) as usize].to_string(),
+            fault_type: fault_type.to_string(),
+            severity: severity.to_string(),
+            uid,
+            container: container.to_string(),
+        }
+    }
+
+    /// Events mode: every third fault of the sequence (seq 2, 5, 8, ...) is reported as a
+    /// `Normal` event, the others as `Warning`, so that clients' type filters can be checked.
+    pub(crate) fn event_type(&self) -> &'static str {
+        if self.seq % 3 == 2 {
+            "Normal"
+        } else {
+            "Warning"
         }
     }
 }
 
-/// 16 lowercase hex digits, a stable hash (FNV-1a) of the cluster name and condition.
-pub(crate) fn fault_id(cluster: &str, condition: u64) -> String {
+/// The fork's faultId: hex of the first 8 bytes of SHA-256 over
+/// `"cluster:faultType:uid:container"`.
+pub(crate) fn fault_id(cluster: &str, fault_type: &str, uid: &str, container: &str) -> String {
+    let input = format!("{cluster}:{fault_type}:{uid}:{container}");
+    let digest = sha256(input.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 from the TLS library's crypto provider (no extra dependency).
+fn sha256(data: &[u8]) -> Vec<u8> {
+    let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    let hash = match suite {
+        rustls::SupportedCipherSuite::Tls13(s) => s.common.hash_provider,
+        rustls::SupportedCipherSuite::Tls12(s) => s.common.hash_provider,
+    };
+    hash.hash(data).as_ref().to_vec()
+}
+
+/// 16 lowercase hex digits, a stable hash (FNV-1a) of the cluster name and a number.
+pub(crate) fn stable_hex(cluster: &str, n: u64) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in cluster
         .as_bytes()
         .iter()
         .chain(b"/")
-        .chain(&condition.to_le_bytes())
+        .chain(&n.to_le_bytes())
     {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -87,24 +154,11 @@ struct Resource {
     kind: &'static str,
     name: String,
     namespace: Option<&'static str>,
-    uid: String,
     context: String,
 }
 
-fn resource_for(cluster: &str, spec: &FaultSpec) -> Resource {
-    let tag = &spec.fault_id[..5];
-    let uid = {
-        let id = &spec.fault_id;
-        let more = fault_id(cluster, spec.condition ^ 0x5eed);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &id[..8],
-            &id[8..12],
-            &id[12..16],
-            &more[..4],
-            &more[4..16]
-        )
-    };
+fn resource_for(spec: &FaultSpec) -> Resource {
+    let tag = &spec.uid[..5];
     let (api_version, kind, name, namespace, context) = match spec.fault_type.as_str() {
         "NodeUnhealthy" => (
             "v1",
@@ -147,24 +201,24 @@ fn resource_for(cluster: &str, spec: &FaultSpec) -> Resource {
         kind,
         name,
         namespace,
-        uid,
         context,
     }
 }
 
-/// The `data` of a `kubernetes/faults` notification.
+/// The `data` of a `kubernetes/faults` notification (the fork's
+/// `ResourceFaultNotification`; `resource.namespace` is absent for Nodes).
 pub(crate) fn fault_object(
     cluster: &str,
     subscription_id: &str,
     spec: &FaultSpec,
     now: SystemTime,
 ) -> Value {
-    let r = resource_for(cluster, spec);
+    let r = resource_for(spec);
     let mut resource = json!({
         "apiVersion": r.api_version,
         "kind": r.kind,
         "name": r.name,
-        "uid": r.uid,
+        "uid": spec.uid,
     });
     if let Some(ns) = r.namespace {
         resource["namespace"] = json!(ns);
@@ -181,41 +235,130 @@ pub(crate) fn fault_object(
     })
 }
 
-/// The `data` of a `kubernetes/events` notification: a Kubernetes Event, no faultId.
+/// The Kubernetes Event a fault shows up as in events mode (see [`FaultSpec::event_type`]).
+pub(crate) struct SimEvent {
+    pub api_version: &'static str,
+    pub event_type: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub namespace: Option<&'static str>,
+    pub kind: &'static str,
+    pub name: String,
+}
+
+pub(crate) fn event_for(spec: &FaultSpec) -> SimEvent {
+    let r = resource_for(spec);
+    let event_type = spec.event_type();
+    let (reason, message) = if event_type == "Normal" {
+        match r.kind {
+            "Node" => (
+                "NodeReady",
+                format!("Node {} status is now: NodeReady", r.name),
+            ),
+            "Deployment" => (
+                "ScalingReplicaSet",
+                format!("Scaled up replica set {}-5d8f to 2", r.name),
+            ),
+            "Job" => ("SuccessfulCreate", format!("Created pod: {}-x2k9p", r.name)),
+            _ => (
+                "Pulled",
+                "Container image \"registry.local/api:1.4\" already present on machine".to_string(),
+            ),
+        }
+    } else {
+        let reason = match spec.fault_type.as_str() {
+            "NodeUnhealthy" => "NodeNotReady",
+            "DeploymentFailure" => "ProgressDeadlineExceeded",
+            "JobFailure" => "BackoffLimitExceeded",
+            _ => "BackOff",
+        };
+        (reason, r.context)
+    };
+    SimEvent {
+        api_version: r.api_version,
+        event_type,
+        reason,
+        message,
+        namespace: r.namespace,
+        kind: r.kind,
+        name: r.name,
+    }
+}
+
+/// The `data` of a `kubernetes/events` notification: the fork's `EventNotification`, the
+/// event nested under `event`, no faultId. Empty `labels` and an empty involved-object
+/// namespace are left out, as the fork's `omitempty` does.
 pub(crate) fn event_object(
     cluster: &str,
     subscription_id: &str,
     spec: &FaultSpec,
     now: SystemTime,
 ) -> Value {
-    let r = resource_for(cluster, spec);
-    let reason = match spec.fault_type.as_str() {
-        "NodeUnhealthy" => "NodeNotReady",
-        "DeploymentFailure" => "ProgressDeadlineExceeded",
-        "JobFailure" => "BackoffLimitExceeded",
-        _ => "BackOff",
-    };
+    let r = resource_for(spec);
+    let e = event_for(spec);
     let ts = rfc3339(now);
+    let mut involved = json!({
+        "apiVersion": r.api_version,
+        "kind": e.kind,
+        "name": e.name,
+        "uid": spec.uid,
+    });
+    if let Some(ns) = e.namespace {
+        involved["namespace"] = json!(ns);
+    }
     json!({
         "subscriptionId": subscription_id,
         "cluster": cluster,
         "event": {
-            "type": if spec.severity == "info" { "Normal" } else { "Warning" },
-            "reason": reason,
-            "message": r.context,
-            "namespace": r.namespace.unwrap_or("default"),
-            "involvedObject": {
-                "apiVersion": r.api_version,
-                "kind": r.kind,
-                "name": r.name,
-                "namespace": r.namespace,
-                "uid": r.uid,
-            },
-            "count": spec.condition + 1,
+            "namespace": e.namespace.unwrap_or("default"),
+            "timestamp": ts,
+            "type": e.event_type,
+            "reason": e.reason,
+            "message": e.message,
+            "involvedObject": involved,
+            "count": 1,
             "firstTimestamp": ts,
             "lastTimestamp": ts,
         },
     })
+}
+
+/// `events_list`'s text for these events (oldest first), optionally of one namespace:
+/// the fork's `# The following events (YAML format) were found:` followed by a YAML list
+/// of `{InvolvedObject, Message, Namespace, Reason, Timestamp, Type}` (strings quoted), or
+/// `# No events found`.
+pub(crate) fn events_list_text<'a>(
+    events: impl Iterator<Item = &'a (FaultSpec, SystemTime)>,
+    namespace: Option<&str>,
+) -> String {
+    let q = |s: &str| Value::String(s.to_string()).to_string();
+    let mut yaml = String::new();
+    for (spec, at) in events {
+        let e = event_for(spec);
+        let ns = e.namespace.unwrap_or("default");
+        if namespace.is_some_and(|n| n != ns) {
+            continue;
+        }
+        // Go's time.String() of a UTC time: "2026-11-20 10:00:00 +0000 UTC".
+        let ts = rfc3339(*at).replace('T', " ").replace('Z', " +0000 UTC");
+        yaml.push_str(&format!(
+            "- InvolvedObject:\n    Kind: {}\n    Name: {}\n    apiVersion: {}\n  Message: {}\n  \
+             Namespace: {}\n  Reason: {}\n  Timestamp: {}\n  Type: {}\n",
+            q(e.kind),
+            q(&e.name),
+            q(e.api_version),
+            q(&e.message),
+            q(ns),
+            q(e.reason),
+            q(&ts),
+            q(e.event_type),
+        ));
+    }
+    if yaml.is_empty() {
+        "# No events found".to_string()
+    } else {
+        format!("# The following events (YAML format) were found:\n{yaml}")
+    }
 }
 
 /// A complete JSON-RPC `notifications/message`.
@@ -277,50 +420,57 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn fault_ids_are_sixteen_lowercase_hex() {
-        let id = fault_id("sim-000", 7);
-        assert_eq!(id.len(), 16);
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    fn fault_id_is_the_forks_sha256_prefix() {
+        // echo -n "sim-000:CrashLoop:abc:api" | sha256sum → 49680c6c9e6def18…
+        assert_eq!(
+            fault_id("sim-000", "CrashLoop", "abc", "api"),
+            "49680c6c9e6def18"
+        );
     }
 
     #[test]
     fn fault_ids_repeat_every_distinct_faults() {
-        let a = FaultSpec::nth("sim-001", 1, 3);
-        let b = FaultSpec::nth("sim-001", 4, 3);
-        let c = FaultSpec::nth("sim-001", 2, 3);
-        assert_eq!(a, b);
+        let a = FaultSpec::nth("sim-001", "sim-001", 1, 3);
+        let b = FaultSpec::nth("sim-001", "sim-001", 4, 3);
+        let c = FaultSpec::nth("sim-001", "sim-001", 2, 3);
+        assert_eq!((a.fault_id.clone(), a.uid.clone()), (b.fault_id, b.uid));
         assert_ne!(a.fault_id, c.fault_id);
     }
 
     #[test]
     fn zero_distinct_makes_every_fault_new() {
         let ids: std::collections::HashSet<String> = (0..1000)
-            .map(|n| FaultSpec::nth("sim-000", n, 0).fault_id)
+            .map(|n| FaultSpec::nth("sim-000", "sim-000", n, 0).fault_id)
             .collect();
         assert_eq!(ids.len(), 1000);
     }
 
     #[test]
-    fn fault_ids_differ_between_clusters() {
-        assert_ne!(fault_id("sim-000", 0), fault_id("sim-001", 0));
+    fn fault_ids_differ_between_clusters_even_with_an_empty_cluster_field() {
+        let a = FaultSpec::nth("sim-000", "", 0, 0);
+        let b = FaultSpec::nth("sim-001", "", 0, 0);
+        assert_ne!(a.fault_id, b.fault_id);
+        assert_ne!(
+            a.fault_id,
+            FaultSpec::nth("sim-000", "sim-000", 0, 0).fault_id
+        );
     }
 
     #[test]
     fn fault_types_and_severities_rotate() {
         let types: std::collections::HashSet<String> = (0..5)
-            .map(|n| FaultSpec::nth("c", n, 0).fault_type)
+            .map(|n| FaultSpec::nth("c", "c", n, 0).fault_type)
             .collect();
         assert_eq!(types.len(), 5);
-        let sev: std::collections::HashSet<String> =
-            (0..7).map(|n| FaultSpec::nth("c", n, 0).severity).collect();
+        let sev: std::collections::HashSet<String> = (0..7)
+            .map(|n| FaultSpec::nth("c", "c", n, 0).severity)
+            .collect();
         assert_eq!(sev.len(), 3);
     }
 
     #[test]
     fn fault_object_has_the_protocol_fields() {
-        let spec = FaultSpec::nth("sim-002", 1, 0);
+        let spec = FaultSpec::nth("sim-002", "sim-002", 1, 0);
         let v = fault_object("sim-002", "sub-1", &spec, UNIX_EPOCH);
         assert_eq!(v["cluster"], "sim-002");
         assert_eq!(v["subscriptionId"], "sub-1");
@@ -328,6 +478,11 @@ mod tests {
         assert_eq!(v["faultType"], "CrashLoop");
         assert_eq!(v["resource"]["kind"], "Pod");
         assert_eq!(v["resource"]["namespace"], "shop");
+        assert_eq!(v["resource"]["uid"], spec.uid.as_str());
+        assert_eq!(
+            v["faultId"],
+            fault_id("sim-002", "CrashLoop", &spec.uid, "api").as_str()
+        );
         assert!(v["context"]
             .as_str()
             .unwrap()
@@ -337,10 +492,58 @@ mod tests {
 
     #[test]
     fn node_faults_have_no_namespace() {
-        let spec = FaultSpec::nth("c", 2, 0);
+        let spec = FaultSpec::nth("c", "c", 2, 0);
         assert_eq!(spec.fault_type, "NodeUnhealthy");
         let v = fault_object("c", "s", &spec, UNIX_EPOCH);
         assert!(v["resource"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn events_are_nested_and_every_third_is_normal() {
+        let types: Vec<String> = (0..6)
+            .map(|n| {
+                let spec = FaultSpec::nth("c", "c", n, 0);
+                let v = event_object("c", "sub-1", &spec, UNIX_EPOCH);
+                assert_eq!(v["subscriptionId"], "sub-1");
+                assert!(v.get("type").is_none() && v.get("faultId").is_none());
+                let e = &v["event"];
+                assert_eq!(e["involvedObject"]["uid"], spec.uid.as_str());
+                assert!(e.get("labels").is_none());
+                e["type"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            ["Warning", "Warning", "Normal", "Warning", "Warning", "Normal"]
+        );
+        let crash = event_object("c", "s", &FaultSpec::nth("c", "c", 1, 0), UNIX_EPOCH);
+        assert_eq!(crash["event"]["reason"], "BackOff");
+        assert_eq!(crash["event"]["involvedObject"]["kind"], "Pod");
+    }
+
+    #[test]
+    fn events_list_is_yaml_under_the_forks_heading() {
+        assert_eq!(
+            events_list_text(std::iter::empty(), None),
+            "# No events found"
+        );
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_168_800);
+        let events = [
+            (FaultSpec::nth("c", "c", 1, 0), t),
+            (FaultSpec::nth("c", "c", 2, 0), t),
+        ];
+        let text = events_list_text(events.iter(), None);
+        assert!(
+            text.starts_with("# The following events (YAML format) were found:\n- InvolvedObject:\n    Kind: \"Pod\"\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Timestamp: \"2026-11-20 10:00:00 +0000 UTC\"\n"));
+        assert!(
+            text.contains("  Namespace: \"default\"\n  Reason: \"NodeReady\""),
+            "{text}"
+        );
+        let shop = events_list_text(events.iter(), Some("shop"));
+        assert_eq!(shop.matches("- InvolvedObject:").count(), 1);
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! JSON-RPC over `POST /mcp`: initialize, notifications, setLevel, ping, tools.
 
-use super::cluster::{Shared, State};
-use super::faults::{self, random_u64, Mode};
-use super::session::{level_rank, Subscription};
-use super::stream::StreamMsg;
+use super::cluster::{Cancelled, Shared, State};
+use super::faults::{self, Mode};
+use super::session::level_rank;
 use super::wire::{self, Request};
-use super::Behaviour;
+use super::{notify, Behaviour};
 use serde_json::{json, Map, Value};
 
-/// Protocol revisions the simulator speaks, newest first.
-pub(crate) const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-/// Answered when the client asks for a revision we do not know.
+/// Protocol revisions the simulator speaks, as go-sdk v1.2.0 lists them.
+pub(crate) const SUPPORTED_VERSIONS: [&str; 4] =
+    ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// Answered when the client asks for a revision we do not know (go-sdk v1.2.0's latest).
 const FALLBACK_VERSION: &str = "2025-06-18";
 
 const SUBSCRIBE_TOOL: &str = "events_subscribe";
-/// Optional `events_subscribe` arguments and whether each is a list of strings.
+const UNSUBSCRIBE_TOOL: &str = "events_unsubscribe";
+const LIST_SUBSCRIPTIONS_TOOL: &str = "events_list_subscriptions";
+const EVENTS_LIST_TOOL: &str = "events_list";
+/// The closing sentence of the fork's subscribe result.
+const SUBSCRIBED_FOOTER: &str =
+    "You will receive event notifications via the logging/message protocol.";
+/// `events_subscribe` filter arguments and whether each is a list of strings.
 const FILTERS: [(&str, bool); 7] = [
     ("namespaces", true),
     ("labelSelector", false),
@@ -75,25 +81,28 @@ enum Answer {
     Error(i64, String),
     Accepted,
     SessionNotFound,
+    /// Close the connection without answering (`subscribe-reply-lost`).
+    Lost,
 }
 
-/// Handles one POSTed JSON-RPC message and returns the complete HTTP response.
+/// Handles one POSTed JSON-RPC message and returns the complete HTTP response, or `None`
+/// when the connection is to be closed without one.
 pub(crate) fn handle_post(
     shared: &Shared,
     req: &Request,
     behaviour: Behaviour,
     close: bool,
-) -> Vec<u8> {
+) -> Option<Vec<u8>> {
     if nesting_exceeds(&req.body, MAX_NESTING) {
-        return rpc_failure(-32700, "parse error: nesting too deep", close);
+        return Some(rpc_failure(-32700, "parse error: nesting too deep", close));
     }
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
-        Err(e) => return rpc_failure(-32700, &format!("parse error: {e}"), close),
+        Err(e) => return Some(rpc_failure(-32700, &format!("parse error: {e}"), close)),
     };
     let msg = match classify(&body) {
         Ok(m) => m,
-        Err(why) => return rpc_failure(-32600, why, close),
+        Err(why) => return Some(rpc_failure(-32600, why, close)),
     };
     let stateless = behaviour == Behaviour::Stateless;
     if let Message::Request {
@@ -112,25 +121,34 @@ pub(crate) fn handle_post(
                 })
             });
         if stale {
-            return wire::text(404, "session not found", close);
+            return Some(wire::text(404, "session not found", close));
         }
-        return initialize(shared, id, params, stateless, close);
+        return Some(initialize(shared, id, params, stateless, close));
     }
     let session_id = if stateless {
         None
     } else {
         match req.header("mcp-session-id") {
             Some(s) => Some(s.to_string()),
-            None => return wire::text(400, "Bad Request: missing Mcp-Session-Id header", close),
+            None => {
+                return Some(wire::text(
+                    400,
+                    "Bad Request: missing Mcp-Session-Id header",
+                    close,
+                ))
+            }
         }
     };
     if let Some(v) = req.header("mcp-protocol-version") {
         if !SUPPORTED_VERSIONS.contains(&v) {
-            return wire::text(
+            return Some(wire::text(
                 400,
-                &format!("Bad Request: unsupported protocol version {v:?}"),
+                &format!(
+                    "Bad Request: Unsupported protocol version (supported versions: {})",
+                    SUPPORTED_VERSIONS.join(",")
+                ),
                 close,
-            );
+            ));
         }
     }
     let sid = session_id.as_deref();
@@ -150,7 +168,7 @@ pub(crate) fn handle_post(
             }
             Message::Response => Answer::Accepted,
             Message::Request { method, params, .. } => {
-                request(st, &shared.name, sid, method, params, behaviour)
+                request(st, shared, sid, method, params, behaviour)
             }
         }
     });
@@ -158,9 +176,10 @@ pub(crate) fn handle_post(
         Message::Request { id, .. } => id.clone(),
         _ => Value::Null,
     };
-    match answer {
+    Some(match answer {
         Answer::Accepted => wire::fixed(202, &[], "", b"", close),
         Answer::SessionNotFound => wire::text(404, "session not found", close),
+        Answer::Lost => return None,
         Answer::Result(result) => reply(
             shared,
             sid,
@@ -173,7 +192,7 @@ pub(crate) fn handle_post(
             &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
             close,
         ),
-    }
+    })
 }
 
 fn classify(v: &Value) -> Result<Message<'_>, &'static str> {
@@ -240,7 +259,7 @@ fn initialize(
 
 fn request(
     st: &mut State,
-    cluster: &str,
+    shared: &Shared,
     sid: Option<&str>,
     method: &str,
     params: &Value,
@@ -262,134 +281,255 @@ fn request(
             st.stats.set_level_calls += 1;
             if let Some(s) = sid.and_then(|id| st.sessions.get_mut(id)) {
                 s.level = Some(rank);
-                if let Some(link) = &s.stream {
-                    link.ctl.wake();
-                }
             }
             Answer::Result(json!({}))
         }
         "tools/list" => Answer::Result(tools_list(behaviour)),
         "tools/call" => {
             let name = params.get("name").and_then(Value::as_str).unwrap_or("");
-            if name != SUBSCRIBE_TOOL || behaviour == Behaviour::RefuseTool {
+            if !tool_exists(name, behaviour) {
+                // go-sdk's answer to a tool the server does not have.
                 return Answer::Error(-32602, format!("unknown tool {name:?}"));
             }
             let empty = Value::Object(Map::new());
             let args = params
                 .get("arguments")
-                .filter(|a| !a.is_null())
+                .filter(|a| a.is_object())
                 .unwrap_or(&empty);
-            subscribe(st, cluster, sid, args, behaviour)
+            match name {
+                SUBSCRIBE_TOOL => subscribe(st, shared, sid, args, behaviour),
+                UNSUBSCRIBE_TOOL => unsubscribe(st, sid, args),
+                LIST_SUBSCRIPTIONS_TOOL => list_subscriptions(st, shared.cluster_field(), sid),
+                EVENTS_LIST_TOOL => {
+                    let ns = args.get("namespace").and_then(Value::as_str);
+                    let ns = ns.filter(|n| !n.is_empty());
+                    tool_text(faults::events_list_text(st.recent_events.iter(), ns))
+                }
+                _ => tool_text("No resources found".to_string()),
+            }
         }
         _ => Answer::Error(-32601, format!("method not found: {method}")),
     }
 }
 
+fn tool_exists(name: &str, behaviour: Behaviour) -> bool {
+    match name {
+        "pods_list" | EVENTS_LIST_TOOL => true,
+        SUBSCRIBE_TOOL | UNSUBSCRIBE_TOOL => behaviour != Behaviour::RefuseTool,
+        LIST_SUBSCRIPTIONS_TOOL => {
+            !matches!(behaviour, Behaviour::RefuseTool | Behaviour::NoListTool)
+        }
+        _ => false,
+    }
+}
+
+fn tool_text(text: String) -> Answer {
+    Answer::Result(json!({"content": [{"type": "text", "text": text}]}))
+}
+
+/// An `isError` result carrying the error's text, as the fork's `NewTextResult` builds it.
 fn tool_error(text: String) -> Answer {
     Answer::Result(json!({"content": [{"type": "text", "text": text}], "isError": true}))
 }
 
+/// Go's `json.MarshalIndent(v, "", "  ")` of a map: keys sorted (serde_json's maps are
+/// sorted too), two-space indent, and `<`, `>`, `&` escaped as Go escapes them.
+pub(crate) fn go_indent(v: &Value) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".to_string());
+    text.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 fn subscribe(
     st: &mut State,
-    cluster: &str,
+    shared: &Shared,
     sid: Option<&str>,
     args: &Value,
     behaviour: Behaviour,
 ) -> Answer {
-    let Some(args) = args.as_object() else {
-        return tool_error("invalid arguments: expected an object".to_string());
+    let Some(sid) = sid else {
+        return tool_error(
+            "event subscriptions require an HTTP/SSE transport. Start the server with --port and connect via HTTP"
+                .to_string(),
+        );
     };
-    let mode = match args.get("mode") {
-        None | Some(Value::Null) => Mode::Events,
-        Some(Value::String(m)) if m == "faults" => Mode::Faults,
-        Some(Value::String(m)) if m == "events" => Mode::Events,
-        Some(other) => {
-            return tool_error(format!(
-                "invalid mode {other}: must be \"events\" or \"faults\""
-            ))
-        }
+    // The fork reads `mode` only when it is a non-empty string; anything else is "events".
+    let mode = match args.get("mode").and_then(Value::as_str) {
+        None | Some("") | Some("events") => Some(Mode::Events),
+        Some("faults") => Some(Mode::Faults),
+        Some(_) => None,
     };
+    // Filters of the wrong JSON type are ignored, as the fork's `ParseFiltersFromMap` does.
     let mut filters = Map::new();
     for (key, is_list) in FILTERS {
-        let Some(v) = args.get(key).filter(|v| !v.is_null()) else {
+        let Some(v) = args.get(key) else {
             continue;
         };
-        let ok = if is_list {
-            v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        let value = if is_list {
+            let items: Vec<Value> = v
+                .as_array()
+                .map(|a| a.iter().filter(|x| x.is_string()).cloned().collect())
+                .unwrap_or_default();
+            (!items.is_empty()).then_some(Value::Array(items))
         } else {
-            v.is_string()
+            v.as_str().filter(|s| !s.is_empty()).map(|s| json!(s))
         };
-        if !ok {
-            let want = if is_list {
-                "a list of strings"
-            } else {
-                "a string"
-            };
-            return tool_error(format!("invalid {key}: must be {want}"));
+        if let Some(value) = value {
+            filters.insert(key.to_string(), value);
         }
-        filters.insert(key.to_string(), v.clone());
     }
-    let subscription_id = format!("sub-{:012x}", random_u64() & 0xffff_ffff_ffff);
-    let text = json!({
-        "subscriptionId": subscription_id,
+    let refuse = |st: &mut State, text: String| {
+        st.stats.subscribes_refused += 1;
+        tool_error(text)
+    };
+    let type_filter = filters.get("type").and_then(Value::as_str);
+    if type_filter.is_some_and(|t| t != "Normal" && t != "Warning") {
+        return refuse(
+            st,
+            "invalid subscription filters: invalid type: must be 'Normal', 'Warning', or empty"
+                .to_string(),
+        );
+    }
+    if mode == Some(Mode::Faults) && type_filter == Some("Normal") {
+        return refuse(
+            st,
+            "invalid subscription filters: faults mode cannot filter for Normal events".to_string(),
+        );
+    }
+    let Some(mode) = mode else {
+        return refuse(
+            st,
+            "failed to create subscription: invalid mode: must be 'events' or 'faults'".to_string(),
+        );
+    };
+    let settings = &shared.settings;
+    let cluster = shared.cluster_field();
+    let created = st.subs.create(
+        sid,
+        mode,
+        filters,
+        settings.max_subscriptions_per_session,
+        settings.max_subscriptions,
+    );
+    let sub = match created {
+        Ok(sub) => sub,
+        Err(why) => return refuse(st, format!("failed to create subscription: {why}")),
+    };
+    let info = json!({
+        "subscriptionId": sub.id,
         "cluster": cluster,
-        "mode": mode.as_str(),
-        "filters": filters,
-        "createdAt": faults::rfc3339(std::time::SystemTime::now()),
+        "mode": sub.mode.as_str(),
+        "filters": sub.filters,
+        "createdAt": faults::rfc3339(sub.created_at),
         "status": "active",
-    })
-    .to_string();
+    });
+    let sub_id = sub.id.clone();
     st.stats.subscribes += 1;
-    if let Some(s) = sid.and_then(|id| st.sessions.get_mut(id)) {
-        s.subscription = Some(Subscription {
-            id: subscription_id.clone(),
-            mode,
-        });
-        if let Some(link) = &s.stream {
-            if behaviour == Behaviour::SubscriptionError && s.logs("error") {
-                let data = json!({
-                    "subscriptionId": subscription_id,
-                    "cluster": cluster,
-                    "error": "watch failed: the server has asked for the client to provide credentials",
-                    "degraded": true,
-                });
-                let msg = faults::log_notification("error", "kubernetes/subscription_error", data);
-                link.ctl.send(StreamMsg::Emit {
-                    event: wire::sse_event(None, &msg.to_string()),
-                    fault_id: None,
-                    subscription_error: true,
-                    ack: None,
-                });
-            }
-            link.ctl.wake();
-        }
+    st.stats.subscriptions_active = st.subs.len() as u64;
+    if behaviour == Behaviour::SubscriptionError {
+        notify::degrade(st, cluster, &sub_id);
     }
-    Answer::Result(json!({"content": [{"type": "text", "text": text}]}))
+    if behaviour == Behaviour::SubscribeReplyLost {
+        st.stats.replies_dropped += 1;
+        return Answer::Lost;
+    }
+    tool_text(format!(
+        "# Event Subscription Created\n\n{}\n\n{SUBSCRIBED_FOOTER}",
+        go_indent(&info)
+    ))
+}
+
+fn unsubscribe(st: &mut State, sid: Option<&str>, args: &Value) -> Answer {
+    let Some(sid) = sid else {
+        return tool_error("event subscriptions require an HTTP/SSE transport".to_string());
+    };
+    let Some(id) = args
+        .get("subscriptionId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return tool_error("subscriptionId is required".to_string());
+    };
+    // Another session's subscription is "not found" too: the fork enforces ownership.
+    let owned = st.subs.get(id).is_some_and(|s| s.session == sid);
+    if !owned || !st.cancel_subscription(id, Cancelled::Unsubscribed) {
+        return tool_error("failed to cancel subscription: subscription not found".to_string());
+    }
+    let info = json!({"subscriptionId": id, "cancelled": true, "status": "success"});
+    tool_text(format!("# Subscription Cancelled\n\n{}", go_indent(&info)))
+}
+
+fn list_subscriptions(st: &mut State, cluster: &str, sid: Option<&str>) -> Answer {
+    let Some(sid) = sid else {
+        return tool_error("event subscriptions require an HTTP/SSE transport".to_string());
+    };
+    st.stats.list_subscriptions_calls += 1;
+    let subs: Vec<Value> = st
+        .subs
+        .iter()
+        .filter(|s| s.session == sid)
+        .map(|s| {
+            json!({
+                "subscriptionId": s.id,
+                "cluster": cluster,
+                "mode": s.mode.as_str(),
+                "filters": s.filters,
+                "createdAt": faults::rfc3339(s.created_at),
+                "degraded": s.degraded,
+            })
+        })
+        .collect();
+    let info = json!({"total": subs.len(), "subscriptions": subs});
+    tool_text(format!("# Active Subscriptions\n\n{}", go_indent(&info)))
 }
 
 fn tools_list(behaviour: Behaviour) -> Value {
-    let mut tools = vec![json!({
-        "name": "pods_list",
-        "description": "List all the Kubernetes pods in the current cluster",
-        "inputSchema": {"type": "object", "properties": {}},
-    })];
-    if behaviour != Behaviour::RefuseTool {
+    let mut tools = vec![
+        json!({
+            "name": "pods_list",
+            "description": "List all the Kubernetes pods in the current cluster",
+            "inputSchema": {"type": "object", "properties": {}},
+        }),
+        json!({
+            "name": EVENTS_LIST_TOOL,
+            "description": "List all the Kubernetes events in the current cluster from all namespaces",
+            "inputSchema": {"type": "object", "properties": {"namespace": {"type": "string"}}},
+        }),
+    ];
+    if tool_exists(SUBSCRIBE_TOOL, behaviour) {
         tools.push(json!({
             "name": SUBSCRIBE_TOOL,
-            "description": "Subscribe to Kubernetes events or detected faults; they arrive as logging notifications",
+            "description": "Subscribe to Kubernetes event notifications in real-time. Requires HTTP/SSE transport (start server with --port). Client must call logging/setLevel before receiving notifications.",
             "inputSchema": {
                 "type": "object",
                 "properties": {
-                    "mode": {"type": "string", "enum": ["events", "faults"]},
+                    "mode": {"type": "string", "enum": ["events", "faults"], "default": "events"},
                     "namespaces": {"type": "array", "items": {"type": "string"}},
                     "labelSelector": {"type": "string"},
                     "involvedKind": {"type": "string"},
                     "involvedName": {"type": "string"},
                     "involvedNamespace": {"type": "string"},
-                    "type": {"type": "string"},
+                    "type": {"type": "string", "enum": ["Normal", "Warning"]},
                     "reason": {"type": "string"},
                 },
             },
+        }));
+        tools.push(json!({
+            "name": UNSUBSCRIBE_TOOL,
+            "description": "Unsubscribe from event notifications by subscription ID",
+            "inputSchema": {
+                "type": "object",
+                "required": ["subscriptionId"],
+                "properties": {"subscriptionId": {"type": "string"}},
+            },
+        }));
+    }
+    if tool_exists(LIST_SUBSCRIPTIONS_TOOL, behaviour) {
+        tools.push(json!({
+            "name": LIST_SUBSCRIPTIONS_TOOL,
+            "description": "List active event subscriptions for the current session",
+            "inputSchema": {"type": "object"},
         }));
     }
     json!({"tools": tools})
@@ -526,7 +666,7 @@ mod wire_tests {
     }
 
     #[test]
-    fn subscribe_result_text_is_the_subscription() {
+    fn subscribe_result_is_markdown_around_two_space_indented_json() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
@@ -534,14 +674,24 @@ mod wire_tests {
             "tools/call",
             json!({"name": "events_subscribe", "arguments": {"mode": "faults", "namespaces": ["shop"]}}),
         );
-        let text = v["result"]["content"][0]["text"].as_str().unwrap();
-        let sub: serde_json::Value = serde_json::from_str(text).unwrap();
-        assert!(sub["subscriptionId"].as_str().unwrap().starts_with("sub-"));
+        let sub = crate::sim::testkit::markdown_json(&v);
+        let id = sub["subscriptionId"].as_str().unwrap();
+        assert!(id.starts_with("sub-") && id.len() == 12, "{id}");
         assert_eq!(sub["cluster"], c.name());
         assert_eq!(sub["mode"], "faults");
         assert_eq!(sub["filters"]["namespaces"], json!(["shop"]));
         assert_eq!(sub["status"], "active");
-        assert!(sub["createdAt"].as_str().unwrap().ends_with('Z'));
+        let created = sub["createdAt"].as_str().unwrap();
+        assert!(created.ends_with('Z'));
+        // The exact text, keys sorted as Go marshals a map.
+        let expected = format!(
+            "# Event Subscription Created\n\n{{\n  \"cluster\": \"{}\",\n  \"createdAt\": \"{created}\",\n  \
+             \"filters\": {{\n    \"namespaces\": [\n      \"shop\"\n    ]\n  }},\n  \"mode\": \"faults\",\n  \
+             \"status\": \"active\",\n  \"subscriptionId\": \"{id}\"\n}}\n\n\
+             You will receive event notifications via the logging/message protocol.",
+            c.name()
+        );
+        assert_eq!(crate::sim::testkit::tool_text(&v), expected);
         assert_eq!(c.stats().subscribes, 1);
         sim.stop();
     }

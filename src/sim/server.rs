@@ -74,8 +74,16 @@ fn admit(shared: &Arc<Shared>, sock: TcpStream, closed: &AtomicBool) {
 }
 
 enum Routed {
-    Reply { bytes: Vec<u8>, close: bool },
-    Stream(OpenStream),
+    Reply {
+        bytes: Vec<u8>,
+        close: bool,
+    },
+    Stream {
+        open: OpenStream,
+        close: bool,
+    },
+    /// Close the connection without answering.
+    Drop,
 }
 
 fn serve_connection(shared: &Arc<Shared>, sock: TcpStream, conn_id: u64) {
@@ -118,24 +126,33 @@ fn serve_connection(shared: &Arc<Shared>, sock: TcpStream, conn_id: u64) {
             _ => {}
         }
         match route(shared, &req, conn_id) {
-            Routed::Reply { bytes, close } => {
-                if t.write_all(&bytes).is_err() || close {
+            Routed::Reply { bytes, close: true } => {
+                // Reply and FIN leave together, as a server closing after a reply may.
+                let _ = t.write_and_finish(&bytes);
+                break;
+            }
+            Routed::Reply {
+                bytes,
+                close: false,
+            } => {
+                if t.write_all(&bytes).is_err() {
                     break;
                 }
             }
-            Routed::Stream(open) => {
+            Routed::Stream { open, close } => {
                 // A stream lives for hours; give its read buffers back first.
                 drop(std::mem::take(&mut reader));
-                stream::serve(shared, &t, conn_id, open);
+                stream::serve(shared, &t, conn_id, open, close);
                 break;
             }
+            Routed::Drop => break,
         }
     }
     t.close();
 }
 
 fn route(shared: &Shared, req: &Request, conn_id: u64) -> Routed {
-    let close = req.wants_close();
+    let close = req.wants_close() || shared.behaviour() == Behaviour::ConnectionClose;
     let reply = |bytes: Vec<u8>| Routed::Reply { bytes, close };
     if let Err((status, why)) = check_host(req) {
         return Routed::Reply {
@@ -167,10 +184,13 @@ fn route(shared: &Shared, req: &Request, conn_id: u64) -> Routed {
         }
     }
     match method {
-        "POST" => reply(mcp::handle_post(shared, req, behaviour, close)),
+        "POST" => match mcp::handle_post(shared, req, behaviour, close) {
+            Some(bytes) => reply(bytes),
+            None => Routed::Drop,
+        },
         "GET" | "DELETE" if stateless => reply(method_not_allowed("POST", close)),
         "GET" => match stream::open(shared, req, conn_id, close) {
-            Ok(open) => Routed::Stream(open),
+            Ok(open) => Routed::Stream { open, close },
             Err(bytes) => reply(bytes),
         },
         "DELETE" => reply(delete(shared, req, close)),
@@ -180,7 +200,11 @@ fn route(shared: &Shared, req: &Request, conn_id: u64) -> Routed {
 
 fn delete(shared: &Shared, req: &Request, close: bool) -> Vec<u8> {
     let Some(sid) = req.header("mcp-session-id") else {
-        return wire::text(400, "Bad Request: missing Mcp-Session-Id header", close);
+        return wire::text(
+            400,
+            "Bad Request: DELETE requires an Mcp-Session-Id header",
+            close,
+        );
     };
     let forgotten = shared.update(|st| {
         let found = st.forget_session(sid).is_some();

@@ -1,12 +1,14 @@
 //! The MCP session table of one simulated server process.
 
-use super::faults::{random_u64, Mode};
+use super::faults::random_u64;
 use super::stream::StreamCtl;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Sessions kept per cluster; beyond this the oldest is forgotten, so a client that
-/// initializes in a loop cannot grow the table without bound.
+/// Sessions kept per cluster. The fork's sessions never expire; this bound is the
+/// simulator's own safety limit (the oldest session is forgotten, as if it had been
+/// deleted), so that a client that initializes in a loop cannot grow the table without
+/// bound.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
 
 /// Log levels in increasing severity, as MCP (syslog) orders them.
@@ -25,11 +27,6 @@ pub(crate) fn level_rank(level: &str) -> Option<usize> {
     LEVELS.iter().position(|l| *l == level)
 }
 
-pub(crate) struct Subscription {
-    pub id: String,
-    pub mode: Mode,
-}
-
 /// The GET stream attached to a session, owned by the thread of connection `conn_id`.
 pub(crate) struct StreamLink {
     pub conn_id: u64,
@@ -40,7 +37,6 @@ pub(crate) struct Session {
     /// Rank of the level set with `logging/setLevel`; until then nothing is logged to the
     /// session, as the Go server does.
     pub level: Option<usize>,
-    pub subscription: Option<Subscription>,
     pub stream: Option<StreamLink>,
     created_seq: u64,
 }
@@ -80,7 +76,6 @@ impl SessionTable {
             id.clone(),
             Session {
                 level: None,
-                subscription: None,
                 stream: None,
                 created_seq: self.next_seq,
             },

@@ -1,39 +1,56 @@
-//! The GET event stream of one session: opening it (with the real server's 400/404/409
+//! The GET event stream of one session: opening it (with the real server's 400/404/405/409
 //! answers), the thread that writes it, and the thread that notices the peer leaving.
 
-use super::cluster::{Shared, State};
-use super::faults::{self, FaultSpec, Mode};
+use super::cluster::{Cancelled, Shared};
+use super::faults;
 use super::session::StreamLink;
 use super::transport::Transport;
 use super::wire::{self, Request};
 use super::Behaviour;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Messages queued per stream before `emit_fault` starts dropping.
+/// Messages queued per stream; a full queue counts as a write that would block.
 const QUEUE: usize = 64;
 /// How long a second GET waits for a just-closed first stream to be noticed before 409.
 const REPLACE_GRACE: Duration = Duration::from_millis(100);
 /// Stack of the thread that only waits for the peer's EOF.
 pub(crate) const WATCH_STACK: usize = 64 * 1024;
+/// A GET socket's write timeout: how often a blocked write looks at the clock and flags.
+const WRITE_POLL: Duration = Duration::from_millis(100);
+
+/// What a queued notification is, for the counters.
+pub(crate) enum Kind {
+    /// A fault or event; faultId in faults mode.
+    Notification {
+        fault_id: Option<String>,
+    },
+    SubscriptionError,
+    ServerError,
+}
 
 pub(crate) enum StreamMsg {
-    /// Write this SSE event (unless the cluster stalls) and acknowledge the outcome.
+    /// Write this JSON-RPC message as one SSE event (unless the cluster stalls) and
+    /// acknowledge whether it was written.
     Emit {
-        event: Vec<u8>,
-        fault_id: Option<String>,
-        subscription_error: bool,
+        json: String,
+        kind: Kind,
+        /// The subscription it is for: cancelled if the write fails or blocks too long.
+        subscription: Option<String>,
+        queued_at: Instant,
         ack: Option<mpsc::Sender<bool>>,
     },
-    /// Re-read the cluster state (behaviour, subscription, level, flags).
+    /// Re-read the cluster state (behaviour, flags).
     Wake,
 }
 
 /// What other threads use to reach a stream's writer thread.
 pub(crate) struct StreamCtl {
     end: AtomicBool,
+    cut: AtomicBool,
     peer_closed: AtomicBool,
     tx: SyncSender<StreamMsg>,
 }
@@ -42,6 +59,13 @@ impl StreamCtl {
     /// Ask the writer to finish the body (terminating chunk) and close.
     pub(crate) fn end(&self) {
         self.end.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Ask the writer to stop at once without finishing the body (the socket is shut by
+    /// whoever cuts).
+    pub(crate) fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
         self.wake();
     }
 
@@ -58,6 +82,7 @@ impl StreamCtl {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let ctl = StreamCtl {
             end: AtomicBool::new(false),
+            cut: AtomicBool::new(false),
             peer_closed: AtomicBool::new(false),
             tx,
         };
@@ -68,6 +93,12 @@ impl StreamCtl {
         self.peer_closed.store(true, Ordering::SeqCst);
         self.wake();
     }
+
+    fn stopping(&self) -> bool {
+        self.end.load(Ordering::SeqCst)
+            || self.cut.load(Ordering::SeqCst)
+            || self.peer_closed.load(Ordering::SeqCst)
+    }
 }
 
 /// A stream that has been attached to its session and may now be written.
@@ -77,23 +108,32 @@ pub(crate) struct OpenStream {
     rx: Receiver<StreamMsg>,
 }
 
-/// Handles `GET /mcp`: attaches a stream to the session or says why not.
+/// Handles `GET /mcp`: attaches a stream to the session or says why not, in go-sdk's
+/// order (session, then `Last-Event-ID`, then a conflicting stream).
 pub(crate) fn open(
     shared: &Shared,
     req: &Request,
     conn_id: u64,
     close: bool,
 ) -> Result<OpenStream, Vec<u8>> {
-    if req.header("last-event-id").is_some() {
+    let Some(session_id) = req
+        .header("mcp-session-id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
+        return Err(wire::text(405, "GET requires an active session", close));
+    };
+    if !shared.lock().sessions.contains(&session_id) {
+        shared.update(|st| st.stats.requests_404 += 1);
+        return Err(wire::text(404, "session not found", close));
+    }
+    if let Some(eid) = req.header("last-event-id") {
+        if !valid_event_id(eid) {
+            let why = format!("malformed Last-Event-ID {}", go_quote(eid));
+            return Err(wire::text(400, &why, close));
+        }
         return Err(wire::text(400, "stream replay unsupported", close));
     }
-    let Some(session_id) = req.header("mcp-session-id").map(str::to_string) else {
-        return Err(wire::text(
-            400,
-            "GET requires an Mcp-Session-Id header",
-            close,
-        ));
-    };
     let (ctl, rx) = StreamCtl::new();
     // None: the session still has a stream when the grace period ends.
     let mut attached: Option<bool> = None;
@@ -130,7 +170,7 @@ pub(crate) fn open(
             shared.update(|st| st.stats.requests_409 += 1);
             Err(wire::text(
                 409,
-                "stream already open for this session",
+                "stream ID conflicts with ongoing stream",
                 close,
             ))
         }
@@ -139,27 +179,75 @@ pub(crate) fn open(
     result
 }
 
+/// go-sdk's event ids are `<stream>_<index>`; anything else is "malformed".
+fn valid_event_id(eid: &str) -> bool {
+    let parts: Vec<&str> = eid.split('_').collect();
+    parts.len() == 2 && parts[1].parse::<u32>().is_ok()
+}
+
+/// Go's `%q` for the printable ASCII the header can hold.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            c => out.push_str(&format!("\\x{:02x}", u32::from(c) & 0xff)),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Writes the stream until it ends, the peer leaves or the socket fails.
-pub(crate) fn serve(shared: &Arc<Shared>, t: &Arc<Transport>, conn_id: u64, open: OpenStream) {
+pub(crate) fn serve(
+    shared: &Arc<Shared>,
+    t: &Arc<Transport>,
+    conn_id: u64,
+    open: OpenStream,
+    close: bool,
+) {
     let OpenStream {
         session_id,
         ctl,
         rx,
     } = open;
-    let head = wire::head(
-        200,
-        &[
-            ("Content-Type", "text/event-stream"),
-            ("Cache-Control", "no-cache"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        false,
-    );
-    let primed = [head, wire::chunk(b": ok\n\n")].concat();
-    if t.write_all(&primed).is_ok() && start_watcher(shared, t, conn_id, &session_id, &ctl) {
-        write_until_done(shared, t, &session_id, &ctl, &rx);
+    let mut headers = vec![
+        ("Cache-Control", "no-cache, no-transform"),
+        ("Content-Type", "text/event-stream"),
+    ];
+    if !close {
+        headers.push(("Connection", "keep-alive"));
     }
-    shared.update(|st| st.detach_stream(&session_id, conn_id));
+    headers.push(("Transfer-Encoding", "chunked"));
+    // No priming comment: go-sdk v1.2.0 flushes the head and then says nothing.
+    let head = wire::head(200, &headers, close);
+    let _ = t.socket().set_write_timeout(Some(WRITE_POLL));
+    // Messages taken off the queue while a write was blocked.
+    let mut pending: VecDeque<StreamMsg> = VecDeque::new();
+    if t.write_all(&head).is_ok() && start_watcher(shared, t, conn_id, &session_id, &ctl) {
+        write_until_done(shared, t, conn_id, &session_id, &ctl, &rx, &mut pending);
+    }
+    shared.update(|st| {
+        st.detach_stream(&session_id, conn_id);
+        // What was queued for this stream can no longer be written: on the real server
+        // each of those writes fails and cancels its subscription.
+        pending.extend(rx.try_iter());
+        for msg in pending {
+            if let StreamMsg::Emit {
+                subscription, ack, ..
+            } = msg
+            {
+                if let Some(sub) = subscription {
+                    st.cancel_subscription(&sub, Cancelled::Undeliverable);
+                }
+                if let Some(a) = ack {
+                    let _ = a.send(false);
+                }
+            }
+        }
+    });
 }
 
 /// The peer never sends anything on a GET; a read returning is its EOF (or our close).
@@ -192,28 +280,86 @@ fn start_watcher(
     started.is_ok()
 }
 
+/// While a write is blocked, every other notification for the stream waits; each one that
+/// has waited longer than `limit` has failed (the fork gives each write 2 s), so its
+/// subscription is cancelled now rather than when the blocked write finishes.
+fn expire_waiting(
+    shared: &Shared,
+    rx: &Receiver<StreamMsg>,
+    pending: &mut VecDeque<StreamMsg>,
+    limit: Option<Duration>,
+) {
+    while let Ok(msg) = rx.try_recv() {
+        if matches!(msg, StreamMsg::Emit { .. }) {
+            pending.push_back(msg);
+        }
+    }
+    let Some(limit) = limit else {
+        return;
+    };
+    let now = Instant::now();
+    let expired = |m: &StreamMsg| matches!(m, StreamMsg::Emit { queued_at, .. } if now.duration_since(*queued_at) >= limit);
+    if !pending.iter().any(expired) {
+        return;
+    }
+    let (gone, kept): (VecDeque<StreamMsg>, VecDeque<StreamMsg>) =
+        pending.drain(..).partition(expired);
+    *pending = kept;
+    shared.update(|st| {
+        for msg in gone {
+            if let StreamMsg::Emit {
+                subscription, ack, ..
+            } = msg
+            {
+                if let Some(sub) = subscription {
+                    st.cancel_subscription(&sub, Cancelled::Undeliverable);
+                }
+                if let Some(a) = ack {
+                    let _ = a.send(false);
+                }
+            }
+        }
+    });
+}
+
+/// One SSE event as go-sdk writes it: `event: message`, an `id:` line only with
+/// `event-ids`, one `data:` line.
+fn sse_frame(json: &str, id: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 40);
+    out.extend_from_slice(b"event: message\n");
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    wire::chunk(&out)
+}
+
 fn write_until_done(
     shared: &Shared,
     t: &Transport,
+    conn_id: u64,
     session_id: &str,
     ctl: &StreamCtl,
     rx: &Receiver<StreamMsg>,
+    pending: &mut VecDeque<StreamMsg>,
 ) {
-    let mut schedule = Schedule::new(shared.settings.rate_per_sec, phase(&shared.name));
+    let limit = shared.settings.write_block_timeout;
+    // go-sdk numbers a GET's events from 0 (`_0`, `_1`, …) when it numbers them at all.
+    let mut next_index: u64 = 0;
+    let mut notifications_written: u32 = 0;
     loop {
-        if ctl.peer_closed.load(Ordering::SeqCst) {
+        if ctl.cut.load(Ordering::SeqCst) || ctl.peer_closed.load(Ordering::SeqCst) {
             return;
         }
         if ctl.end.load(Ordering::SeqCst) {
             let _ = t.write_all(wire::LAST_CHUNK);
             return;
         }
-        let (behaviour, active) = {
-            let st = shared.lock();
-            let active = rate_active(&st, session_id, shared.settings.faults_per_cluster);
-            (st.behaviour, active)
-        };
-        if behaviour == Behaviour::Garbage {
+        if shared.behaviour() == Behaviour::Garbage {
             let _ = t.write_all(
                 &[
                     wire::chunk(b"data: {not json\n\n").as_slice(),
@@ -223,147 +369,105 @@ fn write_until_done(
             );
             return;
         }
-        let msg = if behaviour != Behaviour::Stall && active && shared.settings.rate_per_sec > 0.0 {
-            let due = schedule.due(Instant::now());
-            rx.recv_timeout(due.saturating_duration_since(Instant::now()))
-        } else {
-            schedule.reset();
-            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        let msg = match pending.pop_front() {
+            Some(m) => m,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
         };
-        match msg {
-            Ok(StreamMsg::Wake) => {}
-            Ok(StreamMsg::Emit {
-                event,
-                fault_id,
-                subscription_error,
-                ack,
-            }) => {
-                let speaking = !matches!(shared.behaviour(), Behaviour::Stall | Behaviour::Garbage);
-                let written = speaking && t.write_all(&wire::chunk(&event)).is_ok();
-                if written {
+        let StreamMsg::Emit {
+            json,
+            kind,
+            subscription,
+            queued_at,
+            ack,
+        } = msg
+        else {
+            continue;
+        };
+        let behaviour = shared.behaviour();
+        let answer = |ok: bool| {
+            if let Some(a) = &ack {
+                let _ = a.send(ok);
+            }
+        };
+        if matches!(behaviour, Behaviour::Stall | Behaviour::Garbage) {
+            answer(false);
+            continue;
+        }
+        let too_slow = |at: Instant| limit.is_some_and(|l| at.duration_since(queued_at) >= l);
+        if too_slow(Instant::now()) {
+            // Waited behind a blocked write for longer than the limit: failed.
+            if let Some(sub) = &subscription {
+                shared.update(|st| st.cancel_subscription(sub, Cancelled::Undeliverable));
+            }
+            answer(false);
+            continue;
+        }
+        let id = (behaviour == Behaviour::EventIds).then(|| format!("_{next_index}"));
+        next_index += 1;
+        let frame = sse_frame(&json, id.as_deref());
+        let mut slow = false;
+        let written = t.write_all_patient(&frame, &mut || {
+            slow |= too_slow(Instant::now());
+            expire_waiting(shared, rx, pending, limit);
+            !ctl.stopping()
+        });
+        if written.is_err() {
+            // The fork cancels the subscription whose notification could not be written.
+            if let Some(sub) = &subscription {
+                shared.update(|st| st.cancel_subscription(sub, Cancelled::Undeliverable));
+            }
+            answer(false);
+            return;
+        }
+        let is_notification = matches!(kind, Kind::Notification { .. });
+        shared.update(|st| {
+            match kind {
+                Kind::Notification { fault_id } => {
+                    st.stats.faults_sent += 1;
+                    if let Some(id) = fault_id {
+                        st.record_fault_id(id);
+                    }
+                }
+                Kind::SubscriptionError => st.stats.subscription_errors_sent += 1,
+                Kind::ServerError => st.stats.server_errors_sent += 1,
+            }
+            if slow {
+                if let Some(sub) = &subscription {
+                    st.cancel_subscription(sub, Cancelled::Undeliverable);
+                }
+            }
+        });
+        answer(true);
+        if is_notification {
+            notifications_written += 1;
+            if let Behaviour::CutAfter(n) = shared.behaviour() {
+                if notifications_written >= n {
                     shared.update(|st| {
-                        if subscription_error {
-                            st.stats.subscription_errors_sent += 1;
-                        } else {
-                            st.stats.faults_sent += 1;
-                            if let Some(id) = fault_id {
-                                st.record_fault_id(id);
-                            }
+                        if st.sessions.detach_stream(session_id, conn_id) {
+                            st.stats.get_streams_open = st.stats.get_streams_open.saturating_sub(1);
                         }
+                        st.stats.streams_cut += 1;
                     });
-                }
-                if let Some(a) = ack {
-                    let _ = a.send(written);
-                }
-                if speaking && !written {
+                    let _ = t.socket().shutdown(std::net::Shutdown::Both);
                     return;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                schedule.fired(Instant::now());
-                if !emit_scheduled(shared, t, session_id) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
-}
-
-/// Whether rate-driven faults should flow to this session now.
-fn rate_active(st: &State, session_id: &str, limit: Option<u64>) -> bool {
-    let under_limit = limit.is_none_or(|l| st.rate_claims < l);
-    let Some(s) = st.sessions.get(session_id) else {
-        return false;
-    };
-    match &s.subscription {
-        Some(sub) => under_limit && s.logs(sub.mode.level_and_logger().0),
-        None => false,
-    }
-}
-
-/// Writes the next rate-driven fault; false if the socket failed.
-fn emit_scheduled(shared: &Shared, t: &Transport, session_id: &str) -> bool {
-    let limit = shared.settings.faults_per_cluster;
-    let claim = shared.update(|st| {
-        if !rate_active(st, session_id, limit) {
-            return None;
-        }
-        let sub = st.sessions.get(session_id)?.subscription.as_ref()?;
-        let (sub_id, mode) = (sub.id.clone(), sub.mode);
-        st.rate_claims += 1;
-        let seq = st.fault_seq;
-        st.fault_seq += 1;
-        Some((sub_id, mode, seq))
-    });
-    let Some((sub_id, mode, seq)) = claim else {
-        return true;
-    };
-    let spec = FaultSpec::nth(&shared.name, seq, shared.settings.distinct_faults);
-    let event = notification_event(&shared.name, &sub_id, mode, &spec);
-    let ok = t.write_all(&wire::chunk(&event)).is_ok();
-    shared.update(|st| {
-        if ok {
-            st.stats.faults_sent += 1;
-            if mode == Mode::Faults {
-                st.record_fault_id(spec.fault_id);
-            }
-        } else {
-            // Not delivered: let a later stream send it instead.
-            st.rate_claims -= 1;
-        }
-    });
-    ok
-}
-
-/// The SSE event (`data: …\n\n`) of one fault or event notification.
-pub(crate) fn notification_event(
-    cluster: &str,
-    subscription_id: &str,
-    mode: Mode,
-    spec: &FaultSpec,
-) -> Vec<u8> {
-    let now = std::time::SystemTime::now();
-    let data = match mode {
-        Mode::Faults => faults::fault_object(cluster, subscription_id, spec, now),
-        Mode::Events => faults::event_object(cluster, subscription_id, spec, now),
-    };
-    let (level, logger) = mode.level_and_logger();
-    let msg = faults::log_notification(level, logger, data);
-    wire::sse_event(None, &msg.to_string())
-}
-
-/// A subscribed session with an open stream that logs at its mode's level.
-pub(crate) struct Target {
-    pub subscription_id: String,
-    pub mode: Mode,
-    pub ctl: Arc<StreamCtl>,
-}
-
-pub(crate) fn subscribed_streams(st: &State) -> Vec<Target> {
-    st.sessions
-        .iter()
-        .filter_map(|(_, s)| {
-            let sub = s.subscription.as_ref()?;
-            let link = s.stream.as_ref()?;
-            s.logs(sub.mode.level_and_logger().0).then(|| Target {
-                subscription_id: sub.id.clone(),
-                mode: sub.mode,
-                ctl: Arc::clone(&link.ctl),
-            })
-        })
-        .collect()
 }
 
 /// Spreads clusters over the emission interval so a fleet does not emit in lock-step.
-fn phase(name: &str) -> f64 {
-    let h = faults::fault_id(name, u64::MAX);
+pub(crate) fn phase(name: &str) -> f64 {
+    let h = faults::stable_hex(name, u64::MAX);
     let n = u64::from_str_radix(&h[..4], 16).unwrap_or(0);
     n as f64 / 65_536.0
 }
 
 /// When the next rate-driven fault is due.
-struct Schedule {
+pub(crate) struct Schedule {
     interval: Duration,
     phase: f64,
     next: Option<Instant>,
@@ -373,7 +477,7 @@ struct Schedule {
 const MAX_LAG: Duration = Duration::from_secs(1);
 
 impl Schedule {
-    fn new(rate_per_sec: f64, phase: f64) -> Schedule {
+    pub(crate) fn new(rate_per_sec: f64, phase: f64) -> Schedule {
         let interval = if rate_per_sec > 0.0 {
             Duration::from_secs_f64((1.0 / rate_per_sec).clamp(1e-6, 86_400.0))
         } else {
@@ -386,20 +490,20 @@ impl Schedule {
         }
     }
 
-    fn due(&mut self, now: Instant) -> Instant {
+    pub(crate) fn due(&mut self, now: Instant) -> Instant {
         let first = now
             .checked_add(self.interval.mul_f64(self.phase))
             .unwrap_or(now);
         *self.next.get_or_insert(first)
     }
 
-    fn fired(&mut self, now: Instant) {
+    pub(crate) fn fired(&mut self, now: Instant) {
         let base = self.next.unwrap_or(now);
         let next = base.checked_add(self.interval).unwrap_or(now);
         self.next = Some(if next + MAX_LAG < now { now } else { next });
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = None;
     }
 }
@@ -449,16 +553,21 @@ mod tests {
     }
 
     #[test]
-    fn notification_event_is_one_sse_data_line() {
-        let spec = FaultSpec::nth("sim-000", 0, 0);
-        let ev = notification_event("sim-000", "sub-1", Mode::Faults, &spec);
-        let text = String::from_utf8(ev).unwrap();
-        assert!(text.starts_with("data: {") && text.ends_with("}\n\n"));
-        let v: serde_json::Value = serde_json::from_str(&text[6..text.len() - 2]).unwrap();
-        assert_eq!(v["method"], "notifications/message");
-        assert_eq!(v["params"]["logger"], "kubernetes/faults");
-        assert_eq!(v["params"]["level"], "warning");
-        assert_eq!(v["params"]["data"]["faultId"], spec.fault_id.as_str());
+    fn events_are_framed_as_go_sdk_writes_them() {
+        let plain = sse_frame("{}", None);
+        assert_eq!(plain, wire::chunk(b"event: message\ndata: {}\n\n"));
+        let with_id = sse_frame("{}", Some("_3"));
+        assert_eq!(
+            with_id,
+            wire::chunk(b"event: message\nid: _3\ndata: {}\n\n")
+        );
+    }
+
+    #[test]
+    fn only_go_sdk_shaped_event_ids_are_well_formed() {
+        assert!(valid_event_id("_0") && valid_event_id("abc_12"));
+        assert!(!valid_event_id("3") && !valid_event_id("a_b") && !valid_event_id("a_1_2"));
+        assert_eq!(go_quote("x\"y"), "\"x\\\"y\"");
     }
 }
 
@@ -467,6 +576,7 @@ mod wire_tests {
     use crate::sim::testkit::{quiet, start, Mcp, WAIT};
     use crate::sim::{Behaviour, SimOptions};
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn handshake_in_protocol_order_delivers_faults() {
@@ -491,11 +601,12 @@ mod wire_tests {
     }
 
     #[test]
-    fn rate_driven_faults_stop_at_the_limit_and_cycle_ids() {
+    fn rate_driven_faults_stop_at_the_limit_and_cycle_ids_without_a_dedup_window() {
         let sim = start(SimOptions {
             rate_per_sec: 200.0,
             faults_per_cluster: Some(4),
             distinct_faults: 2,
+            fault_dedup_window: Duration::ZERO,
             ..quiet(1)
         });
         let c = &sim.clusters()[0];
@@ -515,7 +626,27 @@ mod wire_tests {
     }
 
     #[test]
-    fn events_mode_sends_kubernetes_events_at_info() {
+    fn repeated_rate_driven_faults_are_withheld_within_the_dedup_window() {
+        let sim = start(SimOptions {
+            rate_per_sec: 200.0,
+            faults_per_cluster: Some(3),
+            distinct_faults: 2,
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        let (_m, mut stream) = Mcp::handshake(c, None, "faults");
+        let a = stream.next_fault()["faultId"].clone();
+        let b = stream.next_fault()["faultId"].clone();
+        assert_ne!(a, b);
+        // Every later fault repeats one of the two: withheld, and not counted as sent.
+        assert!(c.wait_for(|s| s.faults_deduplicated >= 4, WAIT));
+        let s = c.stats();
+        assert_eq!(s.faults_sent, 2);
+        assert!(s.faults_emitted >= 6, "{}", s.faults_emitted);
+        sim.stop();
+    }
+    #[test]
+    fn events_mode_sends_nested_kubernetes_events_at_info() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let (_m, mut stream) = Mcp::handshake(c, None, "events");
@@ -523,38 +654,60 @@ mod wire_tests {
         let m = stream.next_message();
         assert_eq!(m["params"]["logger"], "kubernetes/events");
         assert_eq!(m["params"]["level"], "info");
+        assert_eq!(m["params"]["data"]["cluster"], c.name());
         assert_eq!(m["params"]["data"]["event"]["reason"], "BackOff");
+        assert_eq!(m["params"]["data"]["event"]["type"], "Warning");
+        assert_eq!(
+            m["params"]["data"]["event"]["involvedObject"]["kind"],
+            "Pod"
+        );
         assert_eq!(c.stats().faults_sent, 1);
         assert!(c.stats().fault_ids_sent.is_empty());
         sim.stop();
     }
-
     #[test]
-    fn nothing_is_sent_before_set_level() {
+    fn nothing_is_sent_before_set_level_and_the_subscription_survives() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
         let mut stream = m.open_stream();
-        m.subscribe("faults");
+        m.subscribe_ok("faults");
         assert_eq!(c.emit_fault("critical", "PodCrash"), None);
+        assert_eq!(c.subscriptions().len(), 1);
         m.rpc("logging/setLevel", json!({"level": "warning"}));
         let id = c.emit_fault("critical", "PodCrash").expect("delivered");
         assert_eq!(stream.next_fault()["faultId"], id.as_str());
         sim.stop();
     }
-
     #[test]
-    fn notifications_without_an_open_stream_are_dropped() {
+    fn fault_with_no_stream_attached_cancels_the_subscription() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
+        let (_other, mut watching) = Mcp::handshake(c, None, "faults");
         let mut m = Mcp::initialize(c, None);
         m.rpc("logging/setLevel", json!({"level": "info"}));
-        m.subscribe("faults");
-        assert_eq!(c.emit_fault("critical", "PodCrash"), None);
-        assert_eq!(c.stats().faults_sent, 0);
+        m.subscribe_ok("faults");
+        assert_eq!(c.subscription_count(&m.session), 1);
+        let id = c
+            .emit_fault("critical", "PodCrash")
+            .expect("the other stream");
+        assert_eq!(c.subscription_count(&m.session), 0);
+        let s = c.stats();
+        assert_eq!(
+            (s.subscriptions_cancelled_undeliverable, s.faults_sent),
+            (1, 1)
+        );
+        // Silently: the other session only sees the fault itself.
+        assert_eq!(watching.next_fault()["faultId"], id.as_str());
+        let next = c.emit_fault("warning", "JobFailure").expect("delivered");
+        assert_eq!(watching.next_fault()["faultId"], next.as_str());
+        // The session itself is kept; a new GET and subscribe work again.
+        let mut stream = m.open_stream();
+        m.subscribe_ok("faults");
+        let id = c.emit_fault("critical", "CrashLoop").expect("delivered");
+        assert_eq!(stream.next_fault()["faultId"], id.as_str());
         sim.stop();
     }
-
     #[test]
     fn second_get_on_a_session_is_409() {
         let sim = start(quiet(1));
@@ -583,22 +736,37 @@ mod wire_tests {
     }
 
     #[test]
-    fn get_needs_session_accept_and_no_last_event_id() {
+    fn get_without_session_is_405_and_with_last_event_id_is_400() {
         let sim = start(quiet(1));
         let c = &sim.clusters()[0];
         let mut m = Mcp::initialize(c, None);
-        let (_, status) = m.get(&[("Last-Event-ID", "3")]);
-        assert_eq!(status, 400);
+        let r = m.get_response(&[("Last-Event-ID", "_3")]);
+        assert_eq!(
+            (r.status, r.text()),
+            (400, "stream replay unsupported\n".into())
+        );
+        let r = m.get_response(&[("Last-Event-ID", "3")]);
+        assert_eq!(
+            (r.status, r.text()),
+            (400, "malformed Last-Event-ID \"3\"\n".into())
+        );
         let mut raw = crate::sim::testkit::Client::connect(c, None);
         raw.send("GET", "/mcp", &[("Accept", "text/event-stream")], "");
-        assert_eq!(raw.response().status, 400);
+        let r = raw.response();
+        assert_eq!(
+            (r.status, r.text()),
+            (405, "GET requires an active session\n".into())
+        );
         raw.send("GET", "/mcp", &[("Mcp-Session-Id", &m.session)], "");
-        assert_eq!(raw.response().status, 400);
+        assert_eq!(
+            raw.response().status,
+            400,
+            "Accept must name text/event-stream"
+        );
         m.session = "unknown".into();
-        assert_eq!(m.get(&[]).1, 404);
+        assert_eq!(m.get(&[("Last-Event-ID", "_1")]).1, 404);
         sim.stop();
     }
-
     #[test]
     fn delete_ends_the_stream_and_forgets_the_session() {
         let sim = start(quiet(1));

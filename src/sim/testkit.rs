@@ -439,12 +439,43 @@ impl Mcp {
         (c, status)
     }
 
-    /// Opens the GET stream and checks the `: ok` priming comment.
+    /// Sends GET and reads a complete (error) response.
+    pub(crate) fn get_response(&self, extra: &[(&str, &str)]) -> Response {
+        let mut c = Client::connect_port(self.port, self.ca.as_deref());
+        let owned = self.headers();
+        let mut headers: Vec<(&str, &str)> = owned
+            .iter()
+            .filter(|(n, _)| *n != "Content-Type" && *n != "Accept")
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        headers.push(("Accept", "text/event-stream"));
+        headers.extend_from_slice(extra);
+        c.send("GET", "/mcp", &headers, "");
+        c.response()
+    }
+
+    /// Opens the GET stream (the fork sends only the head: no priming comment).
     pub(crate) fn open_stream(&self) -> Stream {
-        let (mut c, status) = self.get(&[]);
+        let (c, status) = self.get(&[]);
         assert_eq!(status, 200);
-        assert_eq!(c.chunk().as_deref(), Some(b": ok\n\n".as_slice()));
         Stream { client: c }
+    }
+
+    /// `tools/call` of `name`; returns the whole JSON-RPC reply.
+    pub(crate) fn call(&mut self, name: &str, arguments: Value) -> Value {
+        self.rpc("tools/call", json!({"name": name, "arguments": arguments}))
+    }
+
+    /// The subscription object of a successful subscribe (taken out of the Markdown).
+    pub(crate) fn subscribe_ok(&mut self, mode: &str) -> Value {
+        let v = self.subscribe(mode);
+        assert!(v["result"].get("isError").is_none(), "{v}");
+        markdown_json(&v)
+    }
+
+    /// `events_list_subscriptions`, its JSON taken out of the Markdown.
+    pub(crate) fn list_subscriptions(&mut self) -> Value {
+        markdown_json(&self.call("events_list_subscriptions", json!({})))
     }
 
     pub(crate) fn delete(&mut self) -> Response {
@@ -460,10 +491,24 @@ impl Mcp {
         assert_eq!(m.notify("notifications/initialized").status, 202);
         m.rpc("logging/setLevel", json!({"level": "info"}));
         let stream = m.open_stream();
-        let sub = m.subscribe(mode);
-        assert!(sub["result"].get("isError").is_none(), "{sub}");
+        m.subscribe_ok(mode);
         (m, stream)
     }
+}
+
+/// The text of a tool result.
+pub(crate) fn tool_text(reply: &Value) -> String {
+    reply["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text content in {reply}"))
+        .to_string()
+}
+
+/// The JSON object inside a Markdown tool result (first `{` to last `}`).
+pub(crate) fn markdown_json(reply: &Value) -> Value {
+    let text = tool_text(reply);
+    let (a, b) = (text.find('{').unwrap(), text.rfind('}').unwrap());
+    serde_json::from_str(&text[a..=b]).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 /// The client end of a GET event stream.
@@ -474,13 +519,18 @@ pub(crate) struct Stream {
 impl Stream {
     /// The next SSE event's data as JSON (events arrive one per chunk).
     pub(crate) fn next_message(&mut self) -> Value {
-        let chunk = self.client.chunk().expect("stream ended");
-        let text = String::from_utf8(chunk).unwrap();
+        let text = self.next_event();
         let data = text
             .lines()
             .find_map(|l| l.strip_prefix("data: "))
             .unwrap_or_else(|| panic!("no data in {text:?}"));
         serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+
+    /// The raw text of the next SSE event (one per chunk).
+    pub(crate) fn next_event(&mut self) -> String {
+        let chunk = self.client.chunk().expect("stream ended");
+        String::from_utf8(chunk).unwrap()
     }
 
     /// The fault object of the next `kubernetes/faults` notification.

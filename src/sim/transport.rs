@@ -88,6 +88,59 @@ impl Transport {
         }
     }
 
+    /// Writes `data` on a socket that has a short write timeout, calling `on_block` after
+    /// every timed-out or partial write: it says whether to keep trying. Used for GET
+    /// streams, whose client may stop reading.
+    pub(crate) fn write_all_patient(
+        &self,
+        data: &[u8],
+        on_block: &mut dyn FnMut() -> bool,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => {
+                let mut rest = data;
+                while !rest.is_empty() {
+                    match (&*s).write(rest) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            rest = &rest[n..];
+                            if !rest.is_empty() && !on_block() {
+                                return Err(io::ErrorKind::TimedOut.into());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if is_timeout(&e) => {
+                            if !on_block() {
+                                return Err(e);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Transport::Tls(t) => t.write_all_patient(data, on_block),
+        }
+    }
+
+    /// Writes `data` and the FIN together: the socket is corked, written, shut for
+    /// writing, then uncorked, so the FIN rides in the segment carrying the last bytes.
+    pub(crate) fn write_and_finish(&self, data: &[u8]) -> io::Result<()> {
+        let sock = self.socket();
+        set_cork(sock, true);
+        let written = match self {
+            Transport::Plain(s) => (&*s).write_all(data),
+            Transport::Tls(t) => t.write_all(data).and_then(|_| {
+                let mut c = t.conn.lock().unwrap_or_else(PoisonError::into_inner);
+                c.send_close_notify();
+                flush_tls(&mut c, &t.sock).map(|_| ())
+            }),
+        };
+        let _ = sock.shutdown(Shutdown::Write);
+        set_cork(sock, false);
+        written
+    }
+
     /// Graceful close: TLS close_notify where there is TLS, then shut the socket down.
     pub(crate) fn close(&self) {
         if let Transport::Tls(t) = self {
@@ -157,6 +210,72 @@ impl TlsTransport {
     }
 }
 
+impl TlsTransport {
+    fn write_all_patient(&self, data: &[u8], on_block: &mut dyn FnMut() -> bool) -> io::Result<()> {
+        let mut c = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rest = data;
+        let mut w = &self.sock;
+        while !rest.is_empty() || c.wants_write() {
+            if !rest.is_empty() {
+                let n = c.writer().write(rest)?;
+                rest = &rest[n..];
+                if n == 0 && !c.wants_write() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "tls: cannot buffer plaintext",
+                    ));
+                }
+            }
+            if !c.wants_write() {
+                continue;
+            }
+            match c.write_tls(&mut w) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {
+                    if c.wants_write() && !on_block() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if !on_block() {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// TCP_CORK on Linux (elsewhere a no-op: the FIN may then leave in its own segment).
+#[cfg(target_os = "linux")]
+fn set_cork(sock: &TcpStream, on: bool) {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = i32::from(on);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_cork(_sock: &TcpStream, _on: bool) {}
+
 /// Writes out whatever TLS records are pending; true if anything was written.
 fn flush_tls(c: &mut ServerConnection, sock: &TcpStream) -> io::Result<bool> {
     let mut wrote = false;
@@ -200,6 +319,25 @@ mod tests {
         assert!(c.wait_for(|s| s.faults_sent == 3, WAIT));
         assert_eq!(m.delete().status, 204);
         assert!(stream.ends());
+        sim.stop();
+    }
+
+    #[test]
+    fn tls_write_blocked_past_the_timeout_cancels_the_subscription() {
+        let certs = test_certs();
+        let sim = start(SimOptions {
+            tls: Some(certs.tls.clone()),
+            write_block_timeout: Some(Duration::from_millis(300)),
+            ..quiet(1)
+        });
+        let c = &sim.clusters()[0];
+        let (_m, mut stream) = Mcp::handshake(c, Some(&certs.ca_pem), "faults");
+        let big = "y".repeat(32 << 20);
+        assert_eq!(c.emit_server_error(&big), 1);
+        assert_eq!(c.emit_fault("critical", "PodCrash"), None);
+        assert!(c.wait_for(|s| s.subscriptions_cancelled_undeliverable == 1, WAIT));
+        let m = stream.next_message();
+        assert_eq!(m["params"]["data"].as_str().map(str::len), Some(big.len()));
         sim.stop();
     }
 
