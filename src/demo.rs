@@ -2,6 +2,12 @@
 //! the built-in simulator (a few clusters: one without triage, one answering garbage), runs
 //! the daemon's loop and pipeline against it with the stub agent and a fake `kubectl`, prints
 //! a line per cluster as it goes and a summary at the end, and stops by itself.
+//!
+//! The simulator behaves like the real events server, which sends a fault to a subscription
+//! once (it deduplicates for 15 minutes). Midway, each healthy simulated server drops its
+//! subscription silently, as the real server does when a fault finds no event stream;
+//! nightcrier notices at its next subscription check, subscribes again, and the repeated
+//! fault the new subscription brings is caught by nightcrier's own deduplication.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -22,6 +28,8 @@ const FAKE_KUBECTL: &str =
     "#!/bin/sh\n# demo kubectl: every read check is allowed, every write denied\n\
      case \"$5\" in create|patch|delete) echo no; exit 1 ;; esac\necho yes\n";
 const FAULTS_PER_CLUSTER: u64 = 3;
+/// Faults a cluster receives before its server drops the subscription.
+const FAULTS_BEFORE_DROP: u64 = FAULTS_PER_CLUSTER - 1;
 
 const USAGE: &str = "Usage: nightcrier demo [--clusters N] [--duration SECONDS] [--dir DIR]
 
@@ -152,10 +160,27 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let mut last_print = Instant::now() - Duration::from_secs(10);
     let mut last = board.latest();
+    let mut dropped = vec![false; sim.clusters().len()];
     while started.elapsed() < options.duration && !last.stopping {
         let (published, _) =
             board.wait_for(Duration::from_millis(500), |p| p.sequence > last.sequence);
         last = published;
+        for (index, cluster) in sim.clusters().iter().enumerate() {
+            let received = last
+                .clusters
+                .iter()
+                .find(|c| c.name == cluster.name())
+                .map_or(0, |c| c.event_count);
+            if index != garbage && !dropped[index] && received >= FAULTS_BEFORE_DROP {
+                dropped[index] = cluster.cancel_all_subscriptions() > 0;
+                if dropped[index] {
+                    println!(
+                        "  ({} drops its subscription silently, as the real server does after a stream cut)",
+                        cluster.name()
+                    );
+                }
+            }
+        }
         if last_print.elapsed() >= Duration::from_secs(2) {
             print!("{}", status_lines(&last, started.elapsed()));
             let _ = std::io::stdout().flush();
@@ -188,7 +213,7 @@ fn demo_config(
     let _ = writeln!(
         text,
         "# written by `nightcrier demo`\nworkspace_root = {}\nseverity_threshold = \"info\"\nshutdown_timeout = \"5s\"\n\n\
-         [reconnect]\ninitial = \"500ms\"\nmax = \"5s\"\n\n[dedup]\nwindow = \"300s\"\n\n\
+         [reconnect]\ninitial = \"500ms\"\nmax = \"5s\"\n\n[connection]\nsubscription_audit_interval = \"2s\"\n\n[dedup]\nwindow = \"300s\"\n\n\
          [agent]\nscript = {}\ncli = \"stub\"\nmodel = \"demo\"\ntimeout = \"30s\"\nmax_concurrent_agents = 2\n\n\
          [preflight]\nkubectl = {}\n\n[health]\nenabled = false\n",
         quote(&dir.join("incidents")),
@@ -267,13 +292,14 @@ fn summary(p: &Published, dir: &Path) -> String {
         investigated += c.agents_investigated;
         let _ = writeln!(
             out,
-            "  {:<10} faults {:>2}  deduplicated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  reconnects {:>2}",
+            "  {:<10} faults {:>2}  deduplicated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  resubscribed {:>2}  reconnects {:>2}",
             cluster.name,
             c.faults_received,
             c.faults_deduplicated,
             c.faults_skipped,
             c.agents_investigated,
             c.agents_failed + c.agents_timed_out,
+            cluster.subscription_renewals,
             cluster.reconnects,
         );
     }
