@@ -360,3 +360,39 @@ fn slack_webhook_with_a_pinned_openssl_self_signed_certificate_is_delivered() {
     assert!(receiver.connection_errors().is_empty());
     running.stop().unwrap();
 }
+
+#[test]
+fn events_mode_warnings_reach_triage_and_normal_events_are_filtered() {
+    let triage = Triage::new();
+    // The simulator's events mode: every third event (2, 5, …) is `Normal`.
+    let sim = Simulator::start(SimOptions {
+        clusters: 1,
+        rate_per_sec: 20.0,
+        faults_per_cluster: Some(6),
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let cluster = &sim.clusters()[0];
+    let mut text = triage.globals(&agent(triage.dir.path(), "ok"), "").replace(
+        "severity_threshold = \"info\"",
+        "severity_threshold = \"warning\"\nsubscribe_mode = \"events\"",
+    );
+    text.push_str(&triage.triage_cluster(cluster));
+    let config = parse_config(&text, triage.dir.path());
+    let running = start_pipeline_loop(&config);
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        counter(p, cluster.name(), |c| c.faults_received) == 6
+            && counter(p, cluster.name(), |c| c.agents_investigated) == 4
+    });
+    assert!(done, "{:#?}", published.pipeline.clusters);
+    assert_eq!(
+        counter(&published, cluster.name(), |c| c.faults_filtered),
+        2
+    );
+    for dir in triage.incidents() {
+        let incident = json(&dir.join("incident.json"));
+        assert_eq!(incident["fault"]["severity"], "warning", "{incident:#}");
+        assert_eq!(incident["status"], "investigated");
+    }
+    running.stop().unwrap();
+}

@@ -304,6 +304,14 @@ struct Client {
 
 /// Sessions a new one replaced, kept until their DELETE is answered; bounded.
 const MAX_STALE_SESSIONS: usize = 8;
+/// DELETEs of one replaced session that may fail before it is given up.
+const MAX_STALE_DELETE_ATTEMPTS: u8 = 5;
+
+/// A session a new one replaced, to be ended on the server.
+struct StaleSession {
+    id: String,
+    failed_attempts: u8,
+}
 
 #[derive(Default)]
 struct Stats {
@@ -339,7 +347,7 @@ pub struct ClusterConnection {
     stream_phase: StreamPhase,
     queue: VecDeque<Outgoing>,
     in_flight: Option<InFlight>,
-    stale_sessions: Vec<String>,
+    stale_sessions: Vec<StaleSession>,
     backoff: Backoff,
     retry_scope: RetryScope,
     timers: [Option<TimerId>; TIMER_KINDS],
@@ -447,7 +455,8 @@ impl ClusterConnection {
         // Sessions this one replaces are ended first, so the server never accumulates our
         // subscriptions (it keeps a session's subscriptions until the session is gone).
         for stale in &self.stale_sessions {
-            self.queue.push_back(Outgoing::DeleteStale(stale.clone()));
+            self.queue
+                .push_back(Outgoing::DeleteStale(stale.id.clone()));
         }
         self.queue.push_back(Outgoing::Post(initialize));
         self.send_next(ctx);
@@ -543,10 +552,10 @@ impl ClusterConnection {
                     return self.finish_shutdown(ctx);
                 }
                 if let Some(Request::DeleteStale(id)) = request {
-                    // Best effort: a server that does not answer a DELETE keeps that
-                    // session; the new one must not wait for it.
+                    // Best effort: the new session must not wait for a server that does
+                    // not answer a DELETE.
                     log::debug!(
-                        "cluster={} DELETE of replaced session not answered; giving up on it",
+                        "cluster={} DELETE of a replaced session not answered",
                         self.config.name
                     );
                     return self.abandon_stale_delete(ctx, &id);
@@ -649,7 +658,8 @@ impl ClusterConnection {
         if can_delete {
             self.queue.clear();
             for stale in &self.stale_sessions {
-                self.queue.push_back(Outgoing::DeleteStale(stale.clone()));
+                self.queue
+                    .push_back(Outgoing::DeleteStale(stale.id.clone()));
             }
             self.queue.push_back(Outgoing::Delete);
             if self.in_flight.is_none() {

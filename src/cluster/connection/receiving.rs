@@ -106,7 +106,7 @@ impl ClusterConnection {
                     self.config.name,
                     flight.status
                 );
-                self.stale_sessions.retain(|s| *s != id);
+                self.stale_sessions.retain(|s| s.id != id);
             }
         }
         self.apply(ctx, outputs);

@@ -72,7 +72,7 @@ impl ClusterConnection {
         let Some(id) = self.session.session_id() else {
             return;
         };
-        if self.stale_sessions.iter().any(|s| s == id) {
+        if self.stale_sessions.iter().any(|s| s.id == id) {
             return;
         }
         if self.stale_sessions.len() == MAX_STALE_SESSIONS {
@@ -80,18 +80,35 @@ impl ClusterConnection {
             log::warn!(
                 "cluster={} more than {MAX_STALE_SESSIONS} replaced sessions not yet ended; forgetting {}",
                 self.config.name,
-                crate::logging::excerpt(&dropped, 64)
+                crate::logging::excerpt(&dropped.id, 64)
             );
         }
-        self.stale_sessions.push(id.to_owned());
+        self.stale_sessions.push(StaleSession {
+            id: id.to_owned(),
+            failed_attempts: 0,
+        });
     }
 
-    /// A replaced session's DELETE was answered (any status) or cannot be: forget it and go
-    /// on with the queue.
+    /// A replaced session's DELETE failed (no answer, or a broken one): go on with the queue
+    /// on a new connection; the session is tried again with the next new session, and given
+    /// up after a few failures.
     pub(super) fn abandon_stale_delete(&mut self, ctx: &mut ConnectionContext, id: &str) {
         self.in_flight = None;
         self.disarm(ctx, TimerKind::Request);
-        self.stale_sessions.retain(|s| s != id);
+        for stale in self.stale_sessions.iter_mut().filter(|s| s.id == id) {
+            stale.failed_attempts = stale.failed_attempts.saturating_add(1);
+        }
+        let name = &self.config.name;
+        self.stale_sessions.retain(|s| {
+            let keep = s.failed_attempts < MAX_STALE_DELETE_ATTEMPTS;
+            if !keep {
+                log::warn!(
+                    "cluster={name} giving up ending replaced session {} after {MAX_STALE_DELETE_ATTEMPTS} failed DELETEs; the server keeps its subscriptions until it drops the session",
+                    crate::logging::excerpt(&s.id, 64)
+                );
+            }
+            keep
+        });
         if let Some(control) = self.control.take() {
             control.http.close(ctx.registry);
         }
