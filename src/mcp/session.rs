@@ -764,6 +764,14 @@ mod tests {
         out
     }
 
+    /// Opens the stream of an initialized session and answers its subscribe with `result`.
+    fn answer_subscribe(session: &mut McpSession, result: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        session.on_stream_head(200, true, &mut out);
+        let subscribe = post(&out).clone();
+        respond(session, &subscribe, result)
+    }
+
     fn post(out: &[Output]) -> &PostRequest {
         match out.last() {
             Some(Output::Post(p)) => p,
@@ -796,12 +804,8 @@ mod tests {
 
     fn active() -> McpSession {
         let mut s = initialized();
-        let mut out = Vec::new();
-        s.on_stream_head(200, true, &mut out);
-        let subscribe = post(&out).clone();
-        let out = respond(
+        let out = answer_subscribe(
             &mut s,
-            &subscribe,
             r#"{"content":[{"type":"text","text":"{\"subscriptionId\":\"sub-9\",\"status\":\"active\"}"}]}"#,
         );
         assert_eq!(
@@ -890,12 +894,8 @@ mod tests {
     #[test]
     fn tool_error_result_refuses_subscription_with_its_text() {
         let mut s = initialized();
-        let mut out = Vec::new();
-        s.on_stream_head(200, true, &mut out);
-        let subscribe = post(&out).clone();
-        let out = respond(
+        let out = answer_subscribe(
             &mut s,
-            &subscribe,
             r#"{"isError":true,"content":[{"type":"text","text":"mode must be faults or events"}]}"#,
         );
         assert_eq!(
@@ -1087,12 +1087,8 @@ mod tests {
     #[test]
     fn subscribe_result_without_json_is_a_named_protocol_error() {
         let mut s = initialized();
-        let mut out = Vec::new();
-        s.on_stream_head(200, true, &mut out);
-        let subscribe = post(&out).clone();
-        let out = respond(
+        let out = answer_subscribe(
             &mut s,
-            &subscribe,
             r##"{"content":[{"type":"text","text":"# Event Subscription Created\n\nnothing"}]}"##,
         );
         match &out[..] {
