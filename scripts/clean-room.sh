@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Runs a command in a clean Debian bookworm root that has only Rust and git, the way the
-# README's set-up times were measured.
+# Runs a command in a clean Debian 12 (bookworm) root that has only Rust and git: the
+# environment in which the README's times for scripts/demo.sh and scripts/test.sh were
+# measured.
 #
 #   scripts/clean-room.sh DIR [COMMAND]
 #
-# The first call creates DIR with `debootstrap --variant=minbase` (git, ca-certificates,
-# and gcc + libc6-dev, the C compiler and linker every Rust build on Linux needs); DIR must
-# not be inside a git work tree. Each call then bind-mounts this host's Rust toolchain
-# read-only (RUSTUP_HOME and the directory holding `cargo`; the root gets its own CARGO_HOME,
-# so no crate cache is shared), /proc, /sys, /dev, /dev/pts and /etc/resolv.conf, runs
-# COMMAND (default: an interactive shell) as root with bash in the root's /root, and
-# unmounts everything it mounted, also when COMMAND fails. This host's extra CA
-# certificates (/usr/local/share/ca-certificates) are copied in and the variables naming
-# the CA bundle (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, PIP_CERT, ...) passed through, so a
-# host behind a TLS-inspecting proxy reaches the package registries from inside too.
+# The first call creates DIR with `debootstrap --variant=minbase`, adding git,
+# ca-certificates, and gcc + libc6-dev (the C compiler and linker every Rust build on
+# Linux needs), and the /etc/hosts every installed Debian has; DIR must not be inside a
+# git work tree. Each call then bind-mounts this host's rustup toolchains read-only
+# (rustup's home and the directory of the `cargo` proxy; CARGO_HOME is the root's own
+# /root/.cargo, so no crate cache is shared), /proc, /sys, /dev, /dev/pts and
+# /etc/resolv.conf, runs COMMAND (default: an interactive shell) with bash as root in
+# /root, and unmounts everything it mounted, also when COMMAND fails. This host's extra
+# CA certificates (/usr/local/share/ca-certificates) are copied in and the variables
+# naming the CA bundle (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, PIP_CERT, ...) passed
+# through, so behind a TLS-inspecting proxy the root reaches the package registries as
+# the host does.
 #
-# Example, from a checkout:
-#   scripts/clean-room.sh /srv/clean 'git clone /src/nightcrier && cd nightcrier && scripts/test.sh'
-# with the checkout bind-mounted or copied to /srv/clean/src/nightcrier first.
+# Example: a fresh clone of a checkout, and the test command in it:
+#   git clone --bare . /srv/clean/src/nightcrier.git    # once DIR exists
+#   scripts/clean-room.sh /srv/clean \
+#       'git clone /src/nightcrier.git nightcrier && cd nightcrier && scripts/test.sh'
 #
-# Needs root, debootstrap (apt-get install debootstrap) and a reachable Debian mirror
-# (DEBIAN_MIRROR, default http://deb.debian.org/debian).
+# Needs root, rustup, debootstrap (apt-get install debootstrap) and a reachable Debian
+# mirror (DEBIAN_MIRROR, default http://deb.debian.org/debian).
 set -euo pipefail
 
 fail() { printf 'clean-room: %s\n' "$*" >&2; exit 1; }
@@ -49,6 +53,10 @@ if [[ ! -e "${dir}/etc/debian_version" ]]; then
         bookworm "${dir}" "${mirror}" >&2
 fi
 dir=$(cd -- "${dir}" && pwd -P)
+# debootstrap writes no /etc/hosts; every installed Debian has this one.
+if [[ ! -e "${dir}/etc/hosts" ]]; then
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"${dir}/etc/hosts"
+fi
 
 mounted=()
 cleanup() {
@@ -86,7 +94,7 @@ if compgen -G "${local_ca}/*.crt" >/dev/null &&
     ! diff -rq "${local_ca}" "${dir}${local_ca}" >/dev/null 2>&1; then
     mkdir -p "${dir}${local_ca}"
     cp -f "${local_ca}"/*.crt "${dir}${local_ca}/"
-    chroot "${dir}" update-ca-certificates >/dev/null
+    chroot "${dir}" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed in ${dir}"
 fi
 env=(HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8
     PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

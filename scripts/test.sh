@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${root}"
 
-step() { printf '\n==> test: %s\n' "$*"; }
+step() { printf '\n==> test: %s (at %d s)\n' "$*" "${SECONDS}"; }
 
 step "scripts/setup.sh (what the tests need)"
 bash scripts/setup.sh

@@ -240,7 +240,7 @@ fn status_lines(p: &Published, elapsed: Duration) -> String {
         let counters = counters_of(p, &cluster.name);
         let _ = writeln!(
             out,
-            "  {:<10} {:<11} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
+            "  {:<10} {:<12} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
             cluster.name,
             cluster.status.as_str(),
             cluster.event_count,
