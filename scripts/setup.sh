@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
-# Prepares a fresh Debian machine (with Rust already installed) for nightcrier's tests
-# and demo: the system packages the interop peers need, the peers themselves
-# (scripts/install-peers.sh), and a release build. Safe to run again: each step
-# checks before it changes anything.
+# Installs what nightcrier's tests need on a Debian machine with Rust. scripts/test.sh runs
+# it first; run it alone to prepare a machine without running the tests.
+#
+#   - system packages, through apt-get (with sudo when not root), only those missing:
+#     python3, python3-venv, nodejs, npm, openssl, and gcc + libc6-dev when there is no C
+#     compiler;
+#   - Node.js 20 under .peers/node (the npm package `node`), when the system's node is older
+#     than 20 (Debian 12 ships 18); the agent CLIs need 20. scripts/test.sh puts
+#     .peers/node/node_modules/.bin first on PATH when it exists;
+#   - the interop peers under .peers (scripts/install-peers.sh).
+#
+# Safe to run again: each step checks before it changes anything, and a second run
+# installs nothing and needs no network. The demo needs none of this (scripts/demo.sh).
 set -euo pipefail
+
+NODE_VERSION="20.20.2"
 
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${root}"
 
-step() { printf '\n==> setup: %s\n' "$*"; }
+step() { printf '==> setup: %s\n' "$*" >&2; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 command -v cargo >/dev/null 2>&1 || fail "cargo not found; install Rust first (https://rustup.rs)"
+
+node_dir="${root}/.peers/node"
+node_bin="${node_dir}/node_modules/.bin"
+[[ -d "${node_bin}" ]] && export PATH="${node_bin}:${PATH}"
 
 # --- system packages ---------------------------------------------------------------
 missing=()
@@ -19,33 +34,42 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-command -v bash >/dev/null 2>&1 || missing+=(bash)
 # The TLS tests make their certificates with the openssl command line, as operators do.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # bwrap confines agents that run on the host (agent.confinement); its tests need it.
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
-    command -v apt-get >/dev/null 2>&1 \
-        || fail "missing ${missing[*]} and apt-get is not available; install them by hand"
+    command -v apt-get >/dev/null 2>&1 ||
+        fail "missing ${missing[*]} and apt-get is not available; install them by hand"
     sudo=()
     if [[ "$(id -u)" != 0 ]]; then
         command -v sudo >/dev/null 2>&1 || fail "missing ${missing[*]}; run as root or install sudo"
         sudo=(sudo)
     fi
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, cc)"
+fi
+
+# --- Node.js >= 20 -----------------------------------------------------------------
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if (($(node_major) >= 20)); then
+    step "node $(node -v) ($(command -v node))"
+else
+    step "node $(node -v 2>/dev/null || echo none) is older than 20; npm installing node@${NODE_VERSION} under .peers/node"
+    mkdir -p "${node_dir}"
+    npm install --prefix "${node_dir}" --no-audit --no-fund --no-progress --save-exact \
+        --loglevel=error "node@${NODE_VERSION}" >&2
+    export PATH="${node_bin}:${PATH}"
+    (($(node_major) >= 20)) || fail "node is still older than 20 after installing node@${NODE_VERSION}"
+    step "node $(node -v) (${node_bin}/node)"
 fi
 
 # --- interop peers -------------------------------------------------------------------
 [[ -f scripts/install-peers.sh ]] || fail "scripts/install-peers.sh is missing from this checkout"
-step "installing interop peers (scripts/install-peers.sh)"
+step "interop peers (scripts/install-peers.sh)"
 bash scripts/install-peers.sh >/dev/null
-
-# --- build ---------------------------------------------------------------------------
-step "building (scripts/build-release.sh)"
-bash scripts/build-release.sh
-
-step "done: ${CARGO_TARGET_DIR:-target}/release/nightcrier"

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# nightcrier's full check: formatting, lints, interop peers, and every test
-# (unit, integration and interop). Exits non-zero at the first failing step.
+# nightcrier's full check, from a fresh clone on a Debian machine with Rust: installs what
+# the tests need (scripts/setup.sh: system packages when missing, Node.js 20, the interop
+# peers), then runs formatting, lints and every test (unit, integration and interop).
+# A second run installs nothing. Exits non-zero at the first failing step.
 set -euo pipefail
 
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${root}"
 
-step() { printf '\n==> test: %s\n' "$*"; }
+step() { printf '\n==> test: %s (at %d s)\n' "$*" "${SECONDS}"; }
+
+step "scripts/setup.sh (what the tests need)"
+bash scripts/setup.sh
+
+# Node.js 20 from setup, when the system's node is older.
+if [[ -d .peers/node/node_modules/.bin ]]; then
+    export PATH="${root}/.peers/node/node_modules/.bin:${PATH}"
+fi
 
 step "cargo fmt --check"
 cargo fmt --check
 
 step "cargo clippy --all-targets --locked -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
-
-step "scripts/install-peers.sh (interop peers)"
-bash scripts/install-peers.sh >/dev/null
 
 step "cargo test --locked"
 cargo test --locked

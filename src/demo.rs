@@ -96,6 +96,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         std::env::temp_dir().join(format!("nightcrier-demo-{}", std::process::id()))
     });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The generated configuration names files in DIR, and relative paths in a configuration
+    // file are taken from the file's directory: so every path written is absolute.
+    let dir = std::path::absolute(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Executables are written before any thread exists, so no fork can hold them open.
     let agent = dir.join("stub-agent.sh");
     let kubectl = dir.join("kubectl");
@@ -266,7 +269,7 @@ fn status_lines(p: &Published, elapsed: Duration) -> String {
         let counters = counters_of(p, &cluster.name);
         let _ = writeln!(
             out,
-            "  {:<10} {:<11} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
+            "  {:<10} {:<12} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
             cluster.name,
             cluster.status.as_str(),
             cluster.event_count,
