@@ -209,9 +209,15 @@ fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
 
     // Ready: every cluster tried, at least one active (the garbage one failed).
     poll(port, "/readyz", "ready", |status, _| status == 200);
-    let body = poll(port, "/health/clusters", "2 active", |status, body| {
-        status == 200 && body.contains("\"active\":2")
-    });
+    // The garbage cluster is `connecting` between its failures: wait for a moment it is not.
+    let body = poll(
+        port,
+        "/health/clusters",
+        "2 active, 1 failed",
+        |status, body| {
+            status == 200 && body.contains("\"active\":2") && body.contains("\"unhealthy\":1")
+        },
+    );
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["summary"]["total"], 3);
     assert_eq!(doc["summary"]["unhealthy"], 1);
