@@ -131,6 +131,10 @@ docker | podman)
 	agent_home=/workspace/$HOME_DIR
 	;;
 none)
+	command -v "$agent" >/dev/null 2>&1 || {
+		echo "run-agent: $agent CLI not found on PATH" >&2
+		exit 127
+	}
 	report_dir=$workspace/output
 	kube_path=$kubeconfig
 	prompt_path=$system_prompt_file
@@ -353,10 +357,6 @@ stop() {
 trap stop TERM INT
 
 if [ "$runtime" = none ]; then
-	command -v "$agent" >/dev/null 2>&1 || {
-		echo "run-agent: $agent CLI not found on PATH" >&2
-		exit 127
-	}
 	(cd "$workspace" && exec env "KUBECONFIG=$kubeconfig" "${agent_env[@]}" \
 		timeout --kill-after=10 "$timeout" "${cli[@]}" </dev/null) &
 else
