@@ -314,7 +314,8 @@ pass_env+=("${extra_env[@]}")
 # The CLI's own last error line, read back from the end of this script's stdout and stderr
 # (the CLI writes straight to them; nightcrier opens them as files). claude prints its errors
 # on stdout, the others on stderr. Stack frames, bare punctuation and "[object Object]" are
-# skipped; a line that names an error wins over any other line.
+# skipped, and so are gemini's report paths (nightcrier keeps 300 characters); a line that
+# names an error wins over any other line.
 cli_error_line() {
 	local fds=(2 1) fd pick file line
 	if [ "$agent" = claude ]; then
@@ -326,7 +327,8 @@ cli_error_line() {
 			# Only a regular file can be read back; a pipe or terminal cannot.
 			[ -f "$file" ] || continue
 			line=$(tail -c 65536 "$file" 2>/dev/null | tr -d '\r' |
-				sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | awk -v pick="$pick" '
+				sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/Full report available at: [^ ]* *//' |
+				awk -v pick="$pick" '
 				{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, "") }
 				$0 == "" || /^at / || /^[][{}(),;]+$/ || /\[object Object\]/ || /^run-agent: / { next }
 				{ last = $0 }
