@@ -10,10 +10,13 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::exec::executable;
@@ -83,6 +86,62 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The proxy every CLI is given for hosts other than 127.0.0.1: it records the first line of
+/// each request (`CONNECT api.example.com:443 …`) and refuses it, so any traffic a CLI tries
+/// beyond the model API stand-in shows up here and never leaves the machine.
+struct ProxyTrap {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyTrap {
+    fn start() -> ProxyTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy trap");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_seen, thread_stop) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !thread_stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut first = String::new();
+                        let _ = BufReader::new(&stream).read_line(&mut first);
+                        thread_seen.lock().unwrap().push(first.trim().to_owned());
+                        let _ = (&stream)
+                            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        ProxyTrap {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ProxyTrap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -231,6 +290,8 @@ fn api_requests(log: &Path) -> Vec<ApiRequest> {
 }
 
 struct Run {
+    /// What the CLI tried to reach besides 127.0.0.1 (through the proxy trap).
+    outside: Vec<String>,
     dir: tempfile::TempDir,
     cluster: String,
     api_log: PathBuf,
@@ -246,6 +307,7 @@ fn triage_one_fault(cli: Cli, fail: Option<u16>) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let api_log = dir.path().join("model-api.jsonl");
     let (mut api, port) = start_model_api(cli, &api_log, fail);
+    let trap = ProxyTrap::start();
     let sim = Simulator::start(SimOptions {
         clusters: 1,
         name_prefix: cli.name().to_string(),
@@ -298,6 +360,13 @@ fn triage_one_fault(cli: Cli, fail: Option<u16>) -> Run {
         .env("HOME", &home)
         .env("RUST_LOG", "info")
         .env("AGENT_RUNTIME", "none");
+    let proxy = format!("http://127.0.0.1:{}", trap.port);
+    for name in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+        command.env(name, &proxy);
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        command.env(name, "127.0.0.1,localhost");
+    }
     for (name, value) in cli.api_env(&format!("http://127.0.0.1:{port}")) {
         command.env(name, value);
     }
@@ -343,7 +412,9 @@ fn triage_one_fault(cli: Cli, fail: Option<u16>) -> Run {
     };
     assert!(daemon.stop(), "nightcrier did not stop cleanly on SIGTERM");
     api.stop();
+    let outside = trap.requests();
     Run {
+        outside,
         cluster: cluster.name().to_string(),
         dir,
         api_log,
@@ -375,6 +446,12 @@ impl Run {
     fn assert_investigated_with_a_model_it_serves(&self, cli: Cli) {
         let context = self.context();
         assert_eq!(self.result["status"], "investigated", "{context}");
+        assert!(
+            self.outside.is_empty(),
+            "{} tried to reach other hosts (update checks, telemetry?): {:?}\n{context}",
+            cli.name(),
+            self.outside
+        );
         // The shell command the stand-in asked for ran in the workspace, with the incident's
         // variables, and wrote the report.
         let report = self.file("output/investigation.md");
