@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """A scripted local stand-in for one model API, for driving a real agent CLI offline.
 
-    model_api.py --api anthropic|gemini|openai --log FILE [--fail]
+    model_api.py --api anthropic|gemini|openai --log FILE [--fail STATUS] [--bodies FILE]
 
 Binds 127.0.0.1 on an ephemeral port and prints `port N` on stdout once it listens.
 
 A conversation has two turns. While no tool result has come back, a request that offers
 the CLI's shell tool is answered with a call to it: a command that writes
-`output/investigation.md` in the agent's working directory (the workspace). Once a tool
+`output/investigation.md` in the agent's working directory (the workspace): claude's
+`Bash`, gemini's `run_shell_command`, codex's `exec_command` (or, for models codex drives in
+"code mode", its JavaScript `exec` tool calling `tools.exec_command`). Once a tool
 result is in the request, the answer is a final text. Requests without tools (titles,
 quota probes, summaries) get a short text; token counts, model lists and the like get a
 small valid answer.
 
-With `--fail STATUS`, every model request is refused with that status and an error body in the API's own
-format whose message contains FAIL_MARKER, so a test can find the CLI's own error.
+With `--fail STATUS`, every model request is refused with that status and an error body in
+the API's own format whose message contains FAIL_MARKER, so a test can find the CLI's own
+error. (claude retries a 401 with backoff for minutes; a 400 it reports at once.)
 
 Every request is appended to FILE as one JSON line: method, path, the model it asked for,
 whether it offered the shell tool, whether it carried a tool result, and what was answered.
