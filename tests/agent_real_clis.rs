@@ -527,8 +527,8 @@ fn codex_investigates_a_fault_end_to_end_when_only_the_cli_changes() {
     triage_one_fault(Cli::Codex, None).assert_investigated_with_a_model_it_serves(Cli::Codex);
 }
 
-// claude and gemini retry a 401 with backoff; a 400 they report at once. codex reports a
-// 401 after a few quick retries.
+// claude retries a 401 with backoff for minutes, a 400 it reports at once; gemini reports
+// either at once, codex a 401 after a few quick retries.
 #[test]
 fn claude_api_error_is_the_failure_reason() {
     triage_one_fault(Cli::Claude, Some(400)).assert_failed_with_the_clis_own_error(Cli::Claude);
@@ -536,7 +536,7 @@ fn claude_api_error_is_the_failure_reason() {
 
 #[test]
 fn gemini_api_error_is_the_failure_reason() {
-    triage_one_fault(Cli::Gemini, Some(400)).assert_failed_with_the_clis_own_error(Cli::Gemini);
+    triage_one_fault(Cli::Gemini, Some(401)).assert_failed_with_the_clis_own_error(Cli::Gemini);
 }
 
 #[test]
