@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs one triage agent for nightcrier: the chosen agent CLI, inside a container, against one
-# cluster. The agent must write its report to output/investigation.md in the workspace.
+# Runs one triage agent for nightcrier: the chosen agent CLI, inside a container (or on this
+# host), against one cluster. The agent must write its report to output/investigation.md in
+# the workspace.
 #
 # Usage: run-agent.sh --workspace DIR --kubeconfig FILE --model M --agent CLI
 #                     --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT
@@ -290,6 +291,7 @@ goose)
 	set_env GOOSE_MODE auto
 	set_env GOOSE_DISABLE_KEYRING 1
 	set_env GOOSE_TELEMETRY_ENABLED false
+	set_env GOOSE_TELEMETRY_OFF 1
 	# The developer extension is goose's shell and file tool.
 	cli=(goose run --no-session --with-builtin developer --text "$task_with_system")
 	;;
