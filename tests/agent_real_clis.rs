@@ -410,7 +410,11 @@ fn triage_one_fault(cli: Cli, fail: Option<u16>) -> Run {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(daemon.stop(), "nightcrier did not stop cleanly on SIGTERM");
+    assert!(
+        daemon.stop(),
+        "nightcrier did not stop cleanly on SIGTERM; its log:\n{}",
+        std::fs::read_to_string(&daemon_log).unwrap_or_default()
+    );
     api.stop();
     let outside = trap.requests();
     Run {
