@@ -48,6 +48,9 @@
 # failure reason.
 set -euo pipefail
 
+# The script is one compound command, which bash reads whole before running it: replacing
+# this file (an upgrade) while agents run cannot change the rest of a running one.
+{
 die() {
 	echo "run-agent: $*" >&2
 	exit 2
@@ -432,3 +435,4 @@ if [ "$status" -ne 0 ]; then
 	fi
 fi
 exit "$status"
+}
