@@ -11,9 +11,10 @@
 FROM node:22-bookworm-slim
 
 ARG KUBECTL_VERSION=v1.34.2
-ARG CLAUDE_CODE_VERSION=latest
-ARG CODEX_VERSION=latest
-ARG GEMINI_CLI_VERSION=latest
+# The versions tests/agent_real_clis.rs runs (scripts/install-peers.sh installs the same).
+ARG CLAUDE_CODE_VERSION=2.1.197
+ARG CODEX_VERSION=0.171.0
+ARG GEMINI_CLI_VERSION=0.61.0
 # goose ships as a binary, not on npm; set to 1 to install it from its release script.
 ARG INSTALL_GOOSE=0
 
@@ -43,8 +44,8 @@ RUN if [ "$INSTALL_GOOSE" = 1 ]; then \
             | CONFIGURE=false GOOSE_BIN_DIR=/usr/local/bin bash; \
     fi
 
-# run-agent.sh runs the container as the caller's uid (docker) or keep-id (podman) and
-# mounts a tmpfs on /home/agent; this user is the default for any other use.
+# run-agent.sh runs the container as the caller's uid (docker) or keep-id (podman), with
+# HOME in the workspace (/workspace/.agent-home); this user is the default for any other use.
 RUN useradd --uid 10001 --create-home --home-dir /home/agent --shell /bin/bash agent \
     && mkdir -p /workspace /run/nightcrier \
     && chown agent:agent /workspace

@@ -2,7 +2,9 @@
 # Installs the real MCP peers the interop tests run against, under <repo>/.peers:
 #   - a Python venv with the official MCP SDK (for tests/peers/fake_k8s_mcp.py) and
 #     prometheus_client (to parse nightcrier's /metrics);
-#   - the upstream kubernetes-mcp-server binary from its npm package.
+#   - the upstream kubernetes-mcp-server binary from its npm package;
+#   - the agent CLIs run-agent.sh drives (claude, codex, gemini), pinned, from npm, under
+#     .peers/agents (tests/agent_real_clis.rs runs them against local model API stand-ins).
 # Idempotent: a second run with everything in place changes nothing and needs no network.
 # Prints the python interpreter and the kubernetes-mcp-server binary paths at the end.
 set -euo pipefail
@@ -11,12 +13,19 @@ set -euo pipefail
 # live in tests/peers/requirements.txt.
 K8S_MCP_PKG="kubernetes-mcp-server-linux-amd64"
 K8S_MCP_VERSION="0.0.67"
+# The agent CLI versions the tests run (and docs/operations.md names); each runs on Node 20.
+AGENT_CLI_PKGS=(
+    "@anthropic-ai/claude-code@2.1.197"
+    "@google/gemini-cli@0.61.0"
+    "@openai/codex@0.171.0"
+)
 
 script_dir="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(cd -- "${script_dir}/.." && pwd -P)"
 peers="${root}/.peers"
 venv="${peers}/venv"
 npm_prefix="${peers}/npm"
+agents_prefix="${peers}/agents"
 python="${venv}/bin/python"
 
 log() { printf 'install-peers: %s\n' "$*" >&2; }
@@ -29,6 +38,8 @@ need npm
 need node
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
     { log "python3 >= 3.10 is required (the MCP SDK needs it)"; exit 1; }
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' ||
+    { log "node >= 20 is required (the agent CLIs need it)"; exit 1; }
 
 mkdir -p "${peers}"
 
@@ -91,5 +102,36 @@ if [[ ! -x "${k8s_bin}" ]]; then
     exit 1
 fi
 
+# --- agent CLIs (npm) ------------------------------------------------------------------
+# The version of an installed package under .peers/agents, empty when absent.
+installed_agent_version() {
+    local file="${agents_prefix}/node_modules/$1/package.json"
+    [[ -f "${file}" ]] || return 0
+    node -e 'process.stdout.write(require(process.argv[1]).version || "")' "${file}" 2>/dev/null || true
+}
+
+missing_agents=()
+for spec in "${AGENT_CLI_PKGS[@]}"; do
+    name="${spec%@*}"
+    if [[ "$(installed_agent_version "${name}")" != "${spec##*@}" ]]; then
+        missing_agents+=("${spec}")
+    fi
+done
+if [[ "${#missing_agents[@]}" -eq 0 ]]; then
+    log "agent CLIs already installed: ${AGENT_CLI_PKGS[*]}"
+else
+    log "npm installing ${AGENT_CLI_PKGS[*]}"
+    mkdir -p "${agents_prefix}"
+    npm install --prefix "${agents_prefix}" --no-audit --no-fund --no-progress \
+        --save-exact --loglevel=error "${AGENT_CLI_PKGS[@]}" >&2
+fi
+for cli in claude codex gemini; do
+    if ! "${agents_prefix}/node_modules/.bin/${cli}" --version >/dev/null 2>&1; then
+        log "agent CLI ${cli} does not run from ${agents_prefix}/node_modules/.bin"
+        exit 1
+    fi
+done
+
 printf '%s\n' "${python}"
 printf '%s\n' "${k8s_bin}"
+printf '%s\n' "${agents_prefix}/node_modules/.bin"

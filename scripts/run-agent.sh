@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Runs one triage agent for nightcrier: the chosen agent CLI, inside a container, against one
-# cluster. The agent must write its report to output/investigation.md in the workspace.
+# Runs one triage agent for nightcrier: the chosen agent CLI, inside a container (or on this
+# host), against one cluster. The agent must write its report to output/investigation.md in
+# the workspace.
 #
 # Usage: run-agent.sh --workspace DIR --kubeconfig FILE --model M --agent CLI
 #                     --allowed-tools T --timeout SECS [--system-prompt-file F] PROMPT
 #
 #   --agent          claude | codex | gemini | goose
+#   --model          a model the CLI serves; auto lets the CLI (goose: this script) choose
 #   --allowed-tools  tools the CLI may use without asking (claude; the others run with
-#                    auto-approval, confined by the container)
+#                    auto-approval, confined by the container or their own sandbox)
 #   --timeout        seconds; past it the CLI is stopped and the script exits 124
 #
 # Environment (set by nightcrier): INCIDENT_ID, CLUSTER_NAME, KUBECONFIG.
+# Model API keys and endpoints, read from this environment:
+#   claude  ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
+#   gemini  GEMINI_API_KEY, GOOGLE_GEMINI_BASE_URL (or Vertex AI: GOOGLE_GENAI_USE_VERTEXAI,
+#           GOOGLE_API_KEY, GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_LOCATION)
+#   codex   CODEX_API_KEY (else OPENAI_API_KEY), OPENAI_BASE_URL
+#   goose   GOOSE_PROVIDER (default: from the key that is set: ANTHROPIC_API_KEY,
+#           OPENAI_API_KEY, GOOGLE_API_KEY or GEMINI_API_KEY, OPENROUTER_API_KEY)
+# Every CLI runs with a fresh HOME, .agent-home in the workspace (its settings, sessions and
+# temporary files stay with the incident), with auto-update, telemetry and other traffic
+# besides the model API turned off.
 # Settings:
 #   AGENT_RUNTIME   auto (default: docker, else podman) | docker | podman | none
 #                   none runs the CLI directly on this host, in the workspace. nightcrier
@@ -25,7 +37,8 @@
 #   AGENT_NETWORK   container network (e.g. host, for a cluster on 127.0.0.1)
 #   AGENT_EXTRA_ENV space-separated names of further variables to pass into the container
 #   CODEX_SANDBOX   codex --sandbox mode (default: danger-full-access in a container, where
-#                   the container is the sandbox; workspace-write on the host)
+#                   the container is the sandbox; workspace-write on the host, with network
+#                   access for kubectl)
 #
 # In the container: the workspace is /workspace (read-write), the kubeconfig is
 # /run/nightcrier/kubeconfig and incident_cluster_permissions.json stays read-only,
@@ -34,9 +47,14 @@
 #
 # Exit codes: 0 the CLI finished (nightcrier then checks the report), 2 bad arguments,
 # 124 timed out, 125 the container could not be run, 127 CLI or container runtime not
-# found, anything else the CLI's own.
+# found, anything else the CLI's own. When the CLI fails, the last line on stderr is the
+# CLI's own last error line (from its stdout or stderr), which nightcrier records as the
+# failure reason.
 set -euo pipefail
 
+# The script is one compound command, which bash reads whole before running it: replacing
+# this file (an upgrade) while agents run cannot change the rest of a running one.
+{
 die() {
 	echo "run-agent: $*" >&2
 	exit 2
@@ -93,6 +111,11 @@ workspace=$(cd "$workspace" && pwd -P)
 kubeconfig=$(cd "$(dirname "$kubeconfig")" && pwd -P)/$(basename "$kubeconfig")
 mkdir -p "$workspace/output"
 
+# The CLI's HOME: fresh for every run and kept with the incident, so no run sees another's
+# sessions or settings, and the CLI's temporary files stay out of the shared /tmp.
+HOME_DIR=.agent-home
+mkdir -p -m 0700 "$workspace/$HOME_DIR" "$workspace/$HOME_DIR/tmp"
+
 runtime=${AGENT_RUNTIME:-auto}
 if [ "$runtime" = auto ]; then
 	if command -v docker >/dev/null 2>&1; then
@@ -113,14 +136,44 @@ docker | podman)
 	report_dir=/workspace/output
 	kube_path=/run/nightcrier/kubeconfig
 	prompt_path=/run/nightcrier/system-prompt.md
+	agent_home=/workspace/$HOME_DIR
 	;;
 none)
+	command -v "$agent" >/dev/null 2>&1 || {
+		echo "run-agent: $agent CLI not found on PATH" >&2
+		exit 127
+	}
 	report_dir=$workspace/output
 	kube_path=$kubeconfig
 	prompt_path=$system_prompt_file
+	agent_home=$workspace/$HOME_DIR
 	;;
 *) die "unknown AGENT_RUNTIME '$runtime' (expected auto, docker, podman or none)" ;;
 esac
+
+# gemini's settings in the CLI's HOME: with GOOGLE_GEMINI_BASE_URL set, gemini 0.61 selects
+# an auth type its own validator rejects (exit 41) unless the settings name one; usage
+# statistics, telemetry and update checks off.
+write_gemini_settings() {
+	local file=$1 auth=""
+	[ -e "$file" ] && return 0
+	if [ -n "${GEMINI_API_KEY:-}" ]; then
+		auth=gemini-api-key
+	elif [ "${GOOGLE_GENAI_USE_VERTEXAI:-}" = true ]; then
+		auth=vertex-ai
+	fi
+	mkdir -p "$(dirname "$file")"
+	{
+		printf '{\n'
+		if [ -n "$auth" ]; then
+			printf '  "security": {"auth": {"selectedType": "%s"}},\n' "$auth"
+		fi
+		printf '  "privacy": {"usageStatisticsEnabled": false},\n'
+		printf '  "telemetry": {"enabled": false},\n'
+		printf '  "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false}\n'
+		printf '}\n'
+	} >"$file"
+}
 
 # The report location depends on where the CLI runs, so the script, not the caller, says it.
 task="$prompt
@@ -141,14 +194,35 @@ if [ -n "$system_text" ]; then
 $task"
 fi
 
+# Settings the CLI gets (NAME=value, none secret), on top of the incident's variables.
+agent_env=("HOME=$agent_home" "TMPDIR=$agent_home/tmp")
+set_env() {
+	agent_env+=("$1=$2")
+}
+# A key under the name the CLI reads: exported, and passed into a container by name.
+secret_env=()
+set_secret_env() {
+	export "$1=$2"
+	secret_env+=("$1")
+}
+
 cli=()
 case "$agent" in
 claude)
-	cli=(claude --print --output-format text --model "$model" --allowedTools "$allowed_tools")
+	# --allowedTools takes a list: `--` keeps it from swallowing the prompt.
+	cli=(claude --print --output-format text)
+	if [ "$model" != auto ]; then
+		cli+=(--model "$model")
+	fi
+	cli+=(--allowedTools "$allowed_tools")
 	if [ -n "$system_text" ]; then
 		cli+=(--append-system-prompt "$system_text")
 	fi
-	cli+=("$task")
+	cli+=(-- "$task")
+	set_env DISABLE_AUTOUPDATER 1
+	set_env DISABLE_TELEMETRY 1
+	set_env DISABLE_ERROR_REPORTING 1
+	set_env CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC 1
 	;;
 codex)
 	if [ "$runtime" = none ]; then
@@ -156,29 +230,126 @@ codex)
 	else
 		sandbox=${CODEX_SANDBOX:-danger-full-access}
 	fi
-	cli=(codex exec --skip-git-repo-check --sandbox "$sandbox" --model "$model" "$task_with_system")
+	# codex exec reads its key from CODEX_API_KEY only.
+	if [ -z "${CODEX_API_KEY:-}" ] && [ -n "${OPENAI_API_KEY:-}" ]; then
+		set_secret_env CODEX_API_KEY "$OPENAI_API_KEY"
+	fi
+	cli=(codex exec --skip-git-repo-check --sandbox "$sandbox"
+		-c check_for_update_on_startup=false -c analytics.enabled=false
+		-c features.plugins=false -c features.remote_plugin=false)
+	if [ "$model" != auto ]; then
+		cli+=(--model "$model")
+	fi
+	if [ "$sandbox" = workspace-write ]; then
+		# kubectl must reach the cluster from inside codex's sandbox.
+		cli+=(-c sandbox_workspace_write.network_access=true)
+	fi
+	if [ -n "${OPENAI_BASE_URL:-}" ]; then
+		# codex ignores OPENAI_BASE_URL. Another endpoint (a gateway, a proxy) gets its own
+		# provider entry, spoken to over plain HTTP(S): codex would first try a Responses
+		# WebSocket, which such endpoints rarely serve, and fall back only after retries.
+		cli+=(-c model_provider=openai-base-url
+			-c model_providers.openai-base-url.name=openai-base-url
+			-c "model_providers.openai-base-url.base_url=\"$OPENAI_BASE_URL\""
+			-c model_providers.openai-base-url.env_key=CODEX_API_KEY
+			-c model_providers.openai-base-url.wire_api=responses
+			-c model_providers.openai-base-url.supports_websockets=false)
+	fi
+	cli+=(-- "$task_with_system")
 	;;
 gemini)
-	cli=(gemini --model "$model" --approval-mode yolo --prompt "$task_with_system")
+	# A new folder is untrusted to gemini (exit 55, yolo ignored) until --skip-trust.
+	cli=(gemini)
+	if [ "$model" != auto ]; then
+		cli+=(--model "$model")
+	fi
+	cli+=(--skip-trust --approval-mode yolo --prompt "$task_with_system")
+	write_gemini_settings "$workspace/$HOME_DIR/.gemini/settings.json"
 	;;
 goose)
-	cli=(env "GOOSE_MODEL=$model" GOOSE_MODE=auto goose run --no-session --text "$task_with_system")
+	provider=${GOOSE_PROVIDER:-}
+	if [ -z "$provider" ]; then
+		if [ -n "${ANTHROPIC_API_KEY:-}" ]; then
+			provider=anthropic
+		elif [ -n "${OPENAI_API_KEY:-}" ]; then
+			provider=openai
+		elif [ -n "${GOOGLE_API_KEY:-}" ] || [ -n "${GEMINI_API_KEY:-}" ]; then
+			provider=google
+		elif [ -n "${OPENROUTER_API_KEY:-}" ]; then
+			provider=openrouter
+		else
+			die "goose needs GOOSE_PROVIDER or one of ANTHROPIC_API_KEY, OPENAI_API_KEY, GOOGLE_API_KEY, GEMINI_API_KEY, OPENROUTER_API_KEY"
+		fi
+	fi
+	if [ "$provider" = google ] && [ -z "${GOOGLE_API_KEY:-}" ] && [ -n "${GEMINI_API_KEY:-}" ]; then
+		set_secret_env GOOGLE_API_KEY "$GEMINI_API_KEY"
+	fi
+	if [ "$model" = auto ]; then
+		case "$provider" in
+		anthropic) model=claude-sonnet-4-5 ;;
+		openai) model=gpt-5.5 ;;
+		google) model=gemini-2.5-pro ;;
+		openrouter) model=anthropic/claude-sonnet-4.5 ;;
+		*) die "goose provider $provider has no default model here; set agent.model" ;;
+		esac
+	fi
+	set_env GOOSE_PROVIDER "$provider"
+	set_env GOOSE_MODEL "$model"
+	set_env GOOSE_MODE auto
+	set_env GOOSE_DISABLE_KEYRING 1
+	set_env GOOSE_TELEMETRY_ENABLED false
+	set_env GOOSE_TELEMETRY_OFF 1
+	# The developer extension is goose's shell and file tool.
+	cli=(goose run --no-session --with-builtin developer --text "$task_with_system")
 	;;
 esac
 
 # Variables passed into the container by name (value from this environment, if set).
 pass_env=(
-	ANTHROPIC_API_KEY ANTHROPIC_BASE_URL ANTHROPIC_MODEL CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX
-	OPENAI_API_KEY OPENAI_BASE_URL CODEX_HOME
-	GEMINI_API_KEY GOOGLE_API_KEY GOOGLE_CLOUD_PROJECT GOOGLE_CLOUD_LOCATION GOOGLE_GENAI_USE_VERTEXAI
-	GOOSE_PROVIDER OPENROUTER_API_KEY
+	ANTHROPIC_API_KEY ANTHROPIC_BASE_URL CLAUDE_CODE_USE_BEDROCK CLAUDE_CODE_USE_VERTEX
+	OPENAI_API_KEY OPENAI_BASE_URL CODEX_API_KEY
+	GEMINI_API_KEY GOOGLE_GEMINI_BASE_URL GOOGLE_API_KEY GOOGLE_CLOUD_PROJECT GOOGLE_CLOUD_LOCATION
+	GOOGLE_GENAI_USE_VERTEXAI
+	OPENROUTER_API_KEY
 	HTTPS_PROXY HTTP_PROXY NO_PROXY https_proxy http_proxy no_proxy
+	"${secret_env[@]}"
 )
 read -r -a extra_env <<<"${AGENT_EXTRA_ENV:-}"
 for name in "${extra_env[@]}"; do
 	[[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "AGENT_EXTRA_ENV: '$name' is not a variable name"
 done
 pass_env+=("${extra_env[@]}")
+
+# The CLI's own last error line, read back from the end of this script's stdout and stderr
+# (the CLI writes straight to them; nightcrier opens them as files). claude prints its errors
+# on stdout, the others on stderr. Stack frames, bare punctuation and "[object Object]" are
+# skipped, and so are gemini's report paths (nightcrier keeps 300 characters); a line that
+# names an error wins over any other line.
+cli_error_line() {
+	local fds=(2 1) fd pick file line
+	if [ "$agent" = claude ]; then
+		fds=(1 2)
+	fi
+	for pick in error last; do
+		for fd in "${fds[@]}"; do
+			file=/proc/$$/fd/$fd
+			# Only a regular file can be read back; a pipe or terminal cannot.
+			[ -f "$file" ] || continue
+			line=$(tail -c 65536 "$file" 2>/dev/null | tr -d '\r' |
+				sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/Full report available at: [^ ]* *//' |
+				awk -v pick="$pick" '
+				{ sub(/^[ \t]+/, ""); sub(/[ \t]+$/, "") }
+				$0 == "" || /^at / || /^[][{}(),;]+$/ || /\[object Object\]/ || /^run-agent: / { next }
+				{ last = $0 }
+				tolower($0) ~ /error|fail|denied|refused|invalid|unauthori|forbidden|not found|exceeded|quota|cannot|could not|unable/ { err = $0 }
+				END { print (pick == "error" ? err : last) }')
+			if [ -n "$line" ]; then
+				printf '%s\n' "${line:0:1000}"
+				return 0
+			fi
+		done
+	done
+}
 
 child=""
 container=""
@@ -197,11 +368,8 @@ stop() {
 trap stop TERM INT
 
 if [ "$runtime" = none ]; then
-	command -v "$agent" >/dev/null 2>&1 || {
-		echo "run-agent: $agent CLI not found on PATH" >&2
-		exit 127
-	}
-	(cd "$workspace" && KUBECONFIG=$kubeconfig exec timeout --kill-after=10 "$timeout" "${cli[@]}") &
+	(cd "$workspace" && exec env "KUBECONFIG=$kubeconfig" "${agent_env[@]}" \
+		timeout --kill-after=10 "$timeout" "${cli[@]}" </dev/null) &
 else
 	for path in "$workspace" "$kubeconfig" "$system_prompt_file"; do
 		case "$path" in *,*) die "path '$path' contains a comma, which $runtime --mount cannot express" ;; esac
@@ -211,8 +379,6 @@ else
 		--workdir /workspace
 		--mount "type=bind,src=$workspace,dst=/workspace"
 		--mount "type=bind,src=$kubeconfig,dst=$kube_path,readonly"
-		--mount "type=tmpfs,dst=/home/agent,tmpfs-mode=1777"
-		--env HOME=/home/agent
 		--env "KUBECONFIG=$kube_path"
 		--env "INCIDENT_ID=${INCIDENT_ID:-}"
 		--env "CLUSTER_NAME=${CLUSTER_NAME:-}")
@@ -234,6 +400,9 @@ else
 		if [ -n "${!name:-}" ]; then
 			run+=(--env "$name")
 		fi
+	done
+	for setting in "${agent_env[@]}"; do
+		run+=(--env "$setting")
 	done
 	# The time limit also runs inside the container, so an orphaned container ends too.
 	run+=("${AGENT_IMAGE:-nightcrier-agent:latest}" timeout --kill-after=10 "$timeout" "${cli[@]}")
@@ -264,5 +433,10 @@ case "$status" in
 esac
 if [ "$status" -ne 0 ]; then
 	echo "run-agent: $agent exited with status $status" >&2
+	reason=$(cli_error_line)
+	if [ -n "$reason" ]; then
+		printf '%s: %s\n' "$agent" "$reason" >&2
+	fi
 fi
 exit "$status"
+}

@@ -155,6 +155,9 @@ echo '## Summary' > output/investigation.md"#,
         ]
     );
     assert_eq!(args[8], "You are a careful SRE.");
+    // `--allowedTools` takes a list: the prompt comes after `--`, or it would be swallowed.
+    assert_eq!(args[9], "--");
+    let args = [&args[..9], &args[10..]].concat();
     assert!(args[9].starts_with("Investigate incident i-1"));
     let report = env.path("ws/output/investigation.md");
     let ws = fs::canonicalize(env.path("ws")).unwrap();
@@ -281,4 +284,98 @@ fn stub_agent_rejects_unknown_options() {
     let out = env.run("stub-agent.sh", &args, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown option --colour"));
+}
+
+#[test]
+fn run_agent_starts_goose_with_a_provider_from_the_key_and_its_developer_tools() {
+    let env = Env::new();
+    env.fake(
+        "goose",
+        r#"for a in "$@"; do printf '%s\n--\n' "$a"; done > goose-args
+printf '%s %s %s\n' "$GOOSE_PROVIDER" "$GOOSE_MODEL" "$GOOSE_MODE" > goose-env
+echo '## Summary' > output/investigation.md"#,
+    );
+    let mut args = env.contract_args("goose", "60");
+    args[5] = "auto".into();
+    let out = env.run(
+        "run-agent.sh",
+        &args,
+        &[("AGENT_RUNTIME", "none"), ("OPENAI_API_KEY", "k")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let args = fs::read_to_string(env.path("ws/goose-args")).unwrap();
+    let args: Vec<&str> = args.split("\n--\n").collect();
+    assert_eq!(
+        &args[..5],
+        [
+            "run",
+            "--no-session",
+            "--with-builtin",
+            "developer",
+            "--text"
+        ]
+    );
+    assert!(args[5].starts_with("You are a careful SRE."), "{}", args[5]);
+    assert_eq!(
+        fs::read_to_string(env.path("ws/goose-env")).unwrap().trim(),
+        "openai gpt-5.5 auto"
+    );
+
+    // No provider and no key: refused before anything runs.
+    let out = env.run(
+        "run-agent.sh",
+        &env.contract_args("goose", "60"),
+        &[("AGENT_RUNTIME", "none")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("goose needs GOOSE_PROVIDER"));
+}
+
+#[test]
+fn run_agent_ends_a_failed_run_with_the_clis_own_error_line() {
+    let env = Env::new();
+    env.fake(
+        "gemini",
+        r#"echo 'partial answer'
+echo 'YOLO mode is enabled.' >&2
+echo 'Error when talking to Gemini API: 401 key rejected' >&2
+echo '    at throwErrorIfNotOK (file:///bundle.js:1:2)' >&2
+echo '}' >&2
+printf '\033[31mAn unexpected critical error occurred:[object Object]\033[0m\n' >&2
+exit 1"#,
+    );
+    env.fake(
+        "claude",
+        r#"echo 'API Error: 400 stand-in says no'
+echo 'a warning' >&2
+exit 1"#,
+    );
+    for (cli, want) in [
+        (
+            "gemini",
+            "gemini: Error when talking to Gemini API: 401 key rejected",
+        ),
+        ("claude", "claude: API Error: 400 stand-in says no"),
+    ] {
+        // As nightcrier runs it: stdout and stderr are files, which the script reads back.
+        let (stdout, stderr_log) = (env.path("stdout.log"), env.path("stderr.log"));
+        let path = format!(
+            "{}:{}",
+            env.path("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let status = Command::new(script("run-agent.sh"))
+            .args(env.contract_args(cli, "60"))
+            .env_clear()
+            .env("PATH", path)
+            .env("AGENT_RUNTIME", "none")
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr_log).unwrap())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1));
+        let text = fs::read_to_string(&stderr_log).unwrap();
+        assert_eq!(text.lines().last(), Some(want), "{text}");
+        assert!(text.contains(&format!("run-agent: {cli} exited with status 1")));
+    }
 }

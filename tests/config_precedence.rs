@@ -80,7 +80,7 @@ fn a_minimal_file_yields_every_default() {
             script: PathBuf::from("scripts/run-agent.sh"),
             cli: "claude".into(),
             model: "sonnet".into(),
-            allowed_tools: "Read,Grep,Glob,Bash".into(),
+            allowed_tools: "Read,Grep,Glob,Bash,Write".into(),
             timeout: Duration::from_secs(600),
             kill_grace: Duration::from_secs(10),
             max_concurrent_agents: 2,

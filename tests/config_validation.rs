@@ -914,3 +914,63 @@ fn confinement_env_allow_and_retention_settings_are_validated() {
     assert_eq!(config.workspace.max_age.as_secs(), 2 * 86_400);
     assert!(config.clusters[0].requires_read_only(&config.preflight));
 }
+
+#[test]
+fn changing_only_the_agent_cli_gives_a_model_that_cli_serves() {
+    for (cli, model) in [
+        ("claude", "sonnet"),
+        ("codex", "gpt-6.2-sol"),
+        ("gemini", "gemini-2.5-pro"),
+        ("goose", "auto"),
+    ] {
+        let text = format!("{}[agent]\ncli = \"{cli}\"\n", cluster("a", ""));
+        let config = parse(&text).unwrap();
+        assert_eq!(config.agent.cli, cli);
+        assert_eq!(config.agent.model, model, "default model of {cli}");
+        assert_eq!(config.clusters[0].effective_model(&config.agent), model);
+    }
+}
+
+#[test]
+fn agent_model_of_another_vendor_than_the_cli_is_refused() {
+    let text = format!(
+        "{}[agent]\ncli = \"gemini\"\nmodel = \"sonnet\"\n",
+        cluster("a", "")
+    );
+    assert_rule(&text, None, "agent.model", "the gemini CLI does not serve");
+    let text = format!(
+        "{}[agent]\ncli = \"codex\"\nmodel = \"gemini-2.5-pro\"\n",
+        cluster("a", "")
+    );
+    assert_rule(
+        &text,
+        None,
+        "agent.model",
+        "\"gemini-2.5-pro\" is one of the Gemini models",
+    );
+}
+
+#[test]
+fn cluster_triage_model_must_be_one_the_agent_cli_serves() {
+    let text = format!(
+        "{}[clusters.triage]\nmodel = \"opus\"\n[agent]\ncli = \"codex\"\n",
+        cluster("a", "")
+    );
+    assert_rule(
+        &text,
+        Some("a"),
+        "clusters[0].triage.model",
+        "the codex CLI does not serve",
+    );
+}
+
+#[test]
+fn unknown_agent_cli_is_refused() {
+    let text = format!("{}[agent]\ncli = \"claude-code\"\n", cluster("a", ""));
+    assert_rule(
+        &text,
+        None,
+        "agent.cli",
+        "expected claude, codex, gemini, goose or stub",
+    );
+}

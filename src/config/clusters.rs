@@ -66,7 +66,8 @@ pub fn is_valid_cluster_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-pub(crate) fn read_clusters(ctx: &mut Context, root: &Table) -> Vec<ClusterConfig> {
+/// `cli` is `agent.cli`: a cluster's `triage.model` must be one that CLI serves.
+pub(crate) fn read_clusters(ctx: &mut Context, root: &Table, cli: &str) -> Vec<ClusterConfig> {
     let entries = ctx.tables(root, "clusters");
     let single_endpoint = ctx.string(root, "mcp_endpoint");
     match (entries, single_endpoint) {
@@ -81,7 +82,7 @@ pub(crate) fn read_clusters(ctx: &mut Context, root: &Table) -> Vec<ClusterConfi
                 );
             }
             refuse_single_cluster_keys(ctx, root);
-            read_cluster_list(ctx, entries)
+            read_cluster_list(ctx, entries, cli)
         }
         (None, Some(endpoint)) => read_single_cluster(ctx, root, endpoint)
             .into_iter()
@@ -110,7 +111,7 @@ fn refuse_single_cluster_keys(ctx: &mut Context, root: &Table) {
     }
 }
 
-fn read_cluster_list(ctx: &mut Context, entries: Vec<Table>) -> Vec<ClusterConfig> {
+fn read_cluster_list(ctx: &mut Context, entries: Vec<Table>, cli: &str) -> Vec<ClusterConfig> {
     let mut clusters = Vec::with_capacity(entries.len());
     // Names compared without case: on case-insensitive file systems "EU-1" and "eu-1"
     // would share a workspace directory.
@@ -136,7 +137,7 @@ fn read_cluster_list(ctx: &mut Context, entries: Vec<Table>) -> Vec<ClusterConfi
             }
             None => entry,
         };
-        let cluster = read_cluster(ctx, &entry, name.map(|n| n.value));
+        let cluster = read_cluster(ctx, &entry, name.map(|n| n.value), cli);
         clusters.extend(cluster);
     }
     clusters
@@ -162,7 +163,12 @@ fn read_name(ctx: &mut Context, table: &Table, key: &str) -> Option<Sourced<Stri
     Some(name)
 }
 
-fn read_cluster(ctx: &mut Context, entry: &Table, name: Option<String>) -> Option<ClusterConfig> {
+fn read_cluster(
+    ctx: &mut Context,
+    entry: &Table,
+    name: Option<String>,
+    cli: &str,
+) -> Option<ClusterConfig> {
     ctx.allow_keys(
         entry,
         CLUSTER_KEYS,
@@ -186,7 +192,7 @@ fn read_cluster(ctx: &mut Context, entry: &Table, name: Option<String>) -> Optio
         .optional_parsed::<Severity>(entry, "severity_threshold")
         .map(|s| s.value);
     let mcp = read_mcp(ctx, entry);
-    let triage = read_triage(ctx, entry);
+    let triage = read_triage(ctx, entry, cli);
     Some(ClusterConfig {
         name: name?,
         environment,
@@ -251,7 +257,7 @@ fn read_endpoint(ctx: &mut Context, table: &Table, key: &str) -> Option<Endpoint
     }
 }
 
-fn read_triage(ctx: &mut Context, entry: &Table) -> TriageConfig {
+fn read_triage(ctx: &mut Context, entry: &Table, cli: &str) -> TriageConfig {
     let table = ctx.table(entry, "triage");
     ctx.allow_keys(&table, TRIAGE_KEYS, &[]);
     let enabled = ctx.boolean(&table, "enabled");
@@ -271,7 +277,7 @@ fn read_triage(ctx: &mut Context, entry: &Table) -> TriageConfig {
         enabled: enabled.is_some_and(|e| e.value),
         kubeconfig,
         allow_secrets_access: ctx.flag(&table, "allow_secrets_access", false),
-        model: ctx.text(&table, "model").map(|m| m.value),
+        model: ctx.agent_model(&table, "model", cli),
         require_read_only: ctx.boolean(&table, "require_read_only").map(|b| b.value),
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use log::LevelFilter;
 
+use super::agent_cli::{default_model, parse_agent_cli};
 use super::clusters::{read_clusters, MCP_KEYS, TRIAGE_KEYS};
 use super::document::{Context, Origin, Sourced, Table};
 use super::duration::format_duration;
@@ -122,6 +123,8 @@ const MIB: i64 = 1024 * KIB;
 pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
     let defaults = Config::defaults(ctx.file().to_path_buf());
     ctx.allow_keys(root, ROOT_KEYS, SECTION_HINTS);
+    // Read first: which models the clusters may name depends on the CLI.
+    let agent = read_agent(ctx, root);
     Config {
         source: defaults.source,
         log_level: ctx
@@ -138,12 +141,12 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
             .map_or(defaults.workspace_root, |p| p.value),
         workspace: read_workspace(ctx, root),
         shard: ctx.optional_parsed::<Shard>(root, "shard").map(|s| s.value),
-        clusters: read_clusters(ctx, root),
+        clusters: read_clusters(ctx, root, &agent.cli),
         reconnect: read_reconnect(ctx, root),
         connection: read_connection(ctx, root),
         queue: read_queue(ctx, root),
         dedup: read_dedup(ctx, root),
-        agent: read_agent(ctx, root),
+        agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
         health: read_health(ctx, root),
@@ -292,10 +295,17 @@ fn read_agent(ctx: &mut Context, root: &Table) -> AgentConfig {
     let table = ctx.table(root, "agent");
     ctx.allow_keys(&table, AGENT_KEYS, &[]);
     let d = AgentConfig::default();
+    let cli = ctx
+        .optional_parsed_with(&table, "cli", parse_agent_cli)
+        .map_or(d.cli, |c| c.value);
+    // Unset, the model is the CLI's own default, so changing only `cli` stays consistent.
+    let model = ctx
+        .agent_model(&table, "model", &cli)
+        .unwrap_or_else(|| default_model(&cli).to_string());
     AgentConfig {
         script: ctx.path(&table, "script").map_or(d.script, |p| p.value),
-        cli: ctx.text_or(&table, "cli", &d.cli),
-        model: ctx.text_or(&table, "model", &d.model),
+        cli,
+        model,
         allowed_tools: ctx.text_or(&table, "allowed_tools", &d.allowed_tools),
         timeout: ctx.duration(&table, "timeout", d.timeout).value,
         kill_grace: ctx.duration(&table, "kill_grace", d.kill_grace).value,

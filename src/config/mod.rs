@@ -5,6 +5,7 @@
 //! A file is refused as a whole, before anything connects, with every problem
 //! listed: file, cluster, field and line:column.
 
+mod agent_cli;
 mod clusters;
 mod document;
 mod duration;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
+pub use agent_cli::{default_model, AGENT_CLIS, AUTO_MODEL};
 pub use clusters::{is_valid_cluster_name, DEFAULT_CLUSTER_NAME, MAX_CLUSTER_NAME_LEN};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use endpoint::{Endpoint, EndpointError};

@@ -145,7 +145,8 @@ impl Default for DedupConfig {
 pub struct AgentConfig {
     pub script: PathBuf,
     pub cli: String,
-    /// Default model; a cluster's `triage.model` overrides it.
+    /// Default model; a cluster's `triage.model` overrides it. Unset, the CLI's default
+    /// (see [`default_model`](super::default_model)).
     pub model: String,
     pub allowed_tools: String,
     pub timeout: Duration,
@@ -171,7 +172,8 @@ impl Default for AgentConfig {
             script: PathBuf::from("scripts/run-agent.sh"),
             cli: "claude".to_string(),
             model: "sonnet".to_string(),
-            allowed_tools: "Read,Grep,Glob,Bash".to_string(),
+            // Write: claude writes its report with it.
+            allowed_tools: "Read,Grep,Glob,Bash,Write".to_string(),
             timeout: Duration::from_secs(600),
             kill_grace: Duration::from_secs(10),
             max_concurrent_agents: 2,
