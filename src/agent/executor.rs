@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::agent::confinement::{self, SandboxLayout};
 use crate::agent::environment::{allowed_env, runs_on_host};
+use crate::agent::failure_line::failure_line;
 use crate::agent::output::{OutputRelay, RelayReport};
 use crate::agent::preflight::last_line;
 use crate::agent::workspace::{
@@ -212,6 +213,8 @@ impl std::error::Error for SpawnError {
 struct RunningAgent {
     incident_id: String,
     cluster: String,
+    /// `agent.cli`, to find the CLI's own error line in its output.
+    cli: String,
     workspace: Workspace,
     child: Child,
     /// Also the process group id: the child leads its own group.
@@ -501,6 +504,7 @@ impl AgentExecutor {
             RunningAgent {
                 incident_id: job.incident_id,
                 cluster: job.cluster,
+                cli: job.cli,
                 workspace,
                 pid,
                 child,
@@ -576,7 +580,7 @@ impl AgentExecutor {
             report_present: agent.workspace.report_present(),
         };
         let outcome = classify(&facts, || match &output {
-            Some(report) => last_line(&report.stderr.tail),
+            Some(report) => failure_line(&agent.cli, &report.stdout.tail, &report.stderr.tail),
             None => stderr_tail(&agent.workspace.stderr_log_path()),
         });
         match &outcome {

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod confinement;
 pub mod environment;
 pub mod executor;
+pub mod failure_line;
 pub mod output;
 pub mod permissions;
 pub mod preflight;

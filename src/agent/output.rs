@@ -19,8 +19,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// How much of each stream's end is kept in memory for the failure reason.
-pub const TAIL_BYTES: usize = 4096;
+/// How much of each stream's end is kept in memory for the failure reason: enough for the
+/// CLI's error line above a stack trace.
+pub const TAIL_BYTES: usize = 16 * 1024;
 const CHUNK: usize = 16 * 1024;
 /// How often the relay looks at its stop flag while the pipes stay open.
 const STOP_CHECK: Duration = Duration::from_millis(100);

@@ -173,6 +173,9 @@ mod tests {
         assert_eq!(parse_agent_cli(" gemini ").as_deref(), Ok("gemini"));
         let err = parse_agent_cli("claude-code").unwrap_err();
         assert!(err.contains("\"claude-code\""), "{err}");
-        assert!(err.contains("claude, codex, gemini, goose or stub"), "{err}");
+        assert!(
+            err.contains("claude, codex, gemini, goose or stub"),
+            "{err}"
+        );
     }
 }
