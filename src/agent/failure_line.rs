@@ -53,7 +53,7 @@ pub fn failure_line(cli: &str, stdout_tail: &[u8], stderr_tail: &[u8]) -> Option
         .or_else(|| {
             order
                 .iter()
-                .find_map(|tail| meaningful_lines(tail).into_iter().filter(own_line).last())
+                .find_map(|tail| meaningful_lines(tail).into_iter().rfind(own_line))
         });
     match found {
         Some(line) => Some(format!("{prefix}{line}")),
