@@ -256,8 +256,14 @@ fn assert_allowlisted_env(scene: &Scene) {
         env.get("KUBECONFIG").map(PathBuf::from),
         Some(scene.own_kubeconfig.clone())
     );
+    // The executor's own, the shell's, and the settings run-agent.sh gives every CLI.
     let set_by_us: BTreeSet<&str> = [
         "HOME",
+        "TMPDIR",
+        "DISABLE_AUTOUPDATER",
+        "DISABLE_TELEMETRY",
+        "DISABLE_ERROR_REPORTING",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
         "INCIDENT_ID",
         "CLUSTER_NAME",
         "KUBECONFIG",

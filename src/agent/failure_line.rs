@@ -25,17 +25,19 @@ const ERROR_WORDS: [&str; 14] = [
     "exception",
 ];
 
-/// The line for the failure reason: `<cli>: <the CLI's own line>` when one is found in the
-/// tails, else the last line of stderr.
+/// The line for the failure reason: the last line of stderr, unless that is the script
+/// saying the CLI failed without naming why (`run-agent: <cli> exited with status N`); then
+/// `<cli>: <the CLI's own line>` when one is found in the tails.
 pub fn failure_line(cli: &str, stdout_tail: &[u8], stderr_tail: &[u8]) -> Option<String> {
     let last_stderr = meaningful_lines(stderr_tail).last().cloned();
-    let prefix = format!("{cli}: ");
-    if last_stderr
+    let unexplained = format!("run-agent: {cli} exited with status ");
+    if !last_stderr
         .as_deref()
-        .is_some_and(|l| l.starts_with(&prefix))
+        .is_some_and(|l| l.starts_with(&unexplained))
     {
         return last_stderr;
     }
+    let prefix = format!("{cli}: ");
     let order = if cli == "claude" {
         [stdout_tail, stderr_tail]
     } else {
@@ -158,8 +160,20 @@ mod tests {
     }
 
     #[test]
+    fn a_script_that_explains_itself_is_taken_at_its_word() {
+        let stderr = b"error: something earlier\nstub-agent: failing as asked\n";
+        assert_eq!(
+            failure_line("claude", b"API Error: 500\n", stderr).unwrap(),
+            "stub-agent: failing as asked"
+        );
+    }
+
+    #[test]
     fn long_lines_are_cut() {
-        let stderr = format!("error {}\n", "x".repeat(5000));
+        let stderr = format!(
+            "error {}\nrun-agent: codex exited with status 1\n",
+            "x".repeat(5000)
+        );
         let line = failure_line("codex", b"", stderr.as_bytes()).unwrap();
         assert_eq!(line.chars().count(), "codex: ".len() + MAX_CHARS);
     }

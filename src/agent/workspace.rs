@@ -25,8 +25,9 @@ pub const OUTPUT_DIR: &str = "output";
 pub const REPORT_FILE: &str = "investigation.md";
 pub const STDOUT_LOG: &str = "agent-stdout.log";
 pub const STDERR_LOG: &str = "agent-stderr.log";
-/// The agent's `HOME` when it runs on this host: its CLI's settings and caches.
-pub const HOME_DIR: &str = "home";
+/// The agent's `HOME` when it runs on this host: its CLI's settings and caches;
+/// `run-agent.sh` gives the CLI the same directory.
+pub const HOME_DIR: &str = ".agent-home";
 /// Mounted as `/tmp` for a confined agent.
 pub const TMP_DIR: &str = "tmp";
 
