@@ -237,6 +237,33 @@ mod tests {
     }
 
     #[test]
+    fn queued_faults_are_bounded_in_bytes_not_only_in_count() {
+        let mut p = pipeline("[queue]\ncluster_queue_size = 1000\nglobal_queue_size = 1000");
+        let now = Instant::now();
+        let context = "x".repeat(100 * 1000);
+        for id in 0..400 {
+            let data = serde_json::json!({"faultId": format!("{id:016x}"), "faultType": "CrashLoop",
+                "severity": "critical", "context": context});
+            let event = ClusterEvent {
+                cluster: p.clusters["a"].config.clone(),
+                event: FaultEvent::from_fault_data(&data.to_string()).unwrap(),
+                received_at: SystemTime::now(),
+            };
+            p.admit(event, now);
+        }
+        let held: usize = p
+            .queue
+            .drain_all()
+            .iter()
+            .map(|(_, q)| serde_json::to_string(&q.event.event).unwrap().len())
+            .sum();
+        assert!(
+            held <= 16 * 1024 * 1024,
+            "the queue held {held} bytes of faults"
+        );
+    }
+
+    #[test]
     fn reject_policy_keeps_the_oldest_and_counts_the_refused() {
         let mut p = pipeline(
             "[queue]\ncluster_queue_size = 2\nglobal_queue_size = 3\noverflow_policy = \"reject\"",
