@@ -81,6 +81,8 @@ pub struct SseParser {
     poisoned: bool,
     /// Events dropped for invalid UTF-8, not yet taken by [`SseParser::take_discarded`].
     discarded: u64,
+    /// Events ended (blank lines after an event's first line), dispatched or not.
+    ended: u64,
     /// The previous line ended in CR at the end of a feed: an LF that starts the next
     /// feed belongs to that line end.
     skip_lf: bool,
@@ -102,6 +104,7 @@ impl SseParser {
             comments_seen: 0,
             poisoned: false,
             discarded: 0,
+            ended: 0,
             skip_lf: false,
             bom: BomState::Pending(0),
             failed: None,
@@ -139,6 +142,12 @@ impl SseParser {
     /// byte costs one message, never the stream.
     pub fn take_discarded(&mut self) -> u64 {
         std::mem::take(&mut self.discarded)
+    }
+
+    /// How many events have ended so far (dispatched, empty or dropped): a caller timing
+    /// each event sees a new one begin when this moves.
+    pub fn events_ended(&self) -> u64 {
+        self.ended
     }
 
     /// Whether an event has started (some of its bytes arrived) and not ended. Comment lines
@@ -281,6 +290,9 @@ impl SseParser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        if self.event_bytes > 0 {
+            self.ended += 1;
+        }
         self.event_bytes = 0;
         if std::mem::take(&mut self.poisoned) {
             self.discarded += 1;

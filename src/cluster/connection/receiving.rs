@@ -156,16 +156,19 @@ impl ClusterConnection {
                     return;
                 }
                 let mut sse_events = Vec::new();
+                let ended_before = self.stream_sse.events_ended();
                 if let Err(e) = self.stream_sse.feed(&inbound[range], &mut sse_events) {
                     return self.fail(ctx, "stream", e.to_string(), false);
                 }
                 let discarded = self.stream_sse.take_discarded();
                 self.on_discarded(ctx, discarded);
-                // An event that started must end within the read timeout; one that trickles
-                // in forever marks the stream stalled. Silence between events is healthy.
+                // Each event that started must end within the read timeout; one that
+                // trickles in forever marks the stream stalled. Silence between events is
+                // healthy, and so is a fire hose whose reads all end mid-event.
+                let new_event = self.stream_sse.events_ended() != ended_before;
                 if !self.stream_sse.in_event() {
                     self.disarm(ctx, TimerKind::EventStall);
-                } else if self.timers[TimerKind::EventStall.slot()].is_none() {
+                } else if new_event || self.timers[TimerKind::EventStall.slot()].is_none() {
                     self.arm(ctx, TimerKind::EventStall, ctx.settings.read_timeout);
                 }
                 self.on_sse_events(ctx, sse_events);

@@ -1204,3 +1204,22 @@ fn one_event_with_invalid_utf8_is_one_malformed_message_and_the_stream_stays() {
     assert_eq!(p.sink.0.len(), 1);
     assert_eq!(p.count("GET"), 1);
 }
+
+#[test]
+fn a_fire_hose_whose_reads_all_end_mid_event_is_not_stalled() {
+    let mut p = pipe().active();
+    let subscription = p.subscription();
+    let mut carry = Vec::new();
+    for second in 0..10u32 {
+        let event = fault_event(&subscription, &format!("{second:016x}"));
+        let (head, tail) = event.split_at(event.len() / 2);
+        let mut read = std::mem::take(&mut carry);
+        read.extend_from_slice(head);
+        p.push_event(&read);
+        carry = tail.to_vec();
+        p.advance(Duration::from_secs(1));
+    }
+    assert_eq!(p.conn.stats.stalls, 0);
+    assert_eq!(p.count("GET"), 1);
+    assert_eq!(p.sink.0.len(), 9);
+}
