@@ -23,7 +23,8 @@ pub struct SseEvent {
 pub enum SseError {
     /// One pending event grew past the configured bound.
     EventTooLarge { limit: usize },
-    /// A field line was not valid UTF-8.
+    /// A field line was not valid UTF-8. Not returned by [`SseParser`], which drops such
+    /// an event alone and counts it ([`SseParser::take_discarded`]).
     InvalidUtf8,
 }
 
@@ -52,9 +53,14 @@ enum BomState {
 
 /// Incremental SSE parser for one stream at a time.
 ///
-/// Size bound: the bytes of one pending event — every line since the last blank line,
-/// counting each line end as one byte, plus an unterminated partial line — may not
-/// exceed `max_event_bytes`. There is no separate line-length limit.
+/// Size bound: the bytes of one pending event — every field line since the last blank
+/// line, counting each line end as one byte, plus an unterminated partial line — may not
+/// exceed `max_event_bytes`. Comment lines (heartbeats) do not count. There is no separate
+/// line-length limit.
+///
+/// Hostile input: an event with a line that is not UTF-8 is dropped alone and counted
+/// ([`SseParser::take_discarded`]); an `id:` longer than [`MAX_ID_BYTES`] or holding
+/// anything but printable ASCII is ignored, so it never goes back in `Last-Event-ID`.
 ///
 /// An event whose data is empty (no `data:` line, or one empty `data:` line) is not
 /// dispatched, though its `id:` still takes effect: MCP servers send such priming events,
