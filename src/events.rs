@@ -78,6 +78,38 @@ struct KubeEvent {
 
 /// Bounds on wire strings we keep: a fault is a few hundred bytes, anything larger is noise.
 const MAX_ID_LEN: usize = 128;
+/// `context` is kept up to this many bytes (the real server sends up to ~60 KB of container
+/// logs); the rest is cut with a visible marker.
+pub const MAX_CONTEXT_BYTES: usize = 64 * 1024;
+/// `faultType`, `severity`, `kind`, `namespace`, `name`, `apiVersion`, `timestamp`: a
+/// Kubernetes name is at most 253 bytes.
+pub const MAX_FIELD_BYTES: usize = 256;
+/// The marker that ends a cut field.
+const CUT_MARKER: &str = "…";
+
+/// Cuts `text` to at most `max` bytes (on a character boundary), ending it with `marker`
+/// when it was cut; the result, marker included, stays within `max`.
+fn cap(text: &mut String, max: usize, marker: &str) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(marker.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(marker);
+}
+
+fn cap_context(context: &mut String) {
+    if context.len() > MAX_CONTEXT_BYTES {
+        let marker = format!(
+            "\n[… {} bytes of context cut by nightcrier]",
+            context.len() - MAX_CONTEXT_BYTES
+        );
+        cap(context, MAX_CONTEXT_BYTES, &marker);
+    }
+}
 
 impl FaultEvent {
     /// Parses the `data` of a `kubernetes/faults` notification.
@@ -113,6 +145,32 @@ impl FaultEvent {
         Ok(fault)
     }
 
+    /// About the bytes this fault holds: its strings plus a fixed overhead. What the queue's
+    /// byte bound counts.
+    pub fn held_bytes(&self) -> usize {
+        let r = &self.resource;
+        let optional = [
+            &self.subscription_id,
+            &self.cluster,
+            &self.context,
+            &self.timestamp,
+            &r.api_version,
+            &r.namespace,
+            &r.uid,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::len)
+        .sum::<usize>();
+        std::mem::size_of::<FaultEvent>()
+            + optional
+            + self.fault_id.len()
+            + self.fault_type.len()
+            + self.severity.len()
+            + r.kind.len()
+            + r.name.len()
+    }
+
     /// The severity as nightcrier orders it; unknown names count as `warning` so that a
     /// server with a new severity is not silently filtered out.
     pub fn severity_level(&self) -> Severity {
@@ -124,12 +182,48 @@ impl FaultEvent {
         if self.cluster.as_deref() == Some("") {
             self.cluster = None;
         }
+        self.cap_fields();
         let usable = !self.fault_id.is_empty()
             && self.fault_id.len() <= MAX_ID_LEN
             && self.fault_id.bytes().all(|b| b.is_ascii_graphic());
         if !usable {
             self.fault_id = self.derived_key();
             self.fault_id_derived = true;
+        }
+    }
+
+    /// Every wire string within its bound (`MAX_*` above), so a queued fault, its log lines
+    /// and its prompt stay small whatever the server sends.
+    fn cap_fields(&mut self) {
+        for field in [&mut self.fault_type, &mut self.severity] {
+            cap(field, MAX_FIELD_BYTES, CUT_MARKER);
+        }
+        let resource = &mut self.resource;
+        for field in [&mut resource.kind, &mut resource.name] {
+            cap(field, MAX_FIELD_BYTES, CUT_MARKER);
+        }
+        for field in [
+            &mut resource.namespace,
+            &mut resource.api_version,
+            &mut self.timestamp,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cap(field, MAX_FIELD_BYTES, CUT_MARKER);
+        }
+        for field in [
+            &mut self.subscription_id,
+            &mut self.cluster,
+            &mut resource.uid,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cap(field, MAX_ID_LEN, CUT_MARKER);
+        }
+        if let Some(context) = &mut self.context {
+            cap_context(context);
         }
     }
 
@@ -277,6 +371,43 @@ mod tests {
     fn empty_cluster_name_of_a_fault_is_none() {
         let data = r#"{"cluster":"","faultId":"0000000000000001","faultType":"CrashLoop"}"#;
         assert_eq!(FaultEvent::from_fault_data(data).unwrap().cluster, None);
+    }
+
+    #[test]
+    fn every_wire_string_is_capped_and_context_cut_with_a_visible_marker() {
+        let big = "é".repeat(300_000);
+        let data = serde_json::json!({"faultId": "1", "faultType": big, "severity": big,
+            "subscriptionId": big, "cluster": big, "timestamp": big, "context": big,
+            "resource": {"kind": big, "name": big, "namespace": big, "apiVersion": big, "uid": big}});
+        let fault = FaultEvent::from_fault_data(&data.to_string()).unwrap();
+        let r = &fault.resource;
+        for field in [&fault.fault_type, &fault.severity, &r.kind, &r.name] {
+            assert!(
+                field.len() <= MAX_FIELD_BYTES && field.ends_with('…'),
+                "{}",
+                field.len()
+            );
+        }
+        for field in [&r.namespace, &r.api_version, &fault.timestamp] {
+            assert!(field.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
+        }
+        for field in [&fault.subscription_id, &fault.cluster, &r.uid] {
+            assert!(field.as_ref().unwrap().len() <= MAX_ID_LEN);
+        }
+        let context = fault.context.unwrap();
+        assert!(context.len() <= MAX_CONTEXT_BYTES, "{}", context.len());
+        assert!(context.ends_with("bytes of context cut by nightcrier]"));
+        assert!(context.starts_with("éé"));
+    }
+
+    #[test]
+    fn fields_within_their_bounds_are_kept_whole() {
+        let context = "x".repeat(MAX_CONTEXT_BYTES);
+        let data =
+            serde_json::json!({"faultId": "1", "faultType": "CrashLoop", "context": context});
+        let fault = FaultEvent::from_fault_data(&data.to_string()).unwrap();
+        assert_eq!(fault.context.as_deref(), Some(context.as_str()));
+        assert_eq!(fault.fault_type, "CrashLoop");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! configuration's `log_level`. Lines carry a timestamp, the level and the target;
 //! every line about one cluster includes `cluster=NAME`.
 
+use std::time::{Duration, Instant};
+
 use env_logger::{Builder, Target};
 use log::LevelFilter;
 
@@ -43,6 +45,83 @@ pub fn excerpt(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// Lines one cluster may write at once before its budget runs dry (see [`LogBudget`]).
+pub const LOG_BURST: u32 = 20;
+/// After a burst, one more line per this interval.
+pub const LOG_REFILL: Duration = Duration::from_secs(6);
+
+/// What [`LogBudget::admit`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Write the line; `suppressed` similar lines were left out since the last one written.
+    Write { suppressed: u64 },
+    /// Leave the line out; it is the first one left out, so say that lines are being
+    /// suppressed.
+    StartSuppressing,
+    /// Leave the line out.
+    Suppress,
+}
+
+/// A token bucket over the log lines of one source (a cluster's connection, a cluster's
+/// faults in the pipeline): [`LOG_BURST`] lines at once, then one per [`LOG_REFILL`]. A
+/// server sending junk or unique faults at any rate costs a few hundred bytes of log a
+/// minute, and the lines left out are counted in the next one written.
+#[derive(Debug, Clone, Default)]
+pub struct LogBudget {
+    spent: f64,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub fn admit(&mut self, now: Instant) -> Admit {
+        if let Some(last) = self.last {
+            let refill =
+                now.saturating_duration_since(last).as_secs_f64() / LOG_REFILL.as_secs_f64();
+            self.spent = (self.spent - refill).max(0.0);
+        }
+        self.last = Some(now);
+        if self.spent + 1.0 <= f64::from(LOG_BURST) {
+            self.spent += 1.0;
+            return Admit::Write {
+                suppressed: std::mem::take(&mut self.suppressed),
+            };
+        }
+        self.suppressed += 1;
+        if self.suppressed == 1 {
+            Admit::StartSuppressing
+        } else {
+            Admit::Suppress
+        }
+    }
+}
+
+/// `log::log!` through a [`LogBudget`]: `limited!(budget, now, Level::Warn, cluster, "…", args)`.
+/// Lines of a disabled level spend nothing.
+#[macro_export]
+macro_rules! limited {
+    ($budget:expr, $now:expr, $level:expr, $cluster:expr, $($arg:tt)+) => {
+        if log::log_enabled!($level) {
+            match $budget.admit($now) {
+                $crate::logging::Admit::Write { suppressed } => {
+                    if suppressed > 0 {
+                        log::log!($level, "cluster={} suppressed {} similar lines", $cluster, suppressed);
+                    }
+                    log::log!($level, $($arg)+);
+                }
+                $crate::logging::Admit::StartSuppressing => log::log!(
+                    $level,
+                    "cluster={} logs too fast: similar lines suppressed (at most {} at once, then one every {:?})",
+                    $cluster,
+                    $crate::logging::LOG_BURST,
+                    $crate::logging::LOG_REFILL
+                ),
+                $crate::logging::Admit::Suppress => {}
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +136,24 @@ mod tests {
         assert_eq!(excerpt("a\nb\r\x1b", 10), "a\\nb\\r\\u{1b}");
         assert_eq!(excerpt("abcdef", 3), "abc…");
         assert_eq!(excerpt("ééé", 2), "éé…");
+    }
+
+    #[test]
+    fn log_budget_allows_a_burst_then_one_line_per_refill_and_counts_the_rest() {
+        let mut budget = LogBudget::default();
+        let start = Instant::now();
+        for _ in 0..LOG_BURST {
+            assert_eq!(budget.admit(start), Admit::Write { suppressed: 0 });
+        }
+        assert_eq!(budget.admit(start), Admit::StartSuppressing);
+        for _ in 0..1000 {
+            assert_eq!(budget.admit(start), Admit::Suppress);
+        }
+        assert_eq!(
+            budget.admit(start + LOG_REFILL),
+            Admit::Write { suppressed: 1001 }
+        );
+        assert_eq!(budget.admit(start + LOG_REFILL), Admit::StartSuppressing);
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct ShardedQueue<T> {
     /// round-robin order: the front is served next.
     rotation: BTreeMap<std::cmp::Reverse<i32>, VecDeque<usize>>,
     len: usize,
+    /// Bound on the summed weight of the queued items (`with_byte_bound`).
+    max_bytes: usize,
+    bytes: usize,
+    weigh: fn(&T) -> usize,
 }
 
 impl<T> ShardedQueue<T> {
@@ -89,7 +93,25 @@ impl<T> ShardedQueue<T> {
             shards: Vec::new(),
             rotation: BTreeMap::new(),
             len: 0,
+            max_bytes: usize::MAX,
+            bytes: 0,
+            weigh: |_| 0,
         }
+    }
+
+    /// Bounds the queue in bytes as well: `weigh` gives an item's size, and the queued
+    /// items together stay within `max_bytes`. A full queue in bytes is full like one in
+    /// count: the overflow policy applies, and an item that one displacement cannot make
+    /// room for is rejected.
+    pub fn with_byte_bound(mut self, max_bytes: usize, weigh: fn(&T) -> usize) -> Self {
+        self.max_bytes = max_bytes;
+        self.weigh = weigh;
+        self
+    }
+
+    /// The summed weight of the queued items.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Registers a shard, or updates its priority if it exists (its items are kept).
@@ -125,6 +147,8 @@ impl<T> ShardedQueue<T> {
             self.leave_rotation(shard, removed.priority);
         }
         self.len -= removed.items.len();
+        let weigh = self.weigh;
+        self.bytes -= removed.items.iter().map(weigh).sum::<usize>();
         removed.items.into()
     }
 
@@ -140,7 +164,12 @@ impl<T> ShardedQueue<T> {
             return Admission::Rejected(item);
         };
         let target_len = target.items.len();
-        let full = target_len >= self.per_shard || self.len >= self.global;
+        let weight = (self.weigh)(&item);
+        let too_heavy = |bytes: usize, freed: usize| {
+            bytes.saturating_sub(freed).saturating_add(weight) > self.max_bytes
+        };
+        let full =
+            target_len >= self.per_shard || self.len >= self.global || too_heavy(self.bytes, 0);
         if !full {
             self.enqueue(shard, item);
             return Admission::Queued;
@@ -156,6 +185,13 @@ impl<T> ShardedQueue<T> {
                 None => return Admission::Rejected(item),
             }
         };
+        let freed = match self.shards.get(victim) {
+            Some(Some(s)) => s.items.front().map_or(0, self.weigh),
+            _ => 0,
+        };
+        if too_heavy(self.bytes, freed) {
+            return Admission::Rejected(item);
+        }
         match self.dequeue(victim) {
             Some(displaced) => {
                 self.enqueue(shard, item);
@@ -225,6 +261,7 @@ impl<T> ShardedQueue<T> {
             return;
         };
         let was_empty = target.items.is_empty();
+        self.bytes += (self.weigh)(&item);
         target.items.push_back(item);
         self.len += 1;
         if was_empty {
@@ -258,6 +295,7 @@ impl<T> ShardedQueue<T> {
             s.items.shrink_to(RETAINED_CAPACITY);
         }
         self.len -= 1;
+        self.bytes -= (self.weigh)(&item);
         Some(item)
     }
 
@@ -286,6 +324,30 @@ impl<T> ShardedQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_bound_displaces_or_rejects_and_frees_bytes_on_every_way_out() {
+        let mut q = queue(10, 10, OverflowPolicy::DropOldest).with_byte_bound(100, |v| *v as usize);
+        assert_eq!(q.push(0, 60), Admission::Queued);
+        assert_eq!(q.push(1, 30), Admission::Queued);
+        assert_eq!(q.bytes(), 90);
+        // 20 more does not fit: the oldest of the same shard (30) makes room.
+        assert_eq!(q.push(1, 20), Admission::QueuedDroppedOldest(30));
+        assert_eq!(q.bytes(), 80);
+        // 50 does not fit even after displacing 20: rejected, nothing lost.
+        assert_eq!(q.push(1, 50), Admission::Rejected(50));
+        assert_eq!(q.bytes(), 80);
+        assert_eq!(q.pop_fair(|_| true), Some((0, 60)));
+        assert_eq!(q.bytes(), 20);
+        assert_eq!(q.remove_shard(1), vec![20]);
+        assert_eq!(q.bytes(), 0);
+        let mut q =
+            queue(10, 10, OverflowPolicy::RejectNewest).with_byte_bound(10, |v| *v as usize);
+        assert_eq!(q.push(0, 11), Admission::Rejected(11));
+        assert_eq!(q.push(0, 10), Admission::Queued);
+        assert_eq!(q.drain_all(), vec![(0, 10)]);
+        assert_eq!(q.bytes(), 0);
+    }
 
     fn queue(per_shard: usize, global: usize, policy: OverflowPolicy) -> ShardedQueue<u32> {
         let mut q = ShardedQueue::new(per_shard, global, policy);

@@ -181,6 +181,14 @@ pub enum SpawnError {
     Confinement(String),
 }
 
+impl SpawnError {
+    /// The kernel refused the agent's arguments as too long (E2BIG): the fault's data, not
+    /// the host, made this start fail.
+    pub fn caused_by_fault_data(&self) -> bool {
+        matches!(self, SpawnError::Start { source, .. } if source.raw_os_error() == Some(libc::E2BIG))
+    }
+}
+
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -934,6 +942,17 @@ mod tests {
 
     fn no_stderr() -> Option<String> {
         None
+    }
+
+    #[test]
+    fn only_an_argument_list_too_long_is_a_start_failure_caused_by_fault_data() {
+        let start = |errno| SpawnError::Start {
+            script: PathBuf::from("agent"),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        assert!(start(libc::E2BIG).caused_by_fault_data());
+        assert!(!start(libc::ENOENT).caused_by_fault_data());
+        assert!(!SpawnError::Confinement("no bwrap".into()).caused_by_fault_data());
     }
 
     #[test]

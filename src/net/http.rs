@@ -103,11 +103,17 @@ fn is_ows(c: char) -> bool {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
-    HeadTooLarge { limit: usize },
+    HeadTooLarge {
+        limit: usize,
+    },
     Malformed(String),
     BadChunk(String),
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     UnexpectedEof,
+    /// A transfer coding other than `chunked` (gzip, deflate…): nightcrier decodes none.
+    UnsupportedTransferCoding(String),
 }
 
 impl fmt::Display for HttpError {
@@ -124,6 +130,11 @@ impl fmt::Display for HttpError {
             HttpError::UnexpectedEof => {
                 write!(f, "connection closed in the middle of an HTTP response")
             }
+            HttpError::UnsupportedTransferCoding(coding) => write!(
+                f,
+                "HTTP response uses Transfer-Encoding {}, which nightcrier does not decode (only chunked)",
+                crate::logging::excerpt(coding, 64)
+            ),
         }
     }
 }
@@ -615,20 +626,22 @@ fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, HttpError> {
     }))
 }
 
-/// Body framing by RFC 9112 section 6.3: chunked wins over Content-Length; another final
-/// transfer coding, or no length at all, means the body ends when the connection closes.
+/// Body framing by RFC 9112 section 6.3: chunked wins over Content-Length; no length at
+/// all means the body ends when the connection closes. Any other transfer coding (`gzip,
+/// chunked`) is refused: its body would reach the parsers still encoded.
 fn framing_of(head: &ResponseHead) -> Result<Framing, HttpError> {
-    let mut codings = head
+    let mut chunked = false;
+    for coding in head
         .tokens("transfer-encoding")
         .filter(|t| !t.eq_ignore_ascii_case("identity"))
-        .peekable();
-    if codings.peek().is_some() {
-        let last = codings.last().unwrap_or("");
-        return Ok(if last.eq_ignore_ascii_case("chunked") {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        });
+    {
+        if !coding.eq_ignore_ascii_case("chunked") || chunked {
+            return Err(HttpError::UnsupportedTransferCoding(coding.to_owned()));
+        }
+        chunked = true;
+    }
+    if chunked {
+        return Ok(Framing::Chunked);
     }
     let mut length: Option<u64> = None;
     for (name, value) in &head.headers {
@@ -1020,11 +1033,26 @@ mod tests {
     }
 
     #[test]
-    fn other_final_transfer_coding_is_close_delimited() {
-        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw";
-        let out = run_with(ResponseParser::new(HEAD_LIMIT, BODY_LIMIT), &[input], true);
-        assert_eq!(out.seen[1], Seen::Body(b"raw".to_vec()));
-        assert_eq!(out.seen[2], Seen::End(false));
+    fn transfer_codings_other_than_chunked_are_refused_by_name() {
+        for coding in [
+            "gzip, chunked",
+            "chunked, gzip",
+            "deflate",
+            "chunked, chunked",
+        ] {
+            let input = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\nraw");
+            let out = run_with(
+                ResponseParser::new(HEAD_LIMIT, BODY_LIMIT),
+                &[input.as_bytes()],
+                true,
+            );
+            let error = out.result.expect_err(coding);
+            assert!(
+                matches!(error, HttpError::UnsupportedTransferCoding(_)),
+                "{coding}: {error}"
+            );
+            assert!(error.to_string().contains("Transfer-Encoding"), "{error}");
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub struct SseEvent {
 pub enum SseError {
     /// One pending event grew past the configured bound.
     EventTooLarge { limit: usize },
-    /// A field line was not valid UTF-8.
+    /// A field line was not valid UTF-8. Not returned by [`SseParser`], which drops such
+    /// an event alone and counts it ([`SseParser::take_discarded`]).
     InvalidUtf8,
 }
 
@@ -40,6 +41,9 @@ impl std::error::Error for SseError {}
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
+/// Longest `id:` kept (and so sent back as `Last-Event-ID`).
+pub const MAX_ID_BYTES: usize = 256;
+
 /// How much of the optional byte order mark at stream start has been matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BomState {
@@ -49,9 +53,14 @@ enum BomState {
 
 /// Incremental SSE parser for one stream at a time.
 ///
-/// Size bound: the bytes of one pending event — every line since the last blank line,
-/// counting each line end as one byte, plus an unterminated partial line — may not
-/// exceed `max_event_bytes`. There is no separate line-length limit.
+/// Size bound: the bytes of one pending event — every field line since the last blank
+/// line, counting each line end as one byte, plus an unterminated partial line — may not
+/// exceed `max_event_bytes`. Comment lines (heartbeats) do not count. There is no separate
+/// line-length limit.
+///
+/// Hostile input: an event with a line that is not UTF-8 is dropped alone and counted
+/// ([`SseParser::take_discarded`]); an `id:` longer than [`MAX_ID_BYTES`] or holding
+/// anything but printable ASCII is ignored, so it never goes back in `Last-Event-ID`.
 ///
 /// An event whose data is empty (no `data:` line, or one empty `data:` line) is not
 /// dispatched, though its `id:` still takes effect: MCP servers send such priming events,
@@ -74,6 +83,12 @@ pub struct SseParser {
     last_event_id: Option<String>,
     retry: Option<Duration>,
     comments_seen: u64,
+    /// The pending event had a line that is not UTF-8: it is dropped at its end.
+    poisoned: bool,
+    /// Events dropped for invalid UTF-8, not yet taken by [`SseParser::take_discarded`].
+    discarded: u64,
+    /// Events ended (blank lines after an event's first line), dispatched or not.
+    ended: u64,
     /// The previous line ended in CR at the end of a feed: an LF that starts the next
     /// feed belongs to that line end.
     skip_lf: bool,
@@ -93,6 +108,9 @@ impl SseParser {
             last_event_id: None,
             retry: None,
             comments_seen: 0,
+            poisoned: false,
+            discarded: 0,
+            ended: 0,
             skip_lf: false,
             bom: BomState::Pending(0),
             failed: None,
@@ -126,6 +144,24 @@ impl SseParser {
         self.comments_seen
     }
 
+    /// Events dropped because a line of theirs was not UTF-8, since the last call. One bad
+    /// byte costs one message, never the stream.
+    pub fn take_discarded(&mut self) -> u64 {
+        std::mem::take(&mut self.discarded)
+    }
+
+    /// How many events have ended so far (dispatched, empty or dropped): a caller timing
+    /// each event sees a new one begin when this moves.
+    pub fn events_ended(&self) -> u64 {
+        self.ended
+    }
+
+    /// Whether an event has started (some of its bytes arrived) and not ended. Comment lines
+    /// between events (`:ka` heartbeats) start none.
+    pub fn in_event(&self) -> bool {
+        self.event_bytes > 0 || !self.line.is_empty()
+    }
+
     /// Prepare for a new connection: drops the partial line and pending event, expects a
     /// BOM again and clears a sticky error. Keeps `last_event_id`, `retry` and counters.
     pub fn reset_stream(&mut self) {
@@ -133,6 +169,7 @@ impl SseParser {
         self.event_bytes = 0;
         self.data.clear();
         self.event_type.clear();
+        self.poisoned = false;
         self.id_buffer.clone_from(&self.last_event_id);
         self.skip_lf = false;
         self.bom = BomState::Pending(0);
@@ -210,17 +247,21 @@ impl SseParser {
             self.dispatch(out);
             return Ok(());
         }
+        if line[0] == b':' {
+            // Comments (heartbeats) carry nothing: they never count towards the event size.
+            self.comments_seen += 1;
+            return Ok(());
+        }
         self.event_bytes += line.len() + 1;
         if self.event_bytes > self.max_event_bytes {
             return Err(SseError::EventTooLarge {
                 limit: self.max_event_bytes,
             });
         }
-        if line[0] == b':' {
-            self.comments_seen += 1;
+        let Ok(line) = std::str::from_utf8(line) else {
+            self.poisoned = true;
             return Ok(());
-        }
-        let line = std::str::from_utf8(line).map_err(|_| SseError::InvalidUtf8)?;
+        };
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (line, ""),
@@ -236,7 +277,13 @@ impl SseParser {
                 self.event_type.clear();
                 self.event_type.push_str(value);
             }
-            "id" if !value.contains('\0') => self.id_buffer = Some(value.to_owned()),
+            // An id goes back to the server in `Last-Event-ID`: one that is long or holds
+            // anything but printable ASCII is ignored, never echoed.
+            "id" if value.len() <= MAX_ID_BYTES
+                && value.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+            {
+                self.id_buffer = Some(value.to_owned())
+            }
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Values beyond u64 milliseconds are ignored rather than saturated.
                 if let Ok(ms) = value.parse::<u64>() {
@@ -249,7 +296,17 @@ impl SseParser {
     }
 
     fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
+        if self.event_bytes > 0 {
+            self.ended += 1;
+        }
         self.event_bytes = 0;
+        if std::mem::take(&mut self.poisoned) {
+            self.discarded += 1;
+            self.data.clear();
+            self.event_type.clear();
+            self.id_buffer.clone_from(&self.last_event_id);
+            return;
+        }
         // The id takes effect even for an event without data (a priming event).
         if self.last_event_id != self.id_buffer {
             self.last_event_id = match &self.id_buffer {
@@ -475,8 +532,10 @@ mod tests {
 
     #[test]
     fn partial_bom_followed_by_other_bytes_is_content() {
-        let out = run(LIMIT, &[b"\xEF\xBB", b"data: x\n\n"]);
-        assert_eq!(out.result, Err(SseError::InvalidUtf8));
+        // "\xEF\xBBdata" is no UTF-8 field name: that event is dropped, the stream goes on.
+        let out = run(LIMIT, &[b"\xEF\xBB", b"data: x\n\ndata: y\n\n"]);
+        assert_eq!(out.result, Ok(()));
+        assert_eq!(out.events, vec![message("y")]);
     }
 
     #[test]
@@ -605,12 +664,56 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_in_field_is_an_error() {
+    fn invalid_utf8_in_a_field_drops_only_that_event() {
+        let input = b"data: a\n\ndata: \xFF\xFE\ndata: more\n\n\xC3data: x\n\ndata: b\n\n";
+        let out = assert_split_invariant(LIMIT, input);
+        assert_eq!(out.result, Ok(()));
+        assert_eq!(out.events, vec![message("a"), message("b")]);
+        let mut parser = SseParser::new(LIMIT);
+        parser.feed(input, &mut Vec::new()).unwrap();
+        assert_eq!(parser.take_discarded(), 2);
+        assert_eq!(parser.take_discarded(), 0);
+    }
+
+    #[test]
+    fn ids_with_control_bytes_or_over_256_bytes_are_ignored() {
+        let long = format!("id: {}\ndata: x\n\n", "a".repeat(MAX_ID_BYTES + 1));
+        for hostile in [
+            &b"id: a\x01b\ndata: x\n\n"[..],
+            b"id: a\x1b[31m\ndata: x\n\n",
+            long.as_bytes(),
+        ] {
+            let mut input = b"id: 7\ndata: first\n\n".to_vec();
+            input.extend_from_slice(hostile);
+            let out = parse(&input);
+            assert_eq!(
+                out.last_id.as_deref(),
+                Some("7"),
+                "{:?}",
+                String::from_utf8_lossy(hostile)
+            );
+            assert_eq!(out.events.len(), 2);
+        }
+        let at_limit = format!("id: {}\ndata: x\n\n", "a".repeat(MAX_ID_BYTES));
         assert_eq!(
-            parse(b"data: \xFF\xFE\n\n").result,
-            Err(SseError::InvalidUtf8)
+            parse(at_limit.as_bytes()).last_id.map(|id| id.len()),
+            Some(MAX_ID_BYTES)
         );
-        assert_eq!(parse(b"\xC3data: x\n\n").result, Err(SseError::InvalidUtf8));
+    }
+
+    #[test]
+    fn an_event_is_in_progress_from_its_first_byte_to_its_end_and_heartbeats_start_none() {
+        let mut parser = SseParser::new(LIMIT);
+        let mut events = Vec::new();
+        parser.feed(b":ka\n:ka\n", &mut events).unwrap();
+        assert!(!parser.in_event());
+        parser.feed(b"da", &mut events).unwrap();
+        assert!(parser.in_event());
+        parser.feed(b"ta: x\n:ka\n", &mut events).unwrap();
+        assert!(parser.in_event());
+        parser.feed(b"\n", &mut events).unwrap();
+        assert!(!parser.in_event());
+        assert_eq!(events, vec![message("x")]);
     }
 
     #[test]
@@ -664,9 +767,13 @@ mod tests {
     }
 
     #[test]
-    fn comments_count_toward_the_pending_event_limit() {
-        let out = run(20, &[b": 0123456789\n: 0123456789\n\n"]);
-        assert_eq!(out.result, Err(SseError::EventTooLarge { limit: 20 }));
+    fn comments_never_count_toward_the_event_limit() {
+        let mut input = b"data: x\n".to_vec();
+        input.extend_from_slice(&b":ka\n".repeat(1000));
+        input.extend_from_slice(b"data: y\n\n");
+        let out = assert_split_invariant(20, &input);
+        assert_eq!(out.result, Ok(()));
+        assert_eq!(out.events, vec![message("x\ny")]);
     }
 
     #[test]
@@ -675,14 +782,11 @@ mod tests {
         let mut events = Vec::new();
         parser.feed(b"data: a\n\nid: 9\n\n", &mut events).unwrap();
         parser.feed(b"retry: 250\n\n", &mut events).unwrap();
-        assert_eq!(
-            parser.feed(b"data: \xFF\n", &mut events),
-            Err(SseError::InvalidUtf8)
-        );
-        assert_eq!(
-            parser.feed(b"data: b\n\n", &mut events),
-            Err(SseError::InvalidUtf8)
-        );
+        let too_large = Err(SseError::EventTooLarge { limit: LIMIT });
+        let mut big = b"data: ".to_vec();
+        big.resize(LIMIT + 1, b'x');
+        assert_eq!(parser.feed(&big, &mut events), too_large);
+        assert_eq!(parser.feed(b"data: b\n\n", &mut events), too_large);
         parser.reset_stream();
         parser.feed(b"data: c\n\n", &mut events).unwrap();
         assert_eq!(events.len(), 2);

@@ -6,7 +6,12 @@ use std::time::Instant;
 use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
 use crate::events::ClusterEvent;
+use crate::limited;
+use crate::logging::excerpt;
 use crate::queue::Admission;
+
+/// Characters of a fault's type or severity in one log line.
+const FIELD_CHARS: usize = 64;
 
 impl TriagePipeline {
     pub(super) fn admit(&mut self, event: ClusterEvent, now: Instant) {
@@ -30,7 +35,7 @@ impl TriagePipeline {
             log::debug!(
                 "cluster={name} fault {} severity {} below {}: filtered",
                 fault.fault_id,
-                fault.severity,
+                excerpt(&fault.severity, FIELD_CHARS),
                 threshold.as_str()
             );
             return;
@@ -45,11 +50,15 @@ impl TriagePipeline {
         }
         if !config.triage_ready() {
             slot.counters.faults_skipped += 1;
-            log::info!(
+            limited!(
+                slot.log_budget,
+                now,
+                log::Level::Info,
+                name,
                 "cluster={name} triage_skipped fault={} type={} severity={} (triage {})",
                 fault.fault_id,
-                fault.fault_type,
-                fault.severity,
+                excerpt(&fault.fault_type, FIELD_CHARS),
+                excerpt(&fault.severity, FIELD_CHARS),
                 if config.triage.enabled {
                     "has no kubeconfig"
                 } else {
@@ -61,10 +70,14 @@ impl TriagePipeline {
         if let BreakerState::Open { until } = slot.breaker.state() {
             if now < until {
                 slot.counters.faults_breaker_open += 1;
-                log::warn!(
+                limited!(
+                    slot.log_budget,
+                    now,
+                    log::Level::Warn,
+                    name,
                     "cluster={name} breaker_open fault={} type={}: not triaged while the cluster's agents keep failing",
                     fault.fault_id,
-                    fault.fault_type
+                    excerpt(&fault.fault_type, FIELD_CHARS)
                 );
                 return;
             }
@@ -79,25 +92,42 @@ impl TriagePipeline {
         }
         let fault_id = fault.fault_id.clone();
         let labels = label_text(&event);
+        let depth = self.queue.len();
         match self.queue.push(slot.shard, QueuedFault { event }) {
-            Admission::Queued => log::info!(
+            Admission::Queued => limited!(
+                slot.log_budget,
+                now,
+                log::Level::Info,
+                name,
                 "cluster={name} fault={fault_id} queued{labels} (queue depth {})",
-                self.queue.len()
+                depth + 1
             ),
             Admission::QueuedDroppedOldest(old) => {
                 let old_cluster = old.event.cluster_name().to_owned();
                 if let Some(old_slot) = self.clusters.get_mut(&old_cluster) {
                     old_slot.counters.faults_dropped += 1;
                 }
-                log::warn!(
-                    "cluster={old_cluster} fault={} dropped: queue full (overflow policy drop); cluster={name} fault={fault_id} queued in its place",
-                    old.event.event.fault_id
-                );
+                if let Some(slot) = self.clusters.get_mut(&name) {
+                    limited!(
+                        slot.log_budget,
+                        now,
+                        log::Level::Warn,
+                        name,
+                        "cluster={old_cluster} fault={} dropped: queue full (overflow policy drop); cluster={name} fault={fault_id} queued in its place",
+                        old.event.event.fault_id
+                    );
+                }
             }
             Admission::Rejected(_) => {
                 slot.counters.faults_rejected += 1;
-                log::warn!(
-                    "cluster={name} fault={fault_id} rejected: queue full (overflow policy reject)"
+                limited!(
+                    slot.log_budget,
+                    now,
+                    log::Level::Warn,
+                    name,
+                    "cluster={name} fault={fault_id} rejected: queue full (overflow policy reject, {} faults, {} bytes)",
+                    depth,
+                    self.queue.bytes()
                 );
             }
         }
@@ -234,6 +264,33 @@ mod tests {
         }
         assert_eq!(p.counters("a").unwrap().faults_dropped, 1);
         assert_eq!(p.queue.shard_len(0), 2);
+    }
+
+    #[test]
+    fn queued_faults_are_bounded_in_bytes_not_only_in_count() {
+        let mut p = pipeline("[queue]\ncluster_queue_size = 1000\nglobal_queue_size = 1000");
+        let now = Instant::now();
+        let context = "x".repeat(100 * 1000);
+        for id in 0..400 {
+            let data = serde_json::json!({"faultId": format!("{id:016x}"), "faultType": "CrashLoop",
+                "severity": "critical", "context": context});
+            let event = ClusterEvent {
+                cluster: p.clusters["a"].config.clone(),
+                event: FaultEvent::from_fault_data(&data.to_string()).unwrap(),
+                received_at: SystemTime::now(),
+            };
+            p.admit(event, now);
+        }
+        let held: usize = p
+            .queue
+            .drain_all()
+            .iter()
+            .map(|(_, q)| serde_json::to_string(&q.event.event).unwrap().len())
+            .sum();
+        assert!(
+            held <= 16 * 1024 * 1024,
+            "the queue held {held} bytes of faults"
+        );
     }
 
     #[test]

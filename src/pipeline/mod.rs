@@ -78,7 +78,13 @@ struct ClusterSlot {
     breaker: CircuitBreaker,
     counters: ClusterCounters,
     permissions: Option<ClusterPermissions>,
+    /// Bounds this cluster's per-fault log lines (queued, skipped, dropped).
+    log_budget: crate::logging::LogBudget,
 }
+
+/// The fault queue holds at most this many bytes of faults, whatever its count bounds say
+/// (a fault's fields are capped, so this is about 250 faults of the largest kind).
+pub const QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// A fault waiting for an agent.
 struct QueuedFault {
@@ -145,7 +151,8 @@ impl TriagePipeline {
                 settings.cluster_queue_size,
                 settings.global_queue_size,
                 settings.overflow_policy,
-            ),
+            )
+            .with_byte_bound(QUEUE_MAX_BYTES, |queued| queued.event.event.held_bytes()),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
@@ -203,6 +210,7 @@ impl TriagePipeline {
                     ..ClusterCounters::default()
                 },
                 permissions: None,
+                log_budget: crate::logging::LogBudget::default(),
             },
         );
     }

@@ -14,6 +14,9 @@ use crate::events::{ClusterEvent, FaultEvent};
 use crate::queue::Admission;
 
 pub const PENDING_FILE: &str = "pending.jsonl";
+/// Largest `pending.jsonl` written or read: twice the queue's byte bound, room for JSON
+/// escapes. Faults beyond it are counted and named in the log, not written.
+pub const PENDING_MAX_BYTES: usize = 2 * super::QUEUE_MAX_BYTES;
 const RESUMED_SUFFIX: &str = ".resumed";
 
 #[derive(Serialize, Deserialize)]
@@ -27,6 +30,28 @@ pub fn pending_path(workspace_root: &Path) -> PathBuf {
     workspace_root.join(PENDING_FILE)
 }
 
+/// The pending file up to `PENDING_MAX_BYTES`: a larger one (not written by nightcrier)
+/// is read up to its last whole line within the bound, and said so.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(PENDING_MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > PENDING_MAX_BYTES {
+        let end = bytes[..PENDING_MAX_BYTES]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        bytes.truncate(end);
+        log::error!(
+            "{}: larger than {PENDING_MAX_BYTES} bytes; only its first {end} bytes are resumed",
+            path.display()
+        );
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 impl TriagePipeline {
     /// Moves every queued fault to the pending file.
     pub(super) fn save_pending(&mut self) {
@@ -35,6 +60,7 @@ impl TriagePipeline {
             return;
         }
         let mut text = String::new();
+        let mut left_out = 0usize;
         for (_, QueuedFault { event }) in &queued {
             let entry = PendingEntry {
                 cluster: event.cluster_name().to_owned(),
@@ -46,6 +72,14 @@ impl TriagePipeline {
                 fault: event.event.clone(),
             };
             match serde_json::to_string(&entry) {
+                Ok(line) if text.len() + line.len() + 1 > PENDING_MAX_BYTES => {
+                    left_out += 1;
+                    log::error!(
+                        "cluster={} fault={} not written to {PENDING_FILE}: the file is bounded to {PENDING_MAX_BYTES} bytes",
+                        entry.cluster,
+                        entry.fault.fault_id
+                    );
+                }
                 Ok(line) => {
                     text.push_str(&line);
                     text.push('\n');
@@ -62,7 +96,7 @@ impl TriagePipeline {
         match written {
             Ok(()) => log::info!(
                 "{} queued faults written to {} for the next start",
-                queued.len(),
+                queued.len() - left_out,
                 path.display()
             ),
             Err(e) => {
@@ -89,7 +123,7 @@ impl TriagePipeline {
     /// Takes the pending file of the previous run back into the queue.
     pub(super) fn resume_pending(&mut self, now: Instant) {
         let path = pending_path(&self.settings.workspace_root);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_bounded(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
             Err(e) => return log::error!("{}: cannot read: {e}; left in place", path.display()),
@@ -165,5 +199,25 @@ impl TriagePipeline {
             );
         }
         log::info!("resumed {resumed} pending faults from {}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_file_over_its_bound_is_read_up_to_its_last_whole_line_within_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PENDING_FILE);
+        let line = format!("{}\n", "x".repeat(999));
+        let lines = PENDING_MAX_BYTES / line.len() + 10;
+        std::fs::write(&path, line.repeat(lines)).unwrap();
+        let text = read_bounded(&path).unwrap();
+        assert!(text.len() <= PENDING_MAX_BYTES);
+        assert_eq!(text.len() % line.len(), 0, "whole lines only");
+        assert_eq!(text.lines().count(), PENDING_MAX_BYTES / line.len());
+        std::fs::write(&path, line.repeat(3)).unwrap();
+        assert_eq!(read_bounded(&path).unwrap(), line.repeat(3));
     }
 }

@@ -20,6 +20,8 @@ impl ClusterConnection {
         }
         // The next session ends this one on the server, with its subscriptions.
         self.retire_session();
+        // Messages carry wire text (error bodies, JSON-RPC messages, tool text): escaped.
+        let message = crate::logging::excerpt(&message, ERROR_MESSAGE_CHARS);
         self.stats.errors.count(phase);
         self.stats.last_error = Some(format!("{phase}: {message}"));
         self.stats.last_error_at = Some(SystemTime::now());
@@ -45,6 +47,7 @@ impl ClusterConnection {
             TimerKind::ControlIdle,
             TimerKind::Resubscribe,
             TimerKind::Audit,
+            TimerKind::EventStall,
         ] {
             self.disarm(ctx, kind);
         }
@@ -85,6 +88,8 @@ impl ClusterConnection {
         self.stream_phase = StreamPhase::Closed;
         self.in_flight = None;
         self.queue.clear();
+        // A burst of queued requests gives its memory back with the session.
+        self.queue.shrink_to(MAX_QUEUED_ANSWERS);
     }
 
     pub(super) fn set_status(&mut self, ctx: &mut ConnectionContext, status: ConnectionStatus) {

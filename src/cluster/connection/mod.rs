@@ -49,6 +49,14 @@ const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 const USER_AGENT: &str = concat!("nightcrier/", env!("CARGO_PKG_VERSION"));
 /// Enough of an error body to name the cause in a log line.
 const EXCERPT_BYTES: usize = 256;
+/// Answers to the server's own requests (`ping`, unknown methods) that may wait at once; the
+/// requests beyond are not answered, only counted. One POST is in flight at a time, so a
+/// server flooding requests would otherwise grow this queue without bound.
+pub const MAX_QUEUED_ANSWERS: usize = 8;
+/// Largest answer sent; a request whose echoed `id` would make it larger is not answered.
+pub const MAX_ANSWER_BYTES: usize = 1024;
+/// Longest error message kept and logged for one failure (wire text, escaped).
+const ERROR_MESSAGE_CHARS: usize = 300;
 
 /// The settings every connection shares, taken from the global configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,9 +202,11 @@ pub enum TimerKind {
     Resubscribe,
     /// Time to check that the server still holds our subscription.
     Audit,
+    /// An event on the GET stream started and has not ended: the stream is stalled.
+    EventStall,
 }
 
-const TIMER_KINDS: usize = 9;
+const TIMER_KINDS: usize = 10;
 
 impl TimerKind {
     fn slot(self) -> usize {
@@ -327,6 +337,10 @@ struct Stats {
     ignored: u64,
     server_logs: u64,
     subscription_renewals: u64,
+    /// Requests of the server left unanswered (beyond `MAX_QUEUED_ANSWERS`).
+    answers_dropped: u64,
+    /// Events on the GET stream that started and did not end within the read timeout.
+    stalls: u64,
     /// When the server last created our current subscription.
     subscription_since: Option<SystemTime>,
     gaps: SubscriptionGaps,
@@ -355,6 +369,8 @@ pub struct ClusterConnection {
     lifecycle: Lifecycle,
     tried: bool,
     stats: Stats,
+    /// Bounds this cluster's wire-caused log lines (junk, server logs, drops).
+    log_budget: crate::logging::LogBudget,
 }
 
 /// What happened to a connection's status in one call, for the manager's bookkeeping.
@@ -383,6 +399,7 @@ impl ClusterConnection {
             lifecycle: Lifecycle::Running,
             tried: false,
             stats: Stats::default(),
+            log_budget: crate::logging::LogBudget::default(),
         }
     }
 
@@ -621,6 +638,17 @@ impl ClusterConnection {
                     self.send_next(ctx);
                 }
             }
+            TimerKind::EventStall => {
+                if self.stream_phase == StreamPhase::Open && self.stream_sse.in_event() {
+                    self.stats.stalls += 1;
+                    log::warn!(
+                        "cluster={} event stream stalled: an event started and did not end within {:?}; reopening the stream",
+                        self.config.name,
+                        ctx.settings.read_timeout
+                    );
+                    self.on_closed(ctx, Channel::Stream);
+                }
+            }
             TimerKind::Stable => {
                 self.backoff.reset();
                 log::debug!("cluster={} session stable, backoff reset", self.config.name);
@@ -642,6 +670,7 @@ impl ClusterConnection {
             TimerKind::StreamOpen,
             TimerKind::Resubscribe,
             TimerKind::Audit,
+            TimerKind::EventStall,
         ] {
             self.disarm(ctx, kind);
         }

@@ -13,6 +13,9 @@ impl ClusterConnection {
                 return;
             }
             match output {
+                Output::Post(request) if request.kind == PostKind::Answer => {
+                    self.queue_answer(ctx, request)
+                }
                 Output::Post(request) => {
                     self.queue.push_back(Outgoing::Post(request));
                     self.send_next(ctx);
@@ -37,7 +40,11 @@ impl ClusterConnection {
                         .subscription_since
                         .unwrap_or_else(SystemTime::now);
                     self.stats.gaps.open(GapCause::SubscriptionLost, since);
-                    log::warn!(
+                    crate::limited!(
+                        self.log_budget,
+                        ctx.now,
+                        log::Level::Warn,
+                        self.config.name,
                         "cluster={} subscription {} lost: {reason}; subscribing again",
                         self.config.name,
                         crate::logging::excerpt(&subscription_id, 64)
@@ -47,7 +54,11 @@ impl ClusterConnection {
                 Output::Degraded(reason) => {
                     self.degraded = true;
                     let delay = self.backoff.next_delay();
-                    log::warn!(
+                    crate::limited!(
+                        self.log_budget,
+                        ctx.now,
+                        log::Level::Warn,
+                        self.config.name,
                         "cluster={} subscription degraded: {}; resubscribing in {:.1}s",
                         self.config.name,
                         crate::logging::excerpt(&reason, SERVER_LOG_EXCERPT),
@@ -60,7 +71,11 @@ impl ClusterConnection {
                 }
                 Output::ServerLog(text) => {
                     self.stats.server_logs += 1;
-                    log::info!(
+                    crate::limited!(
+                        self.log_budget,
+                        ctx.now,
+                        log::Level::Info,
+                        self.config.name,
                         "cluster={} server says: {}",
                         self.config.name,
                         crate::logging::excerpt(&text, SERVER_LOG_EXCERPT)
@@ -68,11 +83,19 @@ impl ClusterConnection {
                 }
                 Output::Ignored(what) => {
                     self.stats.ignored += 1;
-                    log::trace!("cluster={} ignored message: {what}", self.config.name);
+                    log::trace!(
+                        "cluster={} ignored message: {}",
+                        self.config.name,
+                        crate::logging::excerpt(&what, SERVER_LOG_EXCERPT)
+                    );
                 }
                 Output::Malformed(what) => {
                     self.stats.malformed += 1;
-                    log::warn!(
+                    crate::limited!(
+                        self.log_budget,
+                        ctx.now,
+                        log::Level::Warn,
+                        self.config.name,
                         "cluster={} undecodable message #{}: {}",
                         self.config.name,
                         self.stats.malformed,
@@ -93,6 +116,30 @@ impl ClusterConnection {
                 self.set_status(ctx, implied);
             }
         }
+    }
+
+    /// Queues an answer to one of the server's requests, within `MAX_QUEUED_ANSWERS` and
+    /// `MAX_ANSWER_BYTES`; beyond them the request is counted and left unanswered.
+    fn queue_answer(&mut self, ctx: &mut ConnectionContext, request: PostRequest) {
+        let waiting = self
+            .queue
+            .iter()
+            .filter(|o| matches!(o, Outgoing::Post(p) if p.kind == PostKind::Answer))
+            .count();
+        if waiting < MAX_QUEUED_ANSWERS && request.body.len() <= MAX_ANSWER_BYTES {
+            self.queue.push_back(Outgoing::Post(request));
+            return self.send_next(ctx);
+        }
+        self.stats.answers_dropped += 1;
+        crate::limited!(
+            self.log_budget,
+            ctx.now,
+            log::Level::Warn,
+            self.config.name,
+            "cluster={} {} requests from the server not answered (at most {MAX_QUEUED_ANSWERS} answers wait at once, each at most {MAX_ANSWER_BYTES} bytes)",
+            self.config.name,
+            self.stats.answers_dropped
+        );
     }
 
     fn deliver(&mut self, ctx: &mut ConnectionContext, event: FaultEvent) {

@@ -40,6 +40,8 @@ impl ClusterConnection {
                         if let Err(e) = parser.feed(bytes, &mut sse_events) {
                             return self.fail(ctx, phase, format!("reply stream: {e}"), false);
                         }
+                        let discarded = parser.take_discarded();
+                        self.on_discarded(ctx, discarded);
                     }
                     ReplyBody::Json(body) => {
                         if body.len() + bytes.len() > max_event_bytes {
@@ -154,12 +156,34 @@ impl ClusterConnection {
                     return;
                 }
                 let mut sse_events = Vec::new();
+                let ended_before = self.stream_sse.events_ended();
                 if let Err(e) = self.stream_sse.feed(&inbound[range], &mut sse_events) {
                     return self.fail(ctx, "stream", e.to_string(), false);
+                }
+                let discarded = self.stream_sse.take_discarded();
+                self.on_discarded(ctx, discarded);
+                // Each event that started must end within the read timeout; one that
+                // trickles in forever marks the stream stalled. Silence between events is
+                // healthy, and so is a fire hose whose reads all end mid-event.
+                let new_event = self.stream_sse.events_ended() != ended_before;
+                if !self.stream_sse.in_event() {
+                    self.disarm(ctx, TimerKind::EventStall);
+                } else if new_event || self.timers[TimerKind::EventStall.slot()].is_none() {
+                    self.arm(ctx, TimerKind::EventStall, ctx.settings.read_timeout);
                 }
                 self.on_sse_events(ctx, sse_events);
             }
             ResponseEvent::End { .. } => self.on_closed(ctx, Channel::Stream),
+        }
+    }
+
+    /// Events dropped for invalid UTF-8: each is one malformed message, nothing more.
+    fn on_discarded(&mut self, ctx: &mut ConnectionContext, discarded: u64) {
+        if discarded > 0 {
+            let outputs = (0..discarded)
+                .map(|_| Output::Malformed("event is not UTF-8; dropped".into()))
+                .collect();
+            self.apply(ctx, outputs);
         }
     }
 
@@ -246,7 +270,11 @@ impl ClusterConnection {
         {
             // A broken stream on a live session is a gap, not a dead session: reopen the GET
             // first; a 404 then tells whether the session is gone too.
-            log::warn!("cluster={} event stream broke: {error}", self.config.name);
+            log::warn!(
+                "cluster={} event stream broke: {}",
+                self.config.name,
+                crate::logging::excerpt(&error.to_string(), ERROR_MESSAGE_CHARS)
+            );
             return self.on_closed(ctx, Channel::Stream);
         }
         let request = self.in_flight.as_ref().map(|f| f.request.clone());

@@ -1110,3 +1110,116 @@ fn connection_tokens_round_trip_and_never_look_like_the_loops_own() {
     }
     assert!(SlotKey::from_token(crate::event_loop::stage_token(5)).is_none());
 }
+
+// --- Hostile input ------------------------------------------------------------------------------
+
+#[test]
+fn a_flood_of_server_requests_queues_at_most_eight_answers_and_counts_the_rest() {
+    let mut p = pipe().active();
+    let mut flood = Vec::new();
+    for id in 0..1000 {
+        let method = if id % 2 == 0 {
+            "ping"
+        } else {
+            "no/such/method"
+        };
+        flood.extend_from_slice(
+            format!("data: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\"}}\n\n")
+                .as_bytes(),
+        );
+    }
+    p.push_event(&flood);
+    let answers = p.count("POST ");
+    assert!(
+        (1..=MAX_QUEUED_ANSWERS + 1).contains(&answers),
+        "{answers} answers sent"
+    );
+    assert_eq!(p.conn.stats.answers_dropped, 1000 - answers as u64);
+    assert!(p.conn.queue.is_empty());
+    assert_eq!(p.status(), ConnectionStatus::Active);
+}
+
+#[test]
+fn an_answer_longer_than_its_bound_is_not_sent() {
+    let mut p = pipe().active();
+    let id = "7".repeat(MAX_ANSWER_BYTES);
+    p.push_event(
+        format!("data: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n\n").as_bytes(),
+    );
+    assert_eq!(p.count("POST "), 0);
+    assert_eq!(p.conn.stats.answers_dropped, 1);
+}
+
+#[test]
+fn an_event_trickling_past_the_read_timeout_marks_the_stream_stalled_and_reopens_it() {
+    let mut p = pipe().active();
+    p.push_event(b"data: {\"jsonrpc\"");
+    for _ in 0..4 {
+        p.advance(Duration::from_secs(1));
+        p.push_event(b" ");
+    }
+    assert_eq!(
+        p.count("GET"),
+        1,
+        "not stalled before the read timeout (5 s)"
+    );
+    for _ in 0..3 {
+        p.advance(Duration::from_secs(1));
+        if p.stream_end().is_some() && p.count("GET") == 1 {
+            p.push_event(b" ");
+        }
+    }
+    assert_eq!(p.conn.stats.stalls, 1);
+    assert_eq!(p.snapshot().stream_gaps, 1);
+    p.advance(Duration::from_secs(3));
+    assert_eq!(
+        p.count("GET"),
+        2,
+        "the stream was reopened: {:?}",
+        p.labels()
+    );
+    assert_eq!(p.count("POST initialize"), 1, "on the same session");
+    assert_eq!(p.status(), ConnectionStatus::Active);
+}
+
+#[test]
+fn heartbeat_comments_between_events_never_stall_a_stream() {
+    let mut p = pipe().active();
+    for _ in 0..60 {
+        p.push_event(b":ka\n");
+        p.advance(Duration::from_secs(1));
+    }
+    p.push_event(&fault_event(&p.subscription(), "00000000000000f1"));
+    assert_eq!(p.count("GET"), 1);
+    assert_eq!(p.conn.stats.stalls, 0);
+    assert_eq!(p.sink.0.len(), 1);
+}
+
+#[test]
+fn one_event_with_invalid_utf8_is_one_malformed_message_and_the_stream_stays() {
+    let mut p = pipe().active();
+    p.push_event(b"data: {\"jsonrpc\":\"2.0\",\"method\":\"\xff\"}\n\n");
+    p.push_event(&fault_event(&p.subscription(), "00000000000000f2"));
+    assert_eq!(p.snapshot().malformed_messages, 1);
+    assert_eq!(p.sink.0.len(), 1);
+    assert_eq!(p.count("GET"), 1);
+}
+
+#[test]
+fn a_fire_hose_whose_reads_all_end_mid_event_is_not_stalled() {
+    let mut p = pipe().active();
+    let subscription = p.subscription();
+    let mut carry = Vec::new();
+    for second in 0..10u32 {
+        let event = fault_event(&subscription, &format!("{second:016x}"));
+        let (head, tail) = event.split_at(event.len() / 2);
+        let mut read = std::mem::take(&mut carry);
+        read.extend_from_slice(head);
+        p.push_event(&read);
+        carry = tail.to_vec();
+        p.advance(Duration::from_secs(1));
+    }
+    assert_eq!(p.conn.stats.stalls, 0);
+    assert_eq!(p.count("GET"), 1);
+    assert_eq!(p.sink.0.len(), 9);
+}
