@@ -490,6 +490,11 @@ fn degrading_a_subscription_sends_one_subscription_error_warning() {
     assert!(c.subscriptions()[0].degraded);
     let list = m.list_subscriptions();
     assert_eq!(list["subscriptions"][0]["degraded"], true);
+    // The writer counts a notification after writing it: wait for the count, not the bytes.
+    assert!(c.wait_for(
+        |s| s.subscription_errors_sent == 1,
+        std::time::Duration::from_secs(5)
+    ));
     assert_eq!(c.stats().subscription_errors_sent, 1);
     sim.stop();
 }
