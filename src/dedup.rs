@@ -276,6 +276,20 @@ mod tests {
     }
 
     #[test]
+    fn a_noisy_cluster_does_not_evict_a_quiet_clusters_keys() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 3);
+        assert!(dedup.check_and_record("quiet", "q1", t0));
+        for i in 0..50u64 {
+            assert!(dedup.check_and_record("noisy", &format!("n{i}"), t0 + ms(i + 1)));
+        }
+        // The quiet cluster's repeat is still caught: the bound is per cluster.
+        assert!(!dedup.check_and_record("quiet", "q1", t0 + ms(100)));
+        assert!(!dedup.check_and_record("noisy", "n49", t0 + ms(100)));
+        assert!(dedup.check_and_record("noisy", "n0", t0 + ms(101)));
+    }
+
+    #[test]
     fn forget_cluster_drops_only_that_cluster() {
         let t0 = Instant::now();
         let mut dedup = Deduplicator::new(WINDOW, 100);

@@ -335,16 +335,30 @@ mod tests {
     }
 
     #[test]
-    fn drop_policy_at_global_bound_drops_oldest_of_same_shard() {
+    fn drop_policy_at_global_bound_drops_from_the_longest_shard_not_the_quiet_one() {
         let mut q = queue(10, 3, OverflowPolicy::DropOldest);
         q.push(0, 1);
         q.push(1, 2);
         q.push(1, 3);
-        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(1));
+        // Shard 0 (quiet, one item) is under its own bound: the noisy shard pays.
+        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(2));
         assert_eq!(q.len(), 3);
-        assert_eq!(q.shard_len(0), 1);
-        assert_eq!(q.shard_len(1), 2);
-        assert_eq!(shard_items(&mut q, 0), vec![4]);
+        assert_eq!(q.shard_len(0), 2);
+        assert_eq!(q.shard_len(1), 1);
+        assert_eq!(shard_items(&mut q, 0), vec![1, 4]);
+        assert_eq!(shard_items(&mut q, 1), vec![3]);
+    }
+
+    #[test]
+    fn drop_policy_at_shard_bound_drops_oldest_of_the_same_shard() {
+        let mut q = queue(2, 3, OverflowPolicy::DropOldest);
+        q.push(0, 1);
+        q.push(0, 2);
+        q.push(1, 3);
+        // Shard 0 is at its own bound, though shard 1 is not longer.
+        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(1));
+        assert_eq!(shard_items(&mut q, 0), vec![2, 4]);
+        assert_eq!(shard_items(&mut q, 1), vec![3]);
     }
 
     #[test]
