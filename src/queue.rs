@@ -131,10 +131,10 @@ impl<T> ShardedQueue<T> {
     /// Queues `item` on `shard`, applying the overflow policy when the shard or the global
     /// bound is full. An unregistered shard rejects.
     ///
-    /// Under `DropOldest` the displaced item is the oldest of the same shard. If that
-    /// shard is empty (only the global bound is full), it is the oldest item of the
-    /// longest shard (the lowest index among equals): the cluster using most of the
-    /// queue pays for the room.
+    /// Under `DropOldest`, when the shard itself is at `per_shard` the displaced item is
+    /// its own oldest. When only the global bound is full, it is the oldest item of the
+    /// longest shard (the lowest index among equals, the pushing shard first): the
+    /// cluster using most of the queue pays for the room, never a quiet one.
     pub fn push(&mut self, shard: usize, item: T) -> Admission<T> {
         let Some(Some(target)) = self.shards.get(shard) else {
             return Admission::Rejected(item);
@@ -148,10 +148,13 @@ impl<T> ShardedQueue<T> {
         if self.policy == OverflowPolicy::RejectNewest || self.per_shard == 0 {
             return Admission::Rejected(item);
         }
-        let victim = if target_len > 0 {
+        let victim = if target_len >= self.per_shard {
             shard
         } else {
             match self.longest_shard() {
+                // A tie with the pushing shard costs that shard, not another.
+                Some(longest) if self.shard_len(longest) > target_len => longest,
+                Some(_) if target_len > 0 => shard,
                 Some(longest) => longest,
                 None => return Admission::Rejected(item),
             }
