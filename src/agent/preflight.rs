@@ -378,6 +378,20 @@ impl PreflightWorker {
     }
 }
 
+impl PreflightWorker {
+    /// A worker whose thread is gone: every submission fails.
+    #[cfg(test)]
+    pub(crate) fn stopped() -> PreflightWorker {
+        let (_, results) = mpsc::channel();
+        PreflightWorker {
+            requests: None,
+            results,
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        }
+    }
+}
+
 impl Drop for PreflightWorker {
     /// Skips queued requests, lets the running one finish (bounded by its timeout), joins.
     fn drop(&mut self) {

@@ -564,4 +564,26 @@ mod tests {
         hidden.sort();
         assert_eq!(hidden, ["HOOK", "MY_MCP_KEY", "NIGHTCRIER_ANYTHING"]);
     }
+
+    #[test]
+    fn a_cluster_whose_preflight_could_not_be_submitted_is_not_held_back() {
+        let text =
+            "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
+                    [clusters.triage]\nenabled = true\nkubeconfig = \"kc-a\"\n";
+        let config = crate::config::parse_str(
+            text,
+            std::path::Path::new("t.toml"),
+            &[],
+            &crate::config::FlagOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&config);
+        settings.resume_pending = false;
+        let mut p = TriagePipeline::new(settings, &clusters, None).unwrap();
+        p.preflight = Some(PreflightWorker::stopped());
+        p.submit_preflights(None);
+        // No result will ever come for it, so waiting would hold its faults forever.
+        assert!(p.preflight_waiting.is_empty(), "{:?}", p.preflight_waiting);
+    }
 }
