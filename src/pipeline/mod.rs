@@ -276,14 +276,19 @@ impl TriagePipeline {
             if !config.triage_ready() {
                 continue;
             }
-            worker.submit(PreflightRequest {
+            let submitted = worker.submit(PreflightRequest {
                 cluster: config.name.clone(),
                 kubeconfig,
                 allow_secrets_access: config.triage.allow_secrets_access,
                 kubectl: PathBuf::from(&self.settings.preflight.kubectl),
                 timeout: self.settings.preflight.timeout,
             });
-            self.preflight_waiting.insert(config.name.clone());
+            // Only a preflight that will answer may hold the cluster's faults back.
+            if submitted {
+                self.preflight_waiting.insert(config.name.clone());
+            } else {
+                self.preflight_waiting.remove(&config.name);
+            }
         }
     }
 }
