@@ -268,7 +268,7 @@ gaps_total=0
 for ((i = 0; i < clusters; i++)); do
     name=$(printf 'chaos-%03d' "$i")
     cuts=$(printf '%s' "$stats_line" | grep -o "$name sent=[0-9]* streams=[0-9]* sessions=[0-9]* cut=[0-9]*" | sed 's/.*cut=//')
-    gaps=$(awk -v n="nightcrier_subscription_gaps_total{cluster=\"$name\"}" '$1 == n { print $2 }' "$work/metrics.txt")
+    gaps=$(awk -v n="nightcrier_subscription_gaps_total{cluster=\"$name\"" 'index($1, n) == 1 { print $2 }' "$work/metrics.txt")
     gaps=${gaps:-0}
     gaps_total=$((gaps_total + gaps))
     if [ "$gaps" -lt $((kills[i] + ${cuts:-0})) ]; then
@@ -283,7 +283,7 @@ stream_gaps=$(awk '$1 ~ /^nightcrier_stream_gaps_total/ { s += $2 } END { print 
 printf 'chaos soak: %ss, %s clusters, network faults: %s\n' "$seconds" "$clusters" "$net_faults"
 printf '  disturbances: %s kills, %s cuts, %s stalls, %s shaped spells, %s links down\n' \
     "$n_kill" "$n_cut" "$n_stall" "$n_shape" "$n_down"
-printf '  faults: %s written by the servers, %s arrived (%s lost in flight on killed or cut streams), %s repeats caught, 0 triaged twice expected: %s\n' \
+printf '  faults: %s written by the servers, %s arrived (%s lost in flight on killed or cut streams), %s repeats caught by dedup, %s triaged twice\n' \
     "$sent_n" "$((sent_n - lost))" "$lost" "$deduplicated" "$repeats_triaged"
 printf '  gaps: %s subscription gaps, %s stream gaps\n' "$gaps_total" "$stream_gaps"
 printf '  fds: %s at start, %s at end; RSS: %s KiB at start, %s KiB after the first minute, %s KiB at end\n' \
