@@ -338,7 +338,11 @@ pub struct ClusterConnection {
     key: SlotKey,
     status: ConnectionStatus,
     session: McpSession,
+    /// The address the control connection is (being) opened to: one of `candidates`.
     addr: Option<SocketAddr>,
+    /// Every address the last lookup gave, tried in turn when a connect fails.
+    candidates: Vec<SocketAddr>,
+    candidate: usize,
     control: Option<Client>,
     stream: Option<Client>,
     /// The generation the next client of each channel gets.
@@ -370,6 +374,8 @@ impl ClusterConnection {
             key,
             status: ConnectionStatus::Disconnected,
             addr: None,
+            candidates: Vec::new(),
+            candidate: 0,
             control: None,
             stream: None,
             next_generation: 0,
@@ -436,19 +442,72 @@ impl ClusterConnection {
         if !self.running() || self.status != ConnectionStatus::Connecting {
             return;
         }
-        let addr = match result {
-            Ok(addrs) => addrs.into_iter().next(),
+        let addrs = match result {
+            Ok(addrs) => addrs,
             Err(e) => return self.fail(ctx, "connecting", format!("resolve: {e}"), false),
         };
-        let Some(addr) = addr else {
+        if addrs.is_empty() {
             return self.fail(ctx, "connecting", "resolve: no address".into(), false);
-        };
-        self.addr = Some(addr);
-        match self.open_client(ctx, Channel::Control) {
-            Ok(client) => self.control = Some(client),
-            Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
         }
+        self.candidates = addrs;
+        // The Connect deadline armed when resolving began covers the first address too.
+        self.dial_from(ctx, 0);
+    }
+
+    /// Opens the control connection to the first address from `from` on that accepts the
+    /// dial, then starts the session on it.
+    pub(super) fn dial_from(&mut self, ctx: &mut ConnectionContext, from: usize) {
+        let mut last_error = None;
+        for index in from..self.candidates.len() {
+            self.candidate = index;
+            self.addr = Some(self.candidates[index]);
+            match self.open_client(ctx, Channel::Control) {
+                Ok(client) => {
+                    self.control = Some(client);
+                    last_error = None;
+                    break;
+                }
+                Err(e) => {
+                    log::debug!(
+                        "cluster={} connect to {} failed: {e}",
+                        self.config.name,
+                        self.candidates[index]
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            return self.fail(ctx, e.phase(), e.to_string(), false);
+        }
+        self.begin_session(ctx);
+    }
+
+    /// True (and the next address dialled, under a fresh connect deadline) if the control
+    /// connection has not opened yet and the lookup gave another address to try.
+    pub(super) fn try_next_address(&mut self, ctx: &mut ConnectionContext) -> bool {
+        let unopened = self.status == ConnectionStatus::Connecting
+            && self.control.as_ref().is_some_and(|c| !c.http.is_open());
+        if !unopened || self.candidate + 1 >= self.candidates.len() {
+            return false;
+        }
+        if let Some(control) = self.control.take() {
+            control.http.close(ctx.registry);
+        }
+        self.in_flight = None;
+        self.disarm(ctx, TimerKind::Request);
+        log::debug!(
+            "cluster={} no connection to {}; trying {}",
+            self.config.name,
+            self.candidates[self.candidate],
+            self.candidates[self.candidate + 1]
+        );
         self.arm(ctx, TimerKind::Connect, ctx.settings.connect_timeout);
+        self.dial_from(ctx, self.candidate + 1);
+        true
+    }
+
+    fn begin_session(&mut self, ctx: &mut ConnectionContext) {
         self.session = McpSession::new(ctx.settings.mode, CLIENT_VERSION);
         let initialize = self.session.start();
         self.queue.clear();
@@ -577,12 +636,17 @@ impl ClusterConnection {
                 ),
                 false,
             ),
-            TimerKind::Connect => self.fail(
-                ctx,
-                "connecting",
-                format!("not connected within {:?}", ctx.settings.connect_timeout),
-                false,
-            ),
+            TimerKind::Connect => {
+                if self.try_next_address(ctx) {
+                    return;
+                }
+                self.fail(
+                    ctx,
+                    "connecting",
+                    format!("not connected within {:?}", ctx.settings.connect_timeout),
+                    false,
+                )
+            }
             TimerKind::Ping => {
                 if let Some(ping) = self.session.ping() {
                     self.queue.push_back(Outgoing::Post(ping));

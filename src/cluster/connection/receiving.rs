@@ -249,6 +249,12 @@ impl ClusterConnection {
             log::warn!("cluster={} event stream broke: {error}", self.config.name);
             return self.on_closed(ctx, Channel::Stream);
         }
+        if channel == Channel::Control
+            && matches!(error, ClientError::Connect(_))
+            && self.try_next_address(ctx)
+        {
+            return;
+        }
         let request = self.in_flight.as_ref().map(|f| f.request.clone());
         if let (Channel::Control, Some(Request::DeleteStale(id))) = (channel, &request) {
             // The server took the connection but broke the DELETE's reply: go on without
