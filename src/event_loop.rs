@@ -236,7 +236,10 @@ impl<S: Stage> EventLoop<S> {
         let mut fired = Vec::new();
         let mut now = Instant::now();
         let mut stopping: Option<Stopping> = None;
-        let mut next_publish = now;
+        let mut pacer = self
+            .options
+            .publish_interval
+            .map(|i| PublishPacer::new(i, now));
         let mut changed = false;
 
         self.with_stage(now, |stage, ctx| stage.start(ctx));
@@ -247,11 +250,13 @@ impl<S: Stage> EventLoop<S> {
 
         loop {
             self.with_stage(now, |stage, ctx| stage.on_tick(ctx));
-            if let Some(interval) = self.options.publish_interval {
-                if changed || now >= next_publish {
+            if let Some(pacer) = pacer.as_mut() {
+                if std::mem::take(&mut changed) {
+                    pacer.note_change();
+                }
+                if pacer.due(now) {
                     self.publish(now, stopping.is_some());
-                    next_publish = now + interval;
-                    changed = false;
+                    pacer.published(now);
                 }
             }
             if let Some(stop) = stopping.as_mut() {
@@ -265,7 +270,7 @@ impl<S: Stage> EventLoop<S> {
                 }
             }
 
-            let mut deadline = self.options.publish_interval.map(|_| next_publish);
+            let mut deadline = pacer.as_ref().map(PublishPacer::next_deadline);
             for candidate in [
                 self.timers.next_deadline(),
                 self.admission.next_deadline(),
@@ -560,5 +565,83 @@ impl<S: Stage> EventLoop<S> {
             changed: false,
         };
         (&mut self.manager, ctx)
+    }
+}
+
+/// When the loop publishes a snapshot: every `interval`, and soon after a status change.
+#[derive(Debug)]
+struct PublishPacer {
+    interval: Duration,
+    next: Instant,
+    pending: bool,
+}
+
+impl PublishPacer {
+    fn new(interval: Duration, now: Instant) -> PublishPacer {
+        PublishPacer {
+            interval,
+            next: now,
+            pending: false,
+        }
+    }
+
+    fn note_change(&mut self) {
+        self.pending = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.pending || now >= self.next
+    }
+
+    fn published(&mut self, now: Instant) {
+        self.pending = false;
+        self.next = now + self.interval;
+    }
+
+    fn next_deadline(&self) -> Instant {
+        self.next
+    }
+}
+
+#[cfg(test)]
+mod pacer_tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_storm_publishes_a_bounded_number_of_snapshots() {
+        let t0 = Instant::now();
+        let mut pacer = PublishPacer::new(Duration::from_secs(1), t0);
+        let mut published = 0;
+        // A status change on every loop iteration, 10,000 iterations in one second.
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            pacer.note_change();
+            if pacer.due(now) {
+                pacer.published(now);
+                published += 1;
+            }
+        }
+        assert!(published <= 11, "{published} snapshots in one second");
+    }
+
+    #[test]
+    fn a_change_is_published_soon_and_never_left_behind() {
+        let t0 = Instant::now();
+        let mut pacer = PublishPacer::new(Duration::from_secs(1), t0);
+        assert!(pacer.due(t0));
+        pacer.published(t0);
+        assert!(!pacer.due(t0 + Duration::from_millis(1)));
+        pacer.note_change();
+        // The change is published within the pacing gap, and the loop wakes for it.
+        let deadline = pacer.next_deadline();
+        assert!(
+            deadline <= t0 + Duration::from_millis(150),
+            "{:?}",
+            deadline - t0
+        );
+        assert!(pacer.due(deadline));
+        pacer.published(deadline);
+        assert!(!pacer.due(deadline));
+        assert_eq!(pacer.next_deadline(), deadline + Duration::from_secs(1));
     }
 }
