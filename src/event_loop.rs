@@ -568,11 +568,19 @@ impl<S: Stage> EventLoop<S> {
     }
 }
 
-/// When the loop publishes a snapshot: every `interval`, and soon after a status change.
+/// Status changes are published at most this often (or every `publish_interval`, if that
+/// is shorter): building a snapshot clones and sorts every cluster's health, which must
+/// not happen on every loop iteration of a reconnect storm.
+const PUBLISH_GAP: Duration = Duration::from_millis(100);
+
+/// When the loop publishes a snapshot: every `interval`, and within [`PUBLISH_GAP`] of a
+/// status change.
 #[derive(Debug)]
 struct PublishPacer {
     interval: Duration,
+    gap: Duration,
     next: Instant,
+    last: Option<Instant>,
     pending: bool,
 }
 
@@ -580,7 +588,9 @@ impl PublishPacer {
     fn new(interval: Duration, now: Instant) -> PublishPacer {
         PublishPacer {
             interval,
+            gap: interval.min(PUBLISH_GAP),
             next: now,
+            last: None,
             pending: false,
         }
     }
@@ -590,16 +600,22 @@ impl PublishPacer {
     }
 
     fn due(&self, now: Instant) -> bool {
-        self.pending || now >= self.next
+        now >= self.next_deadline()
     }
 
     fn published(&mut self, now: Instant) {
         self.pending = false;
+        self.last = Some(now);
         self.next = now + self.interval;
     }
 
+    /// When the next snapshot is due: the regular one, or a pending change's.
     fn next_deadline(&self) -> Instant {
-        self.next
+        match (self.pending, self.last) {
+            (true, Some(last)) => self.next.min(last + self.gap),
+            (true, None) => self.next,
+            (false, _) => self.next,
+        }
     }
 }
 
