@@ -591,4 +591,74 @@ mod tests {
         // No result will ever come for it, so waiting would hold its faults forever.
         assert!(p.preflight_waiting.is_empty(), "{:?}", p.preflight_waiting);
     }
+
+    fn parse(text: &str) -> Config {
+        crate::config::parse_str(
+            text,
+            std::path::Path::new("t.toml"),
+            &[],
+            &crate::config::FlagOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_cluster_removed_with_work_left_is_reclaimed_once_the_work_is_done() {
+        let cluster = |name: &str, port: u16| {
+            format!(
+                "[[clusters]]\nname = \"{name}\"\nseverity_threshold = \"info\"\n[clusters.mcp]\n\
+                 endpoint = \"http://127.0.0.1:{port}/mcp\"\n[clusters.triage]\nenabled = true\n\
+                 kubeconfig = \"kc-{name}\"\n"
+            )
+        };
+        let both = parse(&format!("{}{}", cluster("gone", 1), cluster("kept", 2)));
+        let clusters: Vec<_> = both.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&both);
+        settings.resume_pending = false;
+        let mut p = TriagePipeline::new(settings, &clusters, None).unwrap();
+        let now = Instant::now();
+        p.admit(
+            ClusterEvent {
+                cluster: p.clusters["gone"].config.clone(),
+                event: crate::events::FaultEvent {
+                    fault_id: "f1".into(),
+                    fault_type: "CrashLoop".into(),
+                    severity: "critical".into(),
+                    ..Default::default()
+                },
+                received_at: SystemTime::now(),
+            },
+            now,
+        );
+        assert_eq!(p.queue.len(), 1);
+
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), Token(usize::MAX)).unwrap());
+        let resolver = crate::net::dns::Resolver::start(waker.clone()).unwrap();
+        let mut tls = crate::net::tls::TlsConfigs::new();
+        let mut inbound = crate::net::transport::ReadBuffers::with_capacity(1024);
+        let mut ctx = StageContext {
+            now,
+            registry: poll.registry(),
+            resolver: &resolver,
+            tls: &mut tls,
+            inbound: &mut inbound,
+            waker: &waker,
+        };
+        let only_kept = parse(&cluster("kept", 2));
+        let plan = ReloadPlan {
+            stop: vec!["gone".into()],
+            ..ReloadPlan::default()
+        };
+        p.apply_reload(&mut ctx, &only_kept, &plan);
+        // Its queued fault still has to run.
+        assert!(p.counters("gone").is_some());
+
+        // The work is done (here: its fault taken from the queue).
+        assert!(p.queue.pop_fair(|_| true).is_some());
+        p.on_tick(&mut ctx);
+        assert!(p.counters("gone").is_none(), "the removed cluster was never reclaimed");
+        assert!(p.counters("kept").is_some());
+        assert_eq!(p.dedup.len(), 0, "its dedup keys stay behind");
+    }
 }
