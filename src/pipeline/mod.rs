@@ -90,6 +90,11 @@ pub struct TriagePipeline {
     clusters: HashMap<String, ClusterSlot>,
     /// Queue shard index → cluster name.
     shard_names: Vec<String>,
+    /// Shard indexes of clusters forgotten, for the next cluster added.
+    free_shards: Vec<usize>,
+    /// Clusters removed by a reload while they still had queued faults or running agents:
+    /// forgotten as soon as that work is done.
+    removed: HashSet<String>,
     queue: ShardedQueue<QueuedFault>,
     dedup: Deduplicator,
     executor: AgentExecutor,
@@ -152,6 +157,8 @@ impl TriagePipeline {
             settings,
             clusters: HashMap::new(),
             shard_names: Vec::new(),
+            free_shards: Vec::new(),
+            removed: HashSet::new(),
             deadlines: Vec::new(),
             preflight: None,
             preflight_waiting: HashSet::new(),
@@ -181,12 +188,22 @@ impl TriagePipeline {
     /// Registers a cluster (or updates its configuration without losing its queue).
     pub fn add_cluster(&mut self, config: Arc<ClusterConfig>) {
         if let Some(slot) = self.clusters.get_mut(&config.name) {
+            // Back before its remaining work was done: it stays.
+            self.removed.remove(&config.name);
             self.queue.add_shard(slot.shard, config.priority);
             slot.config = config;
             return;
         }
-        let shard = self.shard_names.len();
-        self.shard_names.push(config.name.clone());
+        let shard = match self.free_shards.pop() {
+            Some(shard) => {
+                self.shard_names[shard].clone_from(&config.name);
+                shard
+            }
+            None => {
+                self.shard_names.push(config.name.clone());
+                self.shard_names.len() - 1
+            }
+        };
         self.queue.add_shard(shard, config.priority);
         let breaker = CircuitBreaker::new(
             self.settings.breaker.failure_threshold,
@@ -258,6 +275,41 @@ impl TriagePipeline {
         }
         if std::mem::take(&mut self.sweep_again) {
             self.request_sweep(now);
+        }
+    }
+
+    /// Forgets a cluster entirely (slot, queue shard, dedup keys), so its series leave
+    /// /metrics too and its memory is given back.
+    fn forget_cluster(&mut self, name: &str) {
+        self.removed.remove(name);
+        if let Some(slot) = self.clusters.remove(name) {
+            self.queue.remove_shard(slot.shard);
+            self.free_shards.push(slot.shard);
+        }
+        self.preflight_waiting.remove(name);
+        self.dedup.forget_cluster(name);
+    }
+
+    /// Forgets removed clusters whose remaining work is done.
+    fn reclaim_removed(&mut self) {
+        if self.removed.is_empty() {
+            return;
+        }
+        let done: Vec<String> = self
+            .removed
+            .iter()
+            .filter(|name| {
+                self.executor.running_for(name) == 0
+                    && self
+                        .clusters
+                        .get(*name)
+                        .is_none_or(|slot| self.queue.shard_len(slot.shard) == 0)
+            })
+            .cloned()
+            .collect();
+        for name in done {
+            self.forget_cluster(&name);
+            log::info!("cluster={name} removed: its remaining work is done");
         }
     }
 
@@ -357,6 +409,7 @@ impl Stage for TriagePipeline {
             self.request_sweep(now);
         }
         self.dispatch(ctx);
+        self.reclaim_removed();
     }
 
     fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
@@ -478,13 +531,11 @@ impl Stage for TriagePipeline {
             };
             let queued = self.queue.shard_len(shard);
             if queued == 0 && self.executor.running_for(name) == 0 {
-                // Nothing left to finish: forget it, so its series leave /metrics too.
-                self.queue.remove_shard(shard);
-                self.clusters.remove(name);
-                self.preflight_waiting.remove(name);
+                self.forget_cluster(name);
                 log::info!("cluster={name} removed");
             } else {
                 // Its queued faults and running agents finish; no new faults arrive.
+                self.removed.insert(name.clone());
                 log::info!(
                     "cluster={name} removed: {queued} queued faults and {} running agents finish first",
                     self.executor.running_for(name)
@@ -657,7 +708,10 @@ mod tests {
         // The work is done (here: its fault taken from the queue).
         assert!(p.queue.pop_fair(|_| true).is_some());
         p.on_tick(&mut ctx);
-        assert!(p.counters("gone").is_none(), "the removed cluster was never reclaimed");
+        assert!(
+            p.counters("gone").is_none(),
+            "the removed cluster was never reclaimed"
+        );
         assert!(p.counters("kept").is_some());
         assert_eq!(p.dedup.len(), 0, "its dedup keys stay behind");
     }
