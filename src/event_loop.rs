@@ -8,91 +8,28 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::cluster::admission::ConnectAdmission;
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TcpDialer, TimerKey};
 use crate::cluster::manager::Manager;
-use crate::config::{ClusterConfig, Config};
-use crate::events::{ClusterEvent, EventSink};
+use crate::config::ClusterConfig;
 use crate::health::board::{HealthBoard, Published};
-use crate::metrics::counters::PipelineSnapshot;
-use crate::net::dns::{Answer, Resolver};
+use crate::net::dns::Resolver;
 use crate::net::tls::TlsConfigs;
 use crate::net::transport::ReadBuffers;
-use crate::reload::{self, ReloadPlan, Reloader};
+use crate::reload::{self, Reloader};
+use crate::stage::{Stage, StageContext};
 use crate::timer::TimerWheel;
+use crate::token::{Owner, SIGNALS, WAKER};
 
-const WAKER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
 const TIMER_TICK: Duration = Duration::from_millis(5);
 const TIMER_SLOTS: usize = 4096;
 const EVENTS_CAPACITY: usize = 1024;
 /// After SIGKILL, how long children get to be reaped (their results written) before exit.
 const FINAL_REAP_WAIT: Duration = Duration::from_secs(2);
-
-/// Tokens whose low byte is this belong to the stage (cluster connections use 0 and 1).
-pub const STAGE_TOKEN_CODE: usize = 2;
-/// DNS query keys with this bit set belong to the stage.
-pub const STAGE_DNS_BIT: u64 = 1 << 63;
-
-pub fn stage_token(id: u64) -> Token {
-    Token(((id as usize) << 8) | STAGE_TOKEN_CODE)
-}
-
-pub fn stage_token_id(token: Token) -> Option<u64> {
-    (token.0 & 0xff == STAGE_TOKEN_CODE).then_some((token.0 >> 8) as u64)
-}
-
-/// The loop's shared parts, lent to the stage for one call.
-pub struct StageContext<'a> {
-    pub now: Instant,
-    pub registry: &'a Registry,
-    pub resolver: &'a Resolver,
-    pub tls: &'a mut TlsConfigs,
-    pub inbound: &'a mut ReadBuffers,
-    pub waker: &'a Arc<Waker>,
-}
-
-/// What the loop drives besides the cluster connections: the triage pipeline in the daemon,
-/// a plain sink in tests. Every hook runs on the loop thread.
-pub trait Stage: EventSink {
-    fn start(&mut self, _ctx: &mut StageContext) {}
-    /// The earliest moment `on_tick` has work to do.
-    fn next_deadline(&self) -> Option<Instant> {
-        None
-    }
-    /// After every loop iteration: due timers, dispatching.
-    fn on_tick(&mut self, _ctx: &mut StageContext) {}
-    fn on_ready(&mut self, _ctx: &mut StageContext, _token: Token) {}
-    fn on_resolved(&mut self, _ctx: &mut StageContext, _answer: Answer) {}
-    /// SIGCHLD arrived (signals coalesce: check every child).
-    fn on_child_exit(&mut self, _ctx: &mut StageContext) {}
-    /// The waker fired (a side thread may have results).
-    fn on_wake(&mut self, _ctx: &mut StageContext) {}
-    fn snapshot(&self) -> PipelineSnapshot {
-        PipelineSnapshot::default()
-    }
-    /// Stop taking work; let running work finish.
-    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {}
-    fn is_drained(&self) -> bool {
-        true
-    }
-    /// The shutdown timeout passed: ask running work to stop. Returns how long to wait
-    /// before `kill`.
-    fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
-        Duration::ZERO
-    }
-    fn kill(&mut self, _ctx: &mut StageContext) {}
-    /// A reloaded configuration was applied to the connections; apply it to the stage.
-    fn apply_reload(&mut self, _ctx: &mut StageContext, _config: &Config, _plan: &ReloadPlan) {}
-    /// A reload was refused (invalid file); the stage only counts it.
-    fn reload_failed(&mut self) {}
-}
-
-impl Stage for Sender<ClusterEvent> {}
 
 /// Asks the loop to do something from another thread.
 #[derive(Debug)]
@@ -301,19 +238,21 @@ impl<S: Stage> EventLoop<S> {
             let mut signalled = false;
             let mut more = Vec::new();
             for event in events.iter() {
-                match event.token() {
-                    WAKER => woken = true,
-                    SIGNALS => signalled = true,
-                    token if stage_token_id(token).is_some() => {
+                let token = event.token();
+                match crate::token::owner(token) {
+                    Owner::Waker => woken = true,
+                    Owner::Signals => signalled = true,
+                    Owner::Stage(_) => {
                         self.with_stage(now, |stage, ctx| stage.on_ready(ctx, token));
                     }
-                    token => {
+                    Owner::Connection(_) => {
                         let (manager, mut ctx) = self.connection_parts(now);
                         if manager.on_ready(&mut ctx, token) {
                             more.push(token);
                         }
                         changed |= ctx.changed;
                     }
+                    Owner::Unknown => {}
                 }
             }
             // Sockets left with bytes in an earlier round get one more budget each.
@@ -414,7 +353,7 @@ impl<S: Stage> EventLoop<S> {
     fn on_wake(&mut self, now: Instant, changed: &mut bool) -> (bool, bool) {
         let answers: Vec<_> = self.resolver.answers().collect();
         for answer in answers {
-            if answer.key & STAGE_DNS_BIT != 0 {
+            if let crate::token::DnsOwner::Stage(_) = crate::token::dns_owner(answer.key) {
                 self.with_stage(now, |stage, ctx| stage.on_resolved(ctx, answer));
             } else {
                 let (manager, mut ctx) = self.connection_parts(now);

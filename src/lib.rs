@@ -21,4 +21,6 @@ pub mod registry;
 pub mod reload;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod stage;
 pub mod timer;
+pub mod token;

@@ -11,11 +11,11 @@ use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
 use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent, SpawnError};
 use crate::agent::workspace::{self, status, IncidentRecord, Workspace, WriteFailure};
-use crate::event_loop::StageContext;
 use crate::events::ClusterEvent;
 use crate::notify::report::extract_report;
 use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
 use crate::queue::Admission;
+use crate::stage::StageContext;
 
 /// Largest report read back for the Slack summary.
 const MAX_REPORT_BYTES: u64 = 1024 * 1024;

@@ -23,7 +23,6 @@ use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
 };
 use crate::dedup::Deduplicator;
-use crate::event_loop::{stage_token_id, Stage, StageContext};
 use crate::events::{ClusterEvent, EventSink};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::net::dns::Answer;
@@ -31,6 +30,7 @@ use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::RetryPolicy;
 use crate::queue::{OverflowPolicy, ShardedQueue};
 use crate::reload::ReloadPlan;
+use crate::stage::{Stage, StageContext};
 
 /// The settings the pipeline takes from the configuration.
 #[derive(Debug, Clone)]
@@ -413,7 +413,9 @@ impl Stage for TriagePipeline {
     }
 
     fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
-        if let (Some(slack), Some(id)) = (self.slack.as_mut(), stage_token_id(token)) {
+        if let (Some(slack), crate::token::Owner::Stage(id)) =
+            (self.slack.as_mut(), crate::token::owner(token))
+        {
             slack.on_ready(ctx, id);
         }
     }

@@ -100,77 +100,32 @@ pub struct SlotKey {
     pub generation: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Control,
-    Stream,
-}
+pub use crate::token::Channel;
+use crate::token::CLIENT_GENERATION_MASK;
 
-/// The low bits of an HTTP client's generation that its token carries.
-const CLIENT_GENERATION_MASK: u32 = 0x3f;
-/// Marks a connection's token in the low byte; the loop's other tokens (the stage's, the
-/// waker's, the signals') use other low bytes or are matched first.
-const CONNECTION_TOKEN_BIT: u32 = 0x80;
-
-/// What a socket token names: a slot, one of its two channels, and which client of that
-/// channel (its generation, truncated to 7 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenParts {
-    pub index: u32,
-    pub slot_generation: u32,
-    pub channel: Channel,
-    pub client_generation: u32,
-}
+/// What a socket token names (see [`crate::token`]).
+pub type TokenParts = crate::token::ConnectionToken;
 
 impl SlotKey {
     pub fn token(self, channel: Channel, client_generation: u32) -> Token {
-        let channel_bit = match channel {
-            Channel::Control => 0,
-            Channel::Stream => 1,
-        };
-        let code = CONNECTION_TOKEN_BIT
-            | channel_bit
-            | ((client_generation & CLIENT_GENERATION_MASK) << 1);
-        Token(
-            ((self.index as usize) << 32)
-                | ((self.generation as usize & 0xff_ffff) << 8)
-                | code as usize,
-        )
+        crate::token::connection(self.index, self.generation, channel, client_generation)
     }
 
-    /// Inverse of `token`; the slot generation comes back truncated to 24 bits, so compare
-    /// with `matches_generation`. `None` for a token that is not a connection's.
+    /// Inverse of `token`; the slot generation comes back truncated, so compare with
+    /// `matches_generation`. `None` for a token that is not a connection's.
     pub fn from_token(token: Token) -> Option<TokenParts> {
-        let raw = token.0;
-        let code = (raw & 0xff) as u32;
-        if code & CONNECTION_TOKEN_BIT == 0 {
-            return None;
+        match crate::token::owner(token) {
+            crate::token::Owner::Connection(parts) => Some(parts),
+            _ => None,
         }
-        Some(TokenParts {
-            index: (raw >> 32) as u32,
-            slot_generation: ((raw >> 8) & 0xff_ffff) as u32,
-            channel: if code & 1 == 0 {
-                Channel::Control
-            } else {
-                Channel::Stream
-            },
-            client_generation: (code >> 1) & CLIENT_GENERATION_MASK,
-        })
     }
 
     pub fn matches_generation(self, truncated: u32) -> bool {
-        self.generation & 0xff_ffff == truncated
+        crate::token::slot_generation_matches(self.generation, truncated)
     }
 
     fn dns_key(self) -> u64 {
-        (u64::from(self.index) << 32) | u64::from(self.generation)
-    }
-
-    pub fn from_dns_key(key: u64) -> SlotKey {
-        SlotKey {
-            index: (key >> 32) as u32,
-            generation: key as u32,
-        }
+        crate::token::connection_dns_key(self.index, self.generation)
     }
 }
 
