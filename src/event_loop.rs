@@ -450,14 +450,7 @@ impl<S: Stage> EventLoop<S> {
         self.with_stage(now, |stage, ctx| stage.apply_reload(ctx, &config, &plan));
         log::info!("configuration reloaded: {}", plan.describe());
         let enabled = crate::registry::Registry::load(&config).enabled().len();
-        match crate::limits::raise_fd_limit(enabled, config.agent.max_concurrent_agents) {
-            Ok(limit) => {
-                if let Some(message) = limit.message() {
-                    log::warn!("{message}");
-                }
-            }
-            Err(e) => log::warn!("file descriptor limit unknown: {e}"),
-        }
+        crate::limits::apply_fd_limit(enabled, config.agent.max_concurrent_agents, false);
         for setting in &plan.needs_restart {
             log::warn!("reload: the change to `{setting}` takes effect only after a restart");
         }

@@ -143,7 +143,7 @@ fn run_checks(
                     thread::Builder::new()
                         .name("preflight-wait".into())
                         .spawn(move || {
-                            wait_exit_without_reaping(pid);
+                            super::child::exited_unreaped(pid, true);
                             let _ = tx.send(index);
                         });
                 match waiter {
@@ -206,10 +206,7 @@ fn run_checks(
         // The child is not reaped yet, so its pid (and process group id) cannot have been
         // reused: killing the group here is safe, and also ends anything the check left
         // behind (credential plugins holding our pipes open).
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-check.pid, libc::SIGKILL);
-        }
+        let _ = super::child::signal_group(check.pid, libc::SIGKILL);
         let status = check.child.wait();
         let stdout = drain_nonblocking(check.child.stdout.take());
         let stderr = drain_nonblocking(check.child.stderr.take());
@@ -268,26 +265,6 @@ fn start_check(kubeconfig: &Path, kubectl: &Path, verb: &str, resource: &str) ->
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-}
-
-/// Blocks until the child `pid` has exited, leaving it a zombie for its owner to reap.
-fn wait_exit_without_reaping(pid: i32) {
-    loop {
-        // SAFETY: waitid writes only into the siginfo we pass; WNOWAIT leaves the child
-        // unreaped, so the `Child` owning it still gets its status.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return;
-        }
-    }
 }
 
 /// Reads what is buffered in a pipe without waiting for writers that may still hold it.
