@@ -122,8 +122,12 @@ wait_for "$work/daemon.log" 'health server listening on' 1 30
 health=$(grep -o 'health server listening on [0-9.:]*' "$work/daemon.log" | awk '{ print $5 }')
 wait_for "$work/daemon.log" ' subscribed (' "$clusters" 120
 
-get() { "${in_ns[@]}" curl -sf --max-time 5 "http://$health$1"; }
-active() { get /health/clusters | jq '[.clusters[] | select(.status == "active")] | length'; }
+# HTTP through python3 (which the test setup installs), so the soak needs no curl or jq.
+get() {
+    "${in_ns[@]}" python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "http://$health$1"
+}
+active() { get /metrics | awk '$1 == "nightcrier_clusters{state=\"active\"}" { print $2 }'; }
 metric_sum() { get /metrics | awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m { s += $2 } END { print s + 0 }'; }
 fds() { find "/proc/$daemon/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$daemon/status"; }
