@@ -433,10 +433,9 @@ impl AgentExecutor {
             });
         }
 
-        let mut write_failures = Vec::new();
-        if let Err(err) = mark_incident(&workspace, status::RUNNING, Some(rfc3339(started)), None) {
-            write_failures.push(WriteFailure::of(&err));
-        }
+        // The caller wrote incident.json as `running` when it created the workspace: one
+        // write per state change (each is an fsync on the loop thread).
+        let write_failures = Vec::new();
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
@@ -850,7 +849,12 @@ fn record_result(
     duration: Duration,
 ) -> io::Result<()> {
     let finished_at = rfc3339(started + duration);
-    let marked = mark_incident(workspace, outcome.status(), None, Some(finished_at.clone()));
+    let marked = mark_incident(
+        workspace,
+        outcome.status(),
+        Some(rfc3339(started)),
+        Some(finished_at.clone()),
+    );
     let result = AgentResult {
         incident_id: workspace.incident_id.clone(),
         cluster: cluster.to_string(),
