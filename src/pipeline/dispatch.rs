@@ -169,6 +169,8 @@ impl TriagePipeline {
         match self.executor.spawn(job, ctx.now) {
             Ok((id, deadline)) => {
                 slot.counters.faults_triaged += 1;
+                self.running_faults
+                    .insert(incident_id.clone(), event.event.clone());
                 self.deadlines.push((deadline, id));
                 log::info!(
                     "cluster={name} fault={} incident {incident_id}: agent started",
@@ -223,6 +225,7 @@ impl TriagePipeline {
 
     fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
         self.agent_duration.observe(agent.duration);
+        let fault = self.running_faults.remove(&agent.incident_id);
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;
         };
@@ -278,16 +281,15 @@ impl TriagePipeline {
         let Some(slack) = self.slack.as_mut() else {
             return;
         };
-        let Ok(record) = agent.workspace.read_incident() else {
+        let Some(fault) = fault else {
             log::warn!(
-                "cluster={} incident {}: incident.json unreadable; no Slack message",
+                "cluster={} incident {}: fault unknown; no Slack message",
                 agent.cluster,
                 agent.incident_id
             );
             return;
         };
         let report = read_report(&agent.workspace);
-        let fault = &record.fault;
         let notification = TriageNotification {
             cluster: agent.cluster.clone(),
             environment: config.environment.clone(),

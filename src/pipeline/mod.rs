@@ -110,6 +110,9 @@ pub struct TriagePipeline {
     system_degraded: bool,
     accepting: bool,
     incidents_started: u64,
+    /// The fault of every running agent, by incident id (at most `max_concurrent_agents`):
+    /// its Slack message is built from it, never from incident.json read back on the loop.
+    running_faults: HashMap<String, crate::events::FaultEvent>,
     reload_ok: bool,
     reload_at: SystemTime,
     reload_failures: u64,
@@ -168,6 +171,7 @@ impl TriagePipeline {
             system_degraded: false,
             accepting: true,
             incidents_started: 0,
+            running_faults: HashMap::new(),
             reload_ok: true,
             reload_at: SystemTime::now(),
             reload_failures: 0,
