@@ -6,7 +6,9 @@
 # libgcc_s and the dynamic loader, which is about 1 MiB less resident memory per daemon.
 # Name resolution still reads /etc/hosts and DNS (glibc's files and dns lookups are built
 # in). Set NIGHTCRIER_DYNAMIC=1, or run `cargo build --release`, for a dynamically linked
-# binary; it behaves the same.
+# binary; it behaves the same. The default features stay on, so the binary keeps
+# `nightcrier simulate` and `nightcrier demo` (an edge build without them:
+# `cargo build --release --no-default-features`).
 set -euo pipefail
 
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"

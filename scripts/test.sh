@@ -27,4 +27,11 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test --locked"
 cargo test --locked
 
+# --- chaos soak (60 s) -------------------------------------------------------------------
+# 100 simulated clusters with kills, cuts, stalls and (as root) network faults; see
+# scripts/chaos.sh. Builds the release binary first.
+step "scripts/chaos.sh 60 (chaos soak)"
+bash scripts/chaos.sh 60
+# --- end of chaos soak -------------------------------------------------------------------
+
 step "all checks passed"

@@ -97,8 +97,16 @@ pub fn run_with(
         "check" => with_options("check", rest, out, err, |options, out, err| {
             check(options, env, out, err)
         }),
+        #[cfg(feature = "sim")]
         "simulate" => report(crate::sim::run_cli(rest), "simulate", err),
+        #[cfg(feature = "sim")]
         "demo" => report(crate::demo::run(rest), "demo", err),
+        #[cfg(not(feature = "sim"))]
+        command @ ("simulate" | "demo") => report(
+            Err("this build has no simulator or demo (built without the `sim` feature)".into()),
+            command,
+            err,
+        ),
         other => {
             let _ = write!(err, "nightcrier: unknown command {other:?}\n\n{USAGE}");
             EXIT_USAGE

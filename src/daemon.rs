@@ -61,17 +61,7 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
             .unwrap_or_default(),
         clusters.iter().filter(|c| c.triage_ready()).count()
     );
-    match crate::limits::raise_fd_limit(clusters.len(), config.agent.max_concurrent_agents) {
-        Ok(limit) => match limit.message() {
-            Some(message) => log::warn!("{message}"),
-            None => log::info!(
-                "file descriptor limit {} (needed about {})",
-                limit.soft,
-                limit.needed
-            ),
-        },
-        Err(e) => log::warn!("file descriptor limit unknown: {e}"),
-    }
+    crate::limits::apply_fd_limit(clusters.len(), config.agent.max_concurrent_agents, true);
     let pipeline = pipeline_for(&config, &clusters)?;
     let board = HealthBoard::new();
     // Kept alive for the run; dropping it stops the health thread.

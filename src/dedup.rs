@@ -1,16 +1,17 @@
 //! Suppresses repeated faults: a (cluster, faultId) pair seen within the window is a
-//! duplicate. Memory is bounded by `max_entries`; past it the oldest keys are forgotten
-//! early (and counted), which can only let a duplicate through, never drop a new fault.
+//! duplicate. Memory is bounded by `max_entries` keys PER CLUSTER; past it that cluster's
+//! oldest keys are forgotten early (and counted for that cluster), which can only let one
+//! of its own duplicates through, never drop a new fault, and never touches another
+//! cluster's keys: a noisy cluster cannot make a quiet one's repeats look new.
 //!
-//! Per key, memory is one shared heap allocation (the key text), one set slot and one
+//! Per key, memory is one shared heap allocation (the fault id), one set slot and one
 //! queue slot. Keys are shared through `Arc<str>` rather than `Rc<str>` because the event
 //! loop that owns the pipeline is moved onto its own thread, so this type must be `Send`;
 //! both cost the same two counters, and the counts are never contended. Record times are
 //! nanoseconds since the first recorded `now`: exact (no rounding, so a key never expires
 //! early), and a `u64` beside an `Arc<str>` takes no more room than a `u32` would.
 
-use std::collections::{HashSet, VecDeque};
-use std::fmt::Write;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +22,24 @@ const SHRINK_FLOOR: usize = 256;
 #[derive(Debug)]
 pub struct Deduplicator {
     window: Duration,
+    /// Per cluster.
     max_entries: usize,
+    clusters: HashMap<Box<str>, ClusterKeys>,
+    /// The instant record times count from: the first `now` ever recorded.
+    origin: Option<Instant>,
+    /// Keys over all clusters.
+    len: usize,
+    /// No key expires before this (nanoseconds since `origin`): a lower bound, exact after
+    /// every `expire`. A stale bound only means one early wake-up.
+    earliest: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct ClusterKeys {
     keys: HashSet<Arc<str>>,
     /// Every key in `keys`, oldest first, with the time it was recorded. The window is the
     /// same for every key, so insertion order is also expiry order.
     order: VecDeque<Recorded>,
-    /// The instant record times count from: the first `now` ever recorded.
-    origin: Option<Instant>,
     evicted: u64,
 }
 
@@ -39,43 +51,53 @@ struct Recorded {
 }
 
 impl Deduplicator {
-    /// `max_entries` of 0 is treated as 1.
+    /// `max_entries` (per cluster) of 0 is treated as 1.
     pub fn new(window: Duration, max_entries: usize) -> Self {
         Deduplicator {
             window,
             max_entries: max_entries.max(1),
-            keys: HashSet::new(),
-            order: VecDeque::new(),
+            clusters: HashMap::new(),
             origin: None,
-            evicted: 0,
+            len: 0,
+            earliest: None,
         }
     }
 
     /// true if this key is new (not seen within the window) — records it; false if a
     /// duplicate (does NOT extend the window).
     pub fn check_and_record(&mut self, cluster: &str, fault_id: &str, now: Instant) -> bool {
-        // Dropping expired keys first means every key still present is within its window.
-        self.expire(now);
-        let key = encode_key(cluster, fault_id);
-        if self.keys.contains(key.as_str()) {
+        let origin = *self.origin.get_or_insert(now);
+        let now_at = nanos_since(origin, now);
+        let window = self.window;
+        let keys = match self.clusters.get_mut(cluster) {
+            Some(keys) => keys,
+            None => self.clusters.entry(Box::from(cluster)).or_default(),
+        };
+        // Dropping this cluster's expired keys first means every key still present is
+        // within its window.
+        let before = keys.order.len();
+        keys.expire(now_at, window);
+        self.len -= before - keys.order.len();
+        if keys.keys.contains(fault_id) {
             return false;
         }
-        while self.keys.len() >= self.max_entries {
-            match self.order.pop_front() {
+        while keys.keys.len() >= self.max_entries {
+            match keys.order.pop_front() {
                 Some(oldest) => {
-                    self.keys.remove(&*oldest.key);
-                    self.evicted += 1;
+                    keys.keys.remove(&*oldest.key);
+                    keys.evicted += 1;
+                    self.len -= 1;
                 }
                 None => break,
             }
         }
-        let origin = *self.origin.get_or_insert(now);
-        let key: Arc<str> = Arc::from(key);
-        self.keys.insert(Arc::clone(&key));
-        self.order.push_back(Recorded {
-            at: nanos_since(origin, now),
-            key,
-        });
+        let key: Arc<str> = Arc::from(fault_id);
+        keys.keys.insert(Arc::clone(&key));
+        keys.order.push_back(Recorded { at: now_at, key });
+        self.len += 1;
+        if keys.order.len() == 1 {
+            self.earliest = Some(self.earliest.map_or(now_at, |e| e.min(now_at)));
+        }
         true
     }
 
@@ -85,9 +107,82 @@ impl Deduplicator {
             return;
         };
         let now_at = nanos_since(origin, now);
+        if self
+            .earliest
+            .is_some_and(|at| Duration::from_nanos(now_at.saturating_sub(at)) < self.window)
+        {
+            return;
+        }
+        let mut earliest: Option<u64> = None;
+        let mut len = 0;
+        for keys in self.clusters.values_mut() {
+            keys.expire(now_at, self.window);
+            len += keys.order.len();
+            if let Some(front) = keys.order.front() {
+                earliest = Some(earliest.map_or(front.at, |e| e.min(front.at)));
+            }
+        }
+        self.len = len;
+        self.earliest = earliest;
+    }
+
+    /// When the oldest key may expire (never later than it does); `None` when empty (or
+    /// the window is too long to express as an `Instant`, which means never).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        if self.len == 0 {
+            return None;
+        }
+        self.origin?
+            .checked_add(Duration::from_nanos(self.earliest?))?
+            .checked_add(self.window)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Keys dropped before their window ended because the bound was reached, all clusters.
+    pub fn evicted(&self) -> u64 {
+        self.clusters.values().map(|keys| keys.evicted).sum()
+    }
+
+    /// ... for one cluster (`nightcrier_dedup_evictions_total`).
+    pub fn evicted_for(&self, cluster: &str) -> u64 {
+        self.clusters.get(cluster).map_or(0, |keys| keys.evicted)
+    }
+
+    /// Drops every key of a cluster (removed from configuration).
+    pub fn forget_cluster(&mut self, cluster: &str) {
+        if let Some(keys) = self.clusters.remove(cluster) {
+            self.len -= keys.order.len();
+        }
+        if self.clusters.capacity() > SHRINK_FLOOR
+            && self.clusters.len() < self.clusters.capacity() / 4
+        {
+            self.clusters
+                .shrink_to((self.clusters.len() * 2).max(SHRINK_FLOOR));
+        }
+    }
+
+    /// (set capacity, queue capacity) summed over clusters, to check that memory is
+    /// given back.
+    #[cfg(test)]
+    fn capacities(&self) -> (usize, usize) {
+        self.clusters.values().fold((0, 0), |(set, queue), keys| {
+            (set + keys.keys.capacity(), queue + keys.order.capacity())
+        })
+    }
+}
+
+impl ClusterKeys {
+    fn expire(&mut self, now_at: u64, window: Duration) {
         let before = self.order.len();
         while let Some(oldest) = self.order.front() {
-            if Duration::from_nanos(now_at.saturating_sub(oldest.at)) < self.window {
+            if Duration::from_nanos(now_at.saturating_sub(oldest.at)) < window {
                 break;
             }
             if let Some(oldest) = self.order.pop_front() {
@@ -97,45 +192,6 @@ impl Deduplicator {
         if self.order.len() < before {
             self.shrink_if_sparse();
         }
-    }
-
-    /// When the oldest key expires; `None` when empty (or the window is too long to
-    /// express as an `Instant`, which means never).
-    pub fn next_expiry(&self) -> Option<Instant> {
-        let oldest = self.order.front()?;
-        self.origin?
-            .checked_add(Duration::from_nanos(oldest.at))?
-            .checked_add(self.window)
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Keys dropped before their window ended because the bound was reached.
-    pub fn evicted(&self) -> u64 {
-        self.evicted
-    }
-
-    /// Drops every key of a cluster (removed from configuration).
-    pub fn forget_cluster(&mut self, cluster: &str) {
-        // The length prefix pins the cluster part, so a prefix match cannot catch a
-        // cluster whose name merely starts the same way.
-        let prefix = encode_key(cluster, "");
-        let keys = &mut self.keys;
-        self.order.retain(|recorded| {
-            if recorded.key.starts_with(&prefix) {
-                keys.remove(&*recorded.key);
-                false
-            } else {
-                true
-            }
-        });
-        self.shrink_if_sparse();
     }
 
     /// Gives memory back after a burst has expired. Shrinking to twice the live count
@@ -151,28 +207,11 @@ impl Deduplicator {
             self.order.shrink_to(target);
         }
     }
-
-    /// (set capacity, queue capacity), to check that memory is given back.
-    #[cfg(test)]
-    fn capacities(&self) -> (usize, usize) {
-        (self.keys.capacity(), self.order.capacity())
-    }
 }
 
 /// A time before `origin` counts as `origin`: a key then expires late, never early.
 fn nanos_since(origin: Instant, now: Instant) -> u64 {
     u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `"<cluster byte length>:<cluster><fault id>"`: the length makes ("a", "bc") and
-/// ("ab", "c") different keys without reserving any character.
-fn encode_key(cluster: &str, fault_id: &str) -> String {
-    let mut key = String::with_capacity(cluster.len() + fault_id.len() + 21);
-    // Writing to a String cannot fail.
-    let _ = write!(key, "{}:", cluster.len());
-    key.push_str(cluster);
-    key.push_str(fault_id);
-    key
 }
 
 #[cfg(test)]
@@ -273,6 +312,24 @@ mod tests {
         assert!(dedup.check_and_record("prod", "f1", t0 + ms(11)));
         assert_eq!(dedup.evicted(), 2);
         assert_eq!(dedup.len(), 3);
+    }
+
+    #[test]
+    fn a_noisy_cluster_does_not_evict_a_quiet_clusters_keys() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 3);
+        assert!(dedup.check_and_record("quiet", "q1", t0));
+        for i in 0..50u64 {
+            assert!(dedup.check_and_record("noisy", &format!("n{i}"), t0 + ms(i + 1)));
+        }
+        // The quiet cluster's repeat is still caught: the bound is per cluster.
+        assert!(!dedup.check_and_record("quiet", "q1", t0 + ms(100)));
+        assert!(!dedup.check_and_record("noisy", "n49", t0 + ms(100)));
+        assert!(dedup.check_and_record("noisy", "n0", t0 + ms(101)));
+        // Evictions are counted on the cluster that caused them.
+        assert_eq!(dedup.evicted_for("noisy"), 48);
+        assert_eq!(dedup.evicted_for("quiet"), 0);
+        assert_eq!(dedup.len(), 4);
     }
 
     #[test]

@@ -8,91 +8,28 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::cluster::admission::ConnectAdmission;
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TcpDialer, TimerKey};
 use crate::cluster::manager::Manager;
-use crate::config::{ClusterConfig, Config};
-use crate::events::{ClusterEvent, EventSink};
+use crate::config::ClusterConfig;
 use crate::health::board::{HealthBoard, Published};
-use crate::metrics::counters::PipelineSnapshot;
-use crate::net::dns::{Answer, Resolver};
+use crate::net::dns::Resolver;
 use crate::net::tls::TlsConfigs;
 use crate::net::transport::ReadBuffers;
-use crate::reload::{self, ReloadPlan, Reloader};
+use crate::reload::{self, Reloader};
+use crate::stage::{Stage, StageContext};
 use crate::timer::TimerWheel;
+use crate::token::{Owner, SIGNALS, WAKER};
 
-const WAKER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
 const TIMER_TICK: Duration = Duration::from_millis(5);
 const TIMER_SLOTS: usize = 4096;
 const EVENTS_CAPACITY: usize = 1024;
 /// After SIGKILL, how long children get to be reaped (their results written) before exit.
 const FINAL_REAP_WAIT: Duration = Duration::from_secs(2);
-
-/// Tokens whose low byte is this belong to the stage (cluster connections use 0 and 1).
-pub const STAGE_TOKEN_CODE: usize = 2;
-/// DNS query keys with this bit set belong to the stage.
-pub const STAGE_DNS_BIT: u64 = 1 << 63;
-
-pub fn stage_token(id: u64) -> Token {
-    Token(((id as usize) << 8) | STAGE_TOKEN_CODE)
-}
-
-pub fn stage_token_id(token: Token) -> Option<u64> {
-    (token.0 & 0xff == STAGE_TOKEN_CODE).then_some((token.0 >> 8) as u64)
-}
-
-/// The loop's shared parts, lent to the stage for one call.
-pub struct StageContext<'a> {
-    pub now: Instant,
-    pub registry: &'a Registry,
-    pub resolver: &'a Resolver,
-    pub tls: &'a mut TlsConfigs,
-    pub inbound: &'a mut ReadBuffers,
-    pub waker: &'a Arc<Waker>,
-}
-
-/// What the loop drives besides the cluster connections: the triage pipeline in the daemon,
-/// a plain sink in tests. Every hook runs on the loop thread.
-pub trait Stage: EventSink {
-    fn start(&mut self, _ctx: &mut StageContext) {}
-    /// The earliest moment `on_tick` has work to do.
-    fn next_deadline(&self) -> Option<Instant> {
-        None
-    }
-    /// After every loop iteration: due timers, dispatching.
-    fn on_tick(&mut self, _ctx: &mut StageContext) {}
-    fn on_ready(&mut self, _ctx: &mut StageContext, _token: Token) {}
-    fn on_resolved(&mut self, _ctx: &mut StageContext, _answer: Answer) {}
-    /// SIGCHLD arrived (signals coalesce: check every child).
-    fn on_child_exit(&mut self, _ctx: &mut StageContext) {}
-    /// The waker fired (a side thread may have results).
-    fn on_wake(&mut self, _ctx: &mut StageContext) {}
-    fn snapshot(&self) -> PipelineSnapshot {
-        PipelineSnapshot::default()
-    }
-    /// Stop taking work; let running work finish.
-    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {}
-    fn is_drained(&self) -> bool {
-        true
-    }
-    /// The shutdown timeout passed: ask running work to stop. Returns how long to wait
-    /// before `kill`.
-    fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
-        Duration::ZERO
-    }
-    fn kill(&mut self, _ctx: &mut StageContext) {}
-    /// A reloaded configuration was applied to the connections; apply it to the stage.
-    fn apply_reload(&mut self, _ctx: &mut StageContext, _config: &Config, _plan: &ReloadPlan) {}
-    /// A reload was refused (invalid file); the stage only counts it.
-    fn reload_failed(&mut self) {}
-}
-
-impl Stage for Sender<ClusterEvent> {}
 
 /// Asks the loop to do something from another thread.
 #[derive(Debug)]
@@ -236,7 +173,10 @@ impl<S: Stage> EventLoop<S> {
         let mut fired = Vec::new();
         let mut now = Instant::now();
         let mut stopping: Option<Stopping> = None;
-        let mut next_publish = now;
+        let mut pacer = self
+            .options
+            .publish_interval
+            .map(|i| PublishPacer::new(i, now));
         let mut changed = false;
 
         self.with_stage(now, |stage, ctx| stage.start(ctx));
@@ -247,11 +187,13 @@ impl<S: Stage> EventLoop<S> {
 
         loop {
             self.with_stage(now, |stage, ctx| stage.on_tick(ctx));
-            if let Some(interval) = self.options.publish_interval {
-                if changed || now >= next_publish {
+            if let Some(pacer) = pacer.as_mut() {
+                if std::mem::take(&mut changed) {
+                    pacer.note_change();
+                }
+                if pacer.due(now) {
                     self.publish(now, stopping.is_some());
-                    next_publish = now + interval;
-                    changed = false;
+                    pacer.published(now);
                 }
             }
             if let Some(stop) = stopping.as_mut() {
@@ -265,7 +207,7 @@ impl<S: Stage> EventLoop<S> {
                 }
             }
 
-            let mut deadline = self.options.publish_interval.map(|_| next_publish);
+            let mut deadline = pacer.as_ref().map(PublishPacer::next_deadline);
             for candidate in [
                 self.timers.next_deadline(),
                 self.admission.next_deadline(),
@@ -296,19 +238,21 @@ impl<S: Stage> EventLoop<S> {
             let mut signalled = false;
             let mut more = Vec::new();
             for event in events.iter() {
-                match event.token() {
-                    WAKER => woken = true,
-                    SIGNALS => signalled = true,
-                    token if stage_token_id(token).is_some() => {
+                let token = event.token();
+                match crate::token::owner(token) {
+                    Owner::Waker => woken = true,
+                    Owner::Signals => signalled = true,
+                    Owner::Stage(_) => {
                         self.with_stage(now, |stage, ctx| stage.on_ready(ctx, token));
                     }
-                    token => {
+                    Owner::Connection(_) => {
                         let (manager, mut ctx) = self.connection_parts(now);
                         if manager.on_ready(&mut ctx, token) {
                             more.push(token);
                         }
                         changed |= ctx.changed;
                     }
+                    Owner::Unknown => {}
                 }
             }
             // Sockets left with bytes in an earlier round get one more budget each.
@@ -409,7 +353,7 @@ impl<S: Stage> EventLoop<S> {
     fn on_wake(&mut self, now: Instant, changed: &mut bool) -> (bool, bool) {
         let answers: Vec<_> = self.resolver.answers().collect();
         for answer in answers {
-            if answer.key & STAGE_DNS_BIT != 0 {
+            if let crate::token::DnsOwner::Stage(_) = crate::token::dns_owner(answer.key) {
                 self.with_stage(now, |stage, ctx| stage.on_resolved(ctx, answer));
             } else {
                 let (manager, mut ctx) = self.connection_parts(now);
@@ -506,14 +450,7 @@ impl<S: Stage> EventLoop<S> {
         self.with_stage(now, |stage, ctx| stage.apply_reload(ctx, &config, &plan));
         log::info!("configuration reloaded: {}", plan.describe());
         let enabled = crate::registry::Registry::load(&config).enabled().len();
-        match crate::limits::raise_fd_limit(enabled, config.agent.max_concurrent_agents) {
-            Ok(limit) => {
-                if let Some(message) = limit.message() {
-                    log::warn!("{message}");
-                }
-            }
-            Err(e) => log::warn!("file descriptor limit unknown: {e}"),
-        }
+        crate::limits::apply_fd_limit(enabled, config.agent.max_concurrent_agents, false);
         for setting in &plan.needs_restart {
             log::warn!("reload: the change to `{setting}` takes effect only after a restart");
         }
@@ -560,5 +497,99 @@ impl<S: Stage> EventLoop<S> {
             changed: false,
         };
         (&mut self.manager, ctx)
+    }
+}
+
+/// Status changes are published at most this often (or every `publish_interval`, if that
+/// is shorter): building a snapshot clones and sorts every cluster's health, which must
+/// not happen on every loop iteration of a reconnect storm.
+const PUBLISH_GAP: Duration = Duration::from_millis(100);
+
+/// When the loop publishes a snapshot: every `interval`, and within [`PUBLISH_GAP`] of a
+/// status change.
+#[derive(Debug)]
+struct PublishPacer {
+    interval: Duration,
+    gap: Duration,
+    next: Instant,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl PublishPacer {
+    fn new(interval: Duration, now: Instant) -> PublishPacer {
+        PublishPacer {
+            interval,
+            gap: interval.min(PUBLISH_GAP),
+            next: now,
+            last: None,
+            pending: false,
+        }
+    }
+
+    fn note_change(&mut self) {
+        self.pending = true;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        now >= self.next_deadline()
+    }
+
+    fn published(&mut self, now: Instant) {
+        self.pending = false;
+        self.last = Some(now);
+        self.next = now + self.interval;
+    }
+
+    /// When the next snapshot is due: the regular one, or a pending change's.
+    fn next_deadline(&self) -> Instant {
+        match (self.pending, self.last) {
+            (true, Some(last)) => self.next.min(last + self.gap),
+            (true, None) => self.next,
+            (false, _) => self.next,
+        }
+    }
+}
+
+#[cfg(test)]
+mod pacer_tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_storm_publishes_a_bounded_number_of_snapshots() {
+        let t0 = Instant::now();
+        let mut pacer = PublishPacer::new(Duration::from_secs(1), t0);
+        let mut published = 0;
+        // A status change on every loop iteration, 10,000 iterations in one second.
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_micros(100 * i);
+            pacer.note_change();
+            if pacer.due(now) {
+                pacer.published(now);
+                published += 1;
+            }
+        }
+        assert!(published <= 11, "{published} snapshots in one second");
+    }
+
+    #[test]
+    fn a_change_is_published_soon_and_never_left_behind() {
+        let t0 = Instant::now();
+        let mut pacer = PublishPacer::new(Duration::from_secs(1), t0);
+        assert!(pacer.due(t0));
+        pacer.published(t0);
+        assert!(!pacer.due(t0 + Duration::from_millis(1)));
+        pacer.note_change();
+        // The change is published within the pacing gap, and the loop wakes for it.
+        let deadline = pacer.next_deadline();
+        assert!(
+            deadline <= t0 + Duration::from_millis(150),
+            "{:?}",
+            deadline - t0
+        );
+        assert!(pacer.due(deadline));
+        pacer.published(deadline);
+        assert!(!pacer.due(deadline));
+        assert_eq!(pacer.next_deadline(), deadline + Duration::from_secs(1));
     }
 }

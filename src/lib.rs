@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod dedup;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod event_loop;
 pub mod events;
@@ -18,5 +19,8 @@ pub mod pipeline;
 pub mod queue;
 pub mod registry;
 pub mod reload;
+#[cfg(feature = "sim")]
 pub mod sim;
+pub mod stage;
 pub mod timer;
+pub mod token;

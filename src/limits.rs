@@ -42,6 +42,24 @@ pub fn plan(soft: u64, hard: u64, needed: u64) -> Option<u64> {
     (target > soft).then_some(target)
 }
 
+/// Raises the limit for `clusters` and `agents` and logs the outcome: a warning when it is
+/// short (or unknown); with `announce`, the limit itself otherwise (at start, not on every
+/// reload).
+pub fn apply_fd_limit(clusters: usize, agents: usize, announce: bool) {
+    match raise_fd_limit(clusters, agents) {
+        Ok(limit) => match limit.message() {
+            Some(message) => log::warn!("{message}"),
+            None if announce => log::info!(
+                "file descriptor limit {} (needed about {})",
+                limit.soft,
+                limit.needed
+            ),
+            None => {}
+        },
+        Err(e) => log::warn!("file descriptor limit unknown: {e}"),
+    }
+}
+
 /// Raises the soft limit of this process if it is below what `clusters` and `max_agents`
 /// need. Call again after a reload that adds clusters. An error reading the limit is
 /// returned; a refused raise is logged and shows as an insufficient [`FdLimit`].

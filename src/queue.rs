@@ -155,10 +155,10 @@ impl<T> ShardedQueue<T> {
     /// Queues `item` on `shard`, applying the overflow policy when the shard or the global
     /// bound is full. An unregistered shard rejects.
     ///
-    /// Under `DropOldest` the displaced item is the oldest of the same shard. If that
-    /// shard is empty (only the global bound is full), it is the oldest item of the
-    /// longest shard (the lowest index among equals): the cluster using most of the
-    /// queue pays for the room.
+    /// Under `DropOldest`, when the shard itself is at `per_shard` the displaced item is
+    /// its own oldest. When only the global bound is full, it is the oldest item of the
+    /// longest shard (the lowest index among equals, the pushing shard first): the
+    /// cluster using most of the queue pays for the room, never a quiet one.
     pub fn push(&mut self, shard: usize, item: T) -> Admission<T> {
         let Some(Some(target)) = self.shards.get(shard) else {
             return Admission::Rejected(item);
@@ -177,10 +177,13 @@ impl<T> ShardedQueue<T> {
         if self.policy == OverflowPolicy::RejectNewest || self.per_shard == 0 {
             return Admission::Rejected(item);
         }
-        let victim = if target_len > 0 {
+        let victim = if target_len >= self.per_shard {
             shard
         } else {
             match self.longest_shard() {
+                // A tie with the pushing shard costs that shard, not another.
+                Some(longest) if self.shard_len(longest) > target_len => longest,
+                Some(_) if target_len > 0 => shard,
                 Some(longest) => longest,
                 None => return Admission::Rejected(item),
             }
@@ -397,16 +400,30 @@ mod tests {
     }
 
     #[test]
-    fn drop_policy_at_global_bound_drops_oldest_of_same_shard() {
+    fn drop_policy_at_global_bound_drops_from_the_longest_shard_not_the_quiet_one() {
         let mut q = queue(10, 3, OverflowPolicy::DropOldest);
         q.push(0, 1);
         q.push(1, 2);
         q.push(1, 3);
-        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(1));
+        // Shard 0 (quiet, one item) is under its own bound: the noisy shard pays.
+        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(2));
         assert_eq!(q.len(), 3);
-        assert_eq!(q.shard_len(0), 1);
-        assert_eq!(q.shard_len(1), 2);
-        assert_eq!(shard_items(&mut q, 0), vec![4]);
+        assert_eq!(q.shard_len(0), 2);
+        assert_eq!(q.shard_len(1), 1);
+        assert_eq!(shard_items(&mut q, 0), vec![1, 4]);
+        assert_eq!(shard_items(&mut q, 1), vec![3]);
+    }
+
+    #[test]
+    fn drop_policy_at_shard_bound_drops_oldest_of_the_same_shard() {
+        let mut q = queue(2, 3, OverflowPolicy::DropOldest);
+        q.push(0, 1);
+        q.push(0, 2);
+        q.push(1, 3);
+        // Shard 0 is at its own bound, though shard 1 is not longer.
+        assert_eq!(q.push(0, 4), Admission::QueuedDroppedOldest(1));
+        assert_eq!(shard_items(&mut q, 0), vec![2, 4]);
+        assert_eq!(shard_items(&mut q, 1), vec![3]);
     }
 
     #[test]

@@ -516,3 +516,21 @@ fn hidden_environment_variables_do_not_reach_the_agent_even_when_allowed() {
     assert_eq!(finished.outcome, AgentOutcome::Investigated);
     assert_eq!(fs::read_to_string(&seen).unwrap().trim(), "hidden visible");
 }
+
+#[test]
+fn starting_an_agent_does_not_write_its_incident_file_again() {
+    use std::os::unix::fs::MetadataExt;
+    let setup = setup();
+    let mut executor = AgentExecutor::new(Duration::from_secs(2));
+    let job = job(&setup, "prod-eu", 1, stub_script(), &setup.kubeconfig);
+    let incident = job.workspace.incident_path();
+    // Every write replaces the file (a new inode): the caller wrote it once already.
+    let before = fs::metadata(&incident).unwrap().ino();
+    let (id, _) = executor.spawn(job, Instant::now()).unwrap();
+    let after = fs::metadata(&incident).unwrap().ino();
+    let finished = finish(&mut executor, id);
+    assert_eq!(before, after, "spawn rewrote incident.json");
+    // The end still records both times.
+    let record = finished.workspace.read_incident().unwrap();
+    assert!(record.started_at.is_some() && record.finished_at.is_some());
+}

@@ -298,8 +298,118 @@ fn worker_runs_preflights_off_thread_and_wakes_the_loop() {
         assert!(events.iter().all(|e| e.token() == mio::Token(7)));
         results.extend(worker.results());
     }
-    let clusters: Vec<&str> = results.iter().map(|p| p.cluster.as_str()).collect();
+    // Preflights run at the same time: their results come in either order.
+    let mut clusters: Vec<&str> = results.iter().map(|p| p.cluster.as_str()).collect();
+    clusters.sort_unstable();
     assert_eq!(clusters, ["a", "b"]);
     assert!(results.iter().all(|p| p.minimum_met && !p.can_get_nodes));
     drop(worker);
+}
+
+/// A kubectl whose `get pods` check writes its pid to `hang-<kubeconfig file name>.pid`
+/// and sleeps; every other check answers yes.
+fn hanging_kubectl(dir: &Path) -> PathBuf {
+    let script = format!(
+        r#"#!/bin/sh
+[ "$6" = pods ] && [ "$5" = get ] && {{ echo $$ > '{dir}/hang-'"$(basename "$2")"'.pid'; exec sleep 60; }}
+echo yes
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("kubectl");
+    write_executable(&path, &script);
+    path
+}
+
+fn hang_pid(dir: &Path, kubeconfig_name: &str) -> Option<i32> {
+    fs::read_to_string(dir.join(format!("hang-{kubeconfig_name}.pid")))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn poll_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn request(cluster: &str, kubeconfig: PathBuf, kubectl: &Path) -> PreflightRequest {
+    PreflightRequest {
+        cluster: cluster.into(),
+        kubeconfig,
+        allow_secrets_access: false,
+        kubectl: kubectl.to_path_buf(),
+        timeout: Duration::from_secs(30),
+    }
+}
+
+#[test]
+fn preflights_of_several_clusters_run_at_the_same_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = hanging_kubectl(dir.path());
+    let poll = mio::Poll::new().unwrap();
+    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+    let worker = PreflightWorker::start(waker).unwrap();
+    for cluster in ["a", "b", "c"] {
+        let config = dir.path().join(format!("kc-{cluster}"));
+        fs::write(&config, "apiVersion: v1\nkind: Config\n").unwrap();
+        worker.submit(request(cluster, config, &kubectl));
+    }
+    // Each cluster's check hangs for 30 s: one after another, b would not start for 30 s.
+    poll_until(
+        "every cluster's checks to start",
+        Duration::from_secs(10),
+        || {
+            ["kc-a", "kc-b", "kc-c"]
+                .iter()
+                .all(|k| hang_pid(dir.path(), k).is_some())
+        },
+    );
+    drop(worker);
+    for k in ["kc-a", "kc-b", "kc-c"] {
+        let pid = hang_pid(dir.path(), k).unwrap();
+        poll_until(
+            "the hung check to be killed",
+            Duration::from_secs(10),
+            || !alive(pid),
+        );
+    }
+}
+
+#[test]
+fn dropping_the_worker_does_not_wait_for_a_running_preflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = hanging_kubectl(dir.path());
+    let poll = mio::Poll::new().unwrap();
+    let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+    let worker = PreflightWorker::start(waker).unwrap();
+    worker.submit(request("a", kubeconfig(dir.path()), &kubectl));
+    poll_until("the check to start", Duration::from_secs(10), || {
+        hang_pid(dir.path(), "kubeconfig").is_some()
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(worker);
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+        "dropping the worker waited for a preflight that hangs for 30 s"
+    );
+    // Its checks are killed, not left behind.
+    let pid = hang_pid(dir.path(), "kubeconfig").unwrap();
+    poll_until(
+        "the hung check to be killed",
+        Duration::from_secs(10),
+        || !alive(pid),
+    );
 }

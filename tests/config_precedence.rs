@@ -71,7 +71,7 @@ fn a_minimal_file_yields_every_default() {
         config.dedup,
         DedupConfig {
             window: Duration::from_secs(300),
-            max_entries: 100_000,
+            max_entries: 10_000,
         }
     );
     assert_eq!(

@@ -396,3 +396,43 @@ fn events_mode_warnings_reach_triage_and_normal_events_are_filtered() {
     }
     running.stop().unwrap();
 }
+
+/// The Slack message is built from what the loop already holds: an agent that removes its
+/// incident.json still gets its message (the loop never reads the file back).
+#[test]
+fn slack_message_does_not_read_incident_json_back() {
+    let triage = Triage::new();
+    let receiver = WebhookReceiver::start(vec![]);
+    let sim = quiet_sim(1);
+    let cluster = &sim.clusters()[0];
+    let stub = repo_root().join("scripts/stub-agent.sh");
+    let agent = executable(
+        triage.dir.path(),
+        "agent-removes-incident",
+        &format!(
+            "#!/bin/sh\nSTUB_AGENT_MODE=ok STUB_AGENT_DELAY=0.05 {} \"$@\"\nstatus=$?\nrm -f incident.json\nexit $status\n",
+            stub.display()
+        ),
+    );
+    let slack = format!(
+        "[slack]\nwebhook_url = {:?}\nca_file = {:?}\n",
+        receiver.url(),
+        receiver.ca_pem_path().display().to_string()
+    );
+    let mut text = triage.globals(&agent, &slack);
+    text.push_str(&triage.triage_cluster(cluster));
+    let running = start_pipeline_loop(&parse_config(&text, triage.dir.path()));
+    running.wait_status(
+        cluster.name(),
+        nightcrier::cluster::status::ConnectionStatus::Active,
+    );
+    cluster.emit_fault("critical", "CrashLoop").unwrap();
+    assert!(
+        receiver.wait_for_requests(1, WAIT),
+        "no Slack message for an incident whose incident.json is gone"
+    );
+    let body = receiver.requests()[0].body.clone();
+    assert!(body.contains(cluster.name()), "{body}");
+    assert!(body.contains("CrashLoop"), "{body}");
+    running.stop().unwrap();
+}

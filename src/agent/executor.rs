@@ -238,18 +238,13 @@ struct RunningAgent {
 
 impl RunningAgent {
     fn signal_group(&self, signal: i32) {
-        // SAFETY: kill(2) has no memory-safety preconditions. The child is not reaped yet,
-        // so the group id is still ours.
-        let rc = unsafe { libc::kill(-self.pid, signal) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                log::warn!(
-                    "incident {}: cannot signal agent group {}: {err}",
-                    self.incident_id,
-                    self.pid
-                );
-            }
+        // The child is not reaped yet, so the group id is still ours.
+        if let Err(err) = super::child::signal_group(self.pid, signal) {
+            log::warn!(
+                "incident {}: cannot signal agent group {}: {err}",
+                self.incident_id,
+                self.pid
+            );
         }
     }
 }
@@ -449,10 +444,9 @@ impl AgentExecutor {
             });
         }
 
-        let mut write_failures = Vec::new();
-        if let Err(err) = mark_incident(&workspace, status::RUNNING, Some(rfc3339(started)), None) {
-            write_failures.push(WriteFailure::of(&err));
-        }
+        // The caller wrote incident.json as `running` when it created the workspace: one
+        // write per state change (each is an fsync on the loop thread).
+        let write_failures = Vec::new();
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
@@ -480,10 +474,8 @@ impl AgentExecutor {
             Ok(relay) => relay,
             Err(source) => {
                 // Without a reader the agent would block on its first full pipe.
-                // SAFETY: kill(2) has no memory-safety preconditions; the child is unreaped.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
+                // The child is unreaped, so its group id is still ours.
+                let _ = super::child::signal_group(pid, libc::SIGKILL);
                 let _ = child.wait();
                 let reason = format!("cannot start the agent's output relay: {source}");
                 let _ = record_result(
@@ -760,38 +752,7 @@ fn sandboxed(
 
 /// Whether the child has exited, without reaping it.
 fn has_exited(pid: i32) -> bool {
-    loop {
-        // SAFETY: waitid writes only into the siginfo we pass; WNOWAIT leaves the child
-        // unreaped for its `Child` to collect.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 {
-            return siginfo_pid(&info) != 0;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            // ECHILD: someone else reaped it; `Child::wait` will report that.
-            return true;
-        }
-    }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn siginfo_pid(info: &libc::siginfo_t) -> libc::pid_t {
-    // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed), where si_pid is valid.
-    unsafe { info.si_pid() }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn siginfo_pid(info: &libc::siginfo_t) -> libc::pid_t {
-    info.si_pid
+    super::child::exited_unreaped(pid, false)
 }
 
 /// What is known about an agent's end, for [`classify`].
@@ -900,7 +861,12 @@ fn record_result(
     duration: Duration,
 ) -> io::Result<()> {
     let finished_at = rfc3339(started + duration);
-    let marked = mark_incident(workspace, outcome.status(), None, Some(finished_at.clone()));
+    let marked = mark_incident(
+        workspace,
+        outcome.status(),
+        Some(rfc3339(started)),
+        Some(finished_at.clone()),
+    );
     let result = AgentResult {
         incident_id: workspace.incident_id.clone(),
         cluster: cluster.to_string(),

@@ -5,6 +5,7 @@
 //! retention that keeps workspaces from filling the disk.
 
 pub mod breaker;
+pub mod child;
 pub mod confinement;
 pub mod environment;
 pub mod executor;

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +26,13 @@ use crate::agent::workspace::rfc3339;
 const MAX_CHECK_OUTPUT: usize = 8 * 1024;
 const MAX_ERROR_CHARS: usize = 300;
 
+/// How many clusters' preflights run at the same time (each is a handful of `kubectl`
+/// children), so cluster N of a fleet waits about N / 4 timeouts, not N.
+pub const PREFLIGHT_PARALLEL: usize = 4;
+
+/// How often a running preflight looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
 /// Runs the whole preflight for one cluster and blocks until it is done (at most about
 /// `timeout`, plus the time to kill what did not answer).
 pub fn run_preflight(
@@ -34,6 +41,27 @@ pub fn run_preflight(
     allow_secrets_access: bool,
     kubectl: &Path,
     timeout: Duration,
+) -> ClusterPermissions {
+    let never = AtomicBool::new(false);
+    run_preflight_until(
+        cluster,
+        kubeconfig,
+        allow_secrets_access,
+        kubectl,
+        timeout,
+        &never,
+    )
+}
+
+/// As [`run_preflight`], but setting `stop` ends it early: checks still running are
+/// killed and recorded as stopped.
+fn run_preflight_until(
+    cluster: &str,
+    kubeconfig: &Path,
+    allow_secrets_access: bool,
+    kubectl: &Path,
+    timeout: Duration,
+    stop: &AtomicBool,
 ) -> ClusterPermissions {
     let checked_at = rfc3339(SystemTime::now());
     let mut wanted: Vec<(&str, &str)> = BASE_CHECKS.to_vec();
@@ -53,7 +81,7 @@ pub fn run_preflight(
         }
     };
     let checks = if readable {
-        run_checks(kubeconfig, kubectl, &wanted, timeout, &mut warnings)
+        run_checks(kubeconfig, kubectl, &wanted, timeout, stop, &mut warnings)
     } else {
         wanted
             .iter()
@@ -97,6 +125,7 @@ fn run_checks(
     kubectl: &Path,
     wanted: &[(&str, &str)],
     timeout: Duration,
+    stop: &AtomicBool,
     warnings: &mut Vec<String>,
 ) -> Vec<PermissionCheck> {
     let mut errors: Vec<Option<String>> = vec![None; wanted.len()];
@@ -114,7 +143,7 @@ fn run_checks(
                     thread::Builder::new()
                         .name("preflight-wait".into())
                         .spawn(move || {
-                            wait_exit_without_reaping(pid);
+                            super::child::exited_unreaped(pid, true);
                             let _ = tx.send(index);
                         });
                 match waiter {
@@ -153,17 +182,23 @@ fn run_checks(
     let deadline = Instant::now() + timeout;
     let mut exited = vec![false; wanted.len()];
     let mut pending = started.iter().filter(|s| s.waiter.is_some()).count();
+    let mut stopped = false;
     while pending > 0 {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        match exited_rx.recv_timeout(deadline - now) {
+        if stop.load(Ordering::Relaxed) {
+            stopped = true;
+            break;
+        }
+        match exited_rx.recv_timeout((deadline - now).min(STOP_CHECK)) {
             Ok(index) => {
                 exited[index] = true;
                 pending -= 1;
             }
-            Err(_) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 
@@ -171,10 +206,7 @@ fn run_checks(
         // The child is not reaped yet, so its pid (and process group id) cannot have been
         // reused: killing the group here is safe, and also ends anything the check left
         // behind (credential plugins holding our pipes open).
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(-check.pid, libc::SIGKILL);
-        }
+        let _ = super::child::signal_group(check.pid, libc::SIGKILL);
         let status = check.child.wait();
         let stdout = drain_nonblocking(check.child.stdout.take());
         let stderr = drain_nonblocking(check.child.stderr.take());
@@ -185,7 +217,11 @@ fn run_checks(
             continue;
         }
         if !exited[check.index] {
-            errors[check.index] = Some(format!("timed out after {timeout:?}"));
+            errors[check.index] = Some(if stopped {
+                "stopped: nightcrier is shutting down".to_string()
+            } else {
+                format!("timed out after {timeout:?}")
+            });
             continue;
         }
         match parse_answer(&stdout) {
@@ -229,26 +265,6 @@ fn start_check(kubeconfig: &Path, kubectl: &Path, verb: &str, resource: &str) ->
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-}
-
-/// Blocks until the child `pid` has exited, leaving it a zombie for its owner to reap.
-fn wait_exit_without_reaping(pid: i32) {
-    loop {
-        // SAFETY: waitid writes only into the siginfo we pass; WNOWAIT leaves the child
-        // unreaped, so the `Child` owning it still gets its status.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return;
-        }
-    }
 }
 
 /// Reads what is buffered in a pipe without waiting for writers that may still hold it.
@@ -320,56 +336,54 @@ pub struct PreflightRequest {
     pub timeout: Duration,
 }
 
-/// Runs preflights one after another on its own thread and wakes the loop after each.
+/// Runs up to [`PREFLIGHT_PARALLEL`] clusters' preflights at a time on its own threads and
+/// wakes the loop after each. Dropping it never waits: running checks are killed (within
+/// about 50 ms) by threads that then end on their own.
 pub struct PreflightWorker {
     requests: Option<mpsc::Sender<PreflightRequest>>,
     results: mpsc::Receiver<ClusterPermissions>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl PreflightWorker {
     pub fn start(waker: Arc<mio::Waker>) -> io::Result<PreflightWorker> {
         let (request_tx, request_rx) = mpsc::channel::<PreflightRequest>();
+        let request_rx = Arc::new(Mutex::new(request_rx));
         let (result_tx, result_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("preflight".into())
-            .spawn(move || {
-                for request in request_rx {
-                    if stopped.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let permissions = run_preflight(
-                        &request.cluster,
-                        &request.kubeconfig,
-                        request.allow_secrets_access,
-                        &request.kubectl,
-                        request.timeout,
-                    );
-                    if result_tx.send(permissions).is_err() {
-                        break;
-                    }
-                    if let Err(err) = waker.wake() {
-                        log::warn!("preflight: cannot wake the event loop: {err}");
-                    }
+        for _ in 0..PREFLIGHT_PARALLEL {
+            let requests = Arc::clone(&request_rx);
+            let results = result_tx.clone();
+            let stop = Arc::clone(&stop);
+            let waker = Arc::clone(&waker);
+            let spawned = thread::Builder::new()
+                .name("preflight".into())
+                .spawn(move || serve(&requests, &results, &stop, &waker));
+            if let Err(err) = spawned {
+                // One thread is enough to keep going; none is an error.
+                if Arc::strong_count(&request_rx) == 1 {
+                    return Err(err);
                 }
-            })?;
+                log::warn!("preflight: fewer worker threads than planned: {err}");
+                break;
+            }
+        }
         Ok(PreflightWorker {
             requests: Some(request_tx),
             results: result_rx,
             stop,
-            thread: Some(thread),
         })
     }
 
-    /// Queues a preflight; its result shows up in [`results`](Self::results).
-    pub fn submit(&self, request: PreflightRequest) {
+    /// Queues a preflight; its result shows up in [`results`](Self::results). False if it
+    /// could not be queued (the worker threads are gone): no result will come for it.
+    pub fn submit(&self, request: PreflightRequest) -> bool {
         let sent = self.requests.as_ref().map(|tx| tx.send(request));
-        if !matches!(sent, Some(Ok(()))) {
-            log::warn!("preflight: worker thread has stopped; request dropped");
+        if matches!(sent, Some(Ok(()))) {
+            return true;
         }
+        log::warn!("preflight: worker threads have stopped; request dropped");
+        false
     }
 
     /// Results finished since the last call, without blocking.
@@ -378,14 +392,60 @@ impl PreflightWorker {
     }
 }
 
+/// One worker thread: takes the next request, runs it, hands the result back.
+fn serve(
+    requests: &Mutex<mpsc::Receiver<PreflightRequest>>,
+    results: &mpsc::Sender<ClusterPermissions>,
+    stop: &AtomicBool,
+    waker: &mio::Waker,
+) {
+    loop {
+        // The lock is held only while waiting for the next request.
+        let request = match requests.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(request) = request else {
+            return;
+        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let permissions = run_preflight_until(
+            &request.cluster,
+            &request.kubeconfig,
+            request.allow_secrets_access,
+            &request.kubectl,
+            request.timeout,
+            stop,
+        );
+        if stop.load(Ordering::Relaxed) || results.send(permissions).is_err() {
+            return;
+        }
+        if let Err(err) = waker.wake() {
+            log::warn!("preflight: cannot wake the event loop: {err}");
+        }
+    }
+}
+
+impl PreflightWorker {
+    /// A worker whose threads are gone: every submission fails.
+    #[cfg(test)]
+    pub(crate) fn stopped() -> PreflightWorker {
+        let (_, results) = mpsc::channel();
+        PreflightWorker {
+            requests: None,
+            results,
+            stop: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
 impl Drop for PreflightWorker {
-    /// Skips queued requests, lets the running one finish (bounded by its timeout), joins.
+    /// Skips queued requests and tells running ones to kill their checks; does not wait.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.requests.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

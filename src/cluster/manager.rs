@@ -156,7 +156,12 @@ impl Manager {
     }
 
     pub fn on_resolved(&mut self, ctx: &mut ConnectionContext, answer: Answer) {
-        let key = SlotKey::from_dns_key(answer.key);
+        let crate::token::DnsOwner::Connection { index, generation } =
+            crate::token::dns_owner(answer.key)
+        else {
+            return;
+        };
+        let key = SlotKey { index, generation };
         if let Some(connection) = self.get_mut(key) {
             connection.on_resolved(ctx, answer.result);
         }

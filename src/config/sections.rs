@@ -135,7 +135,9 @@ impl Default for DedupConfig {
     fn default() -> Self {
         DedupConfig {
             window: Duration::from_secs(300),
-            max_entries: 100_000,
+            // Per cluster: about 1 MiB at worst for a cluster sending 33 new faults a
+            // second for the whole window.
+            max_entries: 10_000,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The loop's published state. The loop swaps a fresh snapshot in (on every status change and
-//! at a fixed interval); readers — the health server, tests — only ever read it. The lock is
+//! The loop's published state. The loop swaps a fresh snapshot in (within 100 ms of a status
+//! change, and at a fixed interval); readers — the health server, tests — only ever read it. The lock is
 //! held for a pointer swap, never while the loop works.
 
 use std::sync::{Arc, Condvar, Mutex};

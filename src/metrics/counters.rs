@@ -16,6 +16,8 @@ pub struct ClusterCounters {
     pub faults_filtered: u64,
     /// Seen within the dedup window.
     pub faults_deduplicated: u64,
+    /// Keys of this cluster the dedup table forgot early (its `dedup.max_entries` full).
+    pub dedup_evictions: u64,
     /// Displaced from a full queue (policy `drop`).
     pub faults_dropped: u64,
     /// Refused by a full queue (policy `reject`).

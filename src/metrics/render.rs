@@ -126,7 +126,7 @@ type CounterField = fn(&ClusterCounters) -> u64;
 type ConnectionField = fn(&HealthSnapshot) -> u64;
 
 fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
-    let families: [(&str, &str, CounterField); 8] = [
+    let families: [(&str, &str, CounterField); 9] = [
         (
             "nightcrier_faults_received_total",
             "Fault events received from the cluster.",
@@ -141,6 +141,11 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
             "nightcrier_faults_deduplicated_total",
             "Faults already seen within the dedup window.",
             |c| c.faults_deduplicated,
+        ),
+        (
+            "nightcrier_dedup_evictions_total",
+            "Dedup keys of the cluster forgotten before their window ended (its max_entries full).",
+            |c| c.dedup_evictions,
         ),
         (
             "nightcrier_faults_dropped_total",

@@ -1,12 +1,20 @@
-//! Name resolution off the loop: `getaddrinfo` blocks, so one thread does it and hands the
-//! answers back through a channel and the loop's waker. It keeps `/etc/hosts` and the
-//! resolver's search domains working, which a hand-written DNS client would not.
+//! Name resolution off the loop: `getaddrinfo` blocks, so a small pool of threads does it
+//! and hands the answers back through a channel and the loop's waker. It keeps `/etc/hosts`
+//! and the resolver's search domains working, which a hand-written DNS client would not.
+//!
+//! [`RESOLVER_THREADS`] lookups run at once, so one slow or black-holed name does not hold
+//! up the others; the connection's `connect_timeout` is armed when its lookup is asked
+//! for, so a lookup that never answers fails that connect on time. Dropping the resolver
+//! does not wait for a lookup in progress.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
+
+/// Lookups in progress at once at most.
+pub const RESOLVER_THREADS: usize = 4;
 
 pub struct Query {
     pub key: u64,
@@ -19,45 +27,58 @@ pub struct Answer {
     pub result: io::Result<Vec<SocketAddr>>,
 }
 
+/// What answers a query: `getaddrinfo` in the daemon.
+pub type Lookup = fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
+
+fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    (host, port)
+        .to_socket_addrs()
+        .map(|addrs| addrs.collect::<Vec<_>>())
+}
+
 pub struct Resolver {
     queries: Option<Sender<Query>>,
     answers: Receiver<Answer>,
-    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Resolver {
     pub fn start(waker: Arc<mio::Waker>) -> io::Result<Resolver> {
+        Resolver::with_lookup(waker, RESOLVER_THREADS, getaddrinfo)
+    }
+
+    /// A resolver of `threads` threads answering with `lookup`.
+    pub fn with_lookup(
+        waker: Arc<mio::Waker>,
+        threads: usize,
+        lookup: Lookup,
+    ) -> io::Result<Resolver> {
         let (query_tx, query_rx) = mpsc::channel::<Query>();
         let (answer_tx, answer_rx) = mpsc::channel::<Answer>();
-        let thread = thread::Builder::new()
-            .name("nightcrier-dns".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                for query in query_rx {
-                    let result = (query.host.as_str(), query.port)
-                        .to_socket_addrs()
-                        .map(|addrs| addrs.collect::<Vec<_>>());
-                    if answer_tx
-                        .send(Answer {
-                            key: query.key,
-                            result,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                    // A failed wake means the loop is gone; the thread ends with the channel.
-                    let _ = waker.wake();
+        let query_rx = Arc::new(Mutex::new(query_rx));
+        for started in 0..threads.max(1) {
+            let queries = Arc::clone(&query_rx);
+            let answers = answer_tx.clone();
+            let waker = Arc::clone(&waker);
+            let spawned = thread::Builder::new()
+                .name("nightcrier-dns".into())
+                .stack_size(256 * 1024)
+                .spawn(move || serve(&queries, &answers, &waker, lookup));
+            match spawned {
+                Ok(_) => {}
+                Err(e) if started == 0 => return Err(e),
+                Err(e) => {
+                    log::warn!("resolver: {started} threads instead of {threads}: {e}");
+                    break;
                 }
-            })?;
+            }
+        }
         Ok(Resolver {
             queries: Some(query_tx),
             answers: answer_rx,
-            thread: Some(thread),
         })
     }
 
-    /// Literal addresses never leave the loop; names go to the resolver thread.
+    /// Literal addresses never leave the loop; names go to the resolver threads.
     pub fn resolve(&self, key: u64, host: &str, port: u16) -> Option<io::Result<Vec<SocketAddr>>> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Some(Ok(vec![SocketAddr::new(ip, port)]));
@@ -69,7 +90,7 @@ impl Resolver {
         };
         match self.queries.as_ref().map(|q| q.send(query)) {
             Some(Ok(())) => None,
-            _ => Some(Err(io::Error::other("resolver thread has stopped"))),
+            _ => Some(Err(io::Error::other("resolver threads have stopped"))),
         }
     }
 
@@ -78,13 +99,42 @@ impl Resolver {
     }
 }
 
+/// One resolver thread: the next query, its lookup, the answer, a wake-up.
+fn serve(
+    queries: &Mutex<Receiver<Query>>,
+    answers: &Sender<Answer>,
+    waker: &mio::Waker,
+    lookup: Lookup,
+) {
+    loop {
+        // The lock is held only while waiting for the next query, not during the lookup.
+        let query = match queries.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(query) = query else {
+            return;
+        };
+        let result = lookup(&query.host, query.port);
+        if answers
+            .send(Answer {
+                key: query.key,
+                result,
+            })
+            .is_err()
+        {
+            return;
+        }
+        // A failed wake means the loop is gone; the thread ends with the channel.
+        let _ = waker.wake();
+    }
+}
+
 impl Drop for Resolver {
     fn drop(&mut self) {
-        // Closing the query channel ends the thread after its current lookup.
+        // Closing the query channel ends each thread after its current lookup; nothing
+        // waits for a lookup that hangs.
         self.queries.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -102,6 +152,41 @@ mod tests {
         assert_eq!(answer, vec!["127.0.0.1:80".parse().unwrap()]);
         let v6 = resolver.resolve(2, "::1", 443).unwrap().unwrap();
         assert_eq!(v6, vec!["[::1]:443".parse().unwrap()]);
+    }
+
+    static RELEASE_SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// `slow` hangs until released (at most 10 s); every other name is 127.0.0.1.
+    fn hanging_lookup(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while host == "slow"
+            && !RELEASE_SLOW.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+    }
+
+    #[test]
+    fn a_hanging_lookup_does_not_hold_up_the_others() {
+        let mut poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
+        let resolver = Resolver::with_lookup(waker, RESOLVER_THREADS, hanging_lookup).unwrap();
+        assert!(resolver.resolve(1, "slow", 80).is_none());
+        assert!(resolver.resolve(2, "fast", 80).is_none());
+        let mut events = mio::Events::with_capacity(4);
+        let mut answered = Vec::new();
+        for _ in 0..50 {
+            poll.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            answered.extend(resolver.answers().map(|a| a.key));
+            if !answered.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(answered, [2], "the second name waited for the first");
+        RELEASE_SLOW.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     #[test]

@@ -11,12 +11,13 @@ use mio::Token;
 
 use super::slack::{DeliveryDecision, RetryPolicy};
 use crate::config::{Endpoint, Secret};
-use crate::event_loop::{stage_token, StageContext, STAGE_DNS_BIT};
 use crate::metrics::counters::SlackCounters;
 use crate::net::client::{HttpClient, Progress, TlsTarget};
 use crate::net::dns::Answer;
 use crate::net::http::{write_request, ResponseEvent};
 use crate::net::tls;
+use crate::stage::StageContext;
+use crate::token;
 
 const MAX_REPLY_HEAD: usize = 16 * 1024;
 const MAX_REPLY_BODY: usize = 64 * 1024;
@@ -124,7 +125,9 @@ impl SlackNotifier {
     }
 
     pub fn on_resolved(&mut self, ctx: &mut StageContext, answer: Answer) {
-        let id = answer.key & !STAGE_DNS_BIT;
+        let token::DnsOwner::Stage(id) = token::dns_owner(answer.key) else {
+            return;
+        };
         match answer.result {
             Ok(addrs) => match addrs.first() {
                 Some(addr) => self.connect(ctx, id, *addr),
@@ -182,14 +185,14 @@ impl SlackNotifier {
         delivery.retry_after = None;
         delivery.deadline = ctx.now + self.attempt_timeout;
         let host = self.endpoint.host.clone();
-        if let Some(result) = ctx
-            .resolver
-            .resolve(STAGE_DNS_BIT | id, &host, self.endpoint.port)
+        if let Some(result) =
+            ctx.resolver
+                .resolve(token::stage_dns_key(id), &host, self.endpoint.port)
         {
             self.on_resolved(
                 ctx,
                 Answer {
-                    key: STAGE_DNS_BIT | id,
+                    key: token::stage_dns_key(id),
                     result,
                 },
             );
@@ -209,7 +212,7 @@ impl SlackNotifier {
         } else {
             None
         };
-        let token: Token = stage_token(id);
+        let token: Token = token::stage(id);
         let client = HttpClient::open(
             ctx.registry,
             token,

@@ -11,11 +11,11 @@ use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
 use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent, SpawnError};
 use crate::agent::workspace::{self, status, IncidentRecord, Workspace, WriteFailure};
-use crate::event_loop::StageContext;
 use crate::events::ClusterEvent;
 use crate::notify::report::extract_report;
 use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
 use crate::queue::Admission;
+use crate::stage::StageContext;
 
 /// Largest report read back for the Slack summary.
 const MAX_REPORT_BYTES: u64 = 1024 * 1024;
@@ -173,6 +173,8 @@ impl TriagePipeline {
         match self.executor.spawn(job, ctx.now) {
             Ok((id, deadline)) => {
                 slot.counters.faults_triaged += 1;
+                self.running_faults
+                    .insert(incident_id.clone(), event.event.clone());
                 self.deadlines.push((deadline, id));
                 log::info!(
                     "cluster={name} fault={} incident {incident_id}: agent started",
@@ -231,6 +233,7 @@ impl TriagePipeline {
 
     fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
         self.agent_duration.observe(agent.duration);
+        let fault = self.running_faults.remove(&agent.incident_id);
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;
         };
@@ -287,16 +290,15 @@ impl TriagePipeline {
         let Some(slack) = self.slack.as_mut() else {
             return;
         };
-        let Ok(record) = agent.workspace.read_incident() else {
+        let Some(fault) = fault else {
             log::warn!(
-                "cluster={} incident {}: incident.json unreadable; no Slack message",
+                "cluster={} incident {}: fault unknown; no Slack message",
                 agent.cluster,
                 agent.incident_id
             );
             return;
         };
         let report = read_report(&agent.workspace);
-        let fault = &record.fault;
         let notification = TriageNotification {
             cluster: agent.cluster.clone(),
             environment: config.environment.clone(),

@@ -40,7 +40,9 @@ impl TriagePipeline {
             );
             return;
         }
-        if !self.dedup.check_and_record(&name, &fault.fault_id, now) {
+        let new = self.dedup.check_and_record(&name, &fault.fault_id, now);
+        slot.counters.dedup_evictions = self.dedup.evicted_for(&name);
+        if !new {
             slot.counters.faults_deduplicated += 1;
             log::debug!(
                 "cluster={name} fault {} seen within the dedup window",

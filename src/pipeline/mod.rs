@@ -23,7 +23,6 @@ use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
 };
 use crate::dedup::Deduplicator;
-use crate::event_loop::{stage_token_id, Stage, StageContext};
 use crate::events::{ClusterEvent, EventSink};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::net::dns::Answer;
@@ -31,6 +30,7 @@ use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::RetryPolicy;
 use crate::queue::{OverflowPolicy, ShardedQueue};
 use crate::reload::ReloadPlan;
+use crate::stage::{Stage, StageContext};
 
 /// The settings the pipeline takes from the configuration.
 #[derive(Debug, Clone)]
@@ -96,6 +96,11 @@ pub struct TriagePipeline {
     clusters: HashMap<String, ClusterSlot>,
     /// Queue shard index → cluster name.
     shard_names: Vec<String>,
+    /// Shard indexes of clusters forgotten, for the next cluster added.
+    free_shards: Vec<usize>,
+    /// Clusters removed by a reload while they still had queued faults or running agents:
+    /// forgotten as soon as that work is done.
+    removed: HashSet<String>,
     queue: ShardedQueue<QueuedFault>,
     dedup: Deduplicator,
     executor: AgentExecutor,
@@ -111,6 +116,9 @@ pub struct TriagePipeline {
     system_degraded: bool,
     accepting: bool,
     incidents_started: u64,
+    /// The fault of every running agent, by incident id (at most `max_concurrent_agents`):
+    /// its Slack message is built from it, never from incident.json read back on the loop.
+    running_faults: HashMap<String, crate::events::FaultEvent>,
     reload_ok: bool,
     reload_at: SystemTime,
     reload_failures: u64,
@@ -159,6 +167,8 @@ impl TriagePipeline {
             settings,
             clusters: HashMap::new(),
             shard_names: Vec::new(),
+            free_shards: Vec::new(),
+            removed: HashSet::new(),
             deadlines: Vec::new(),
             preflight: None,
             preflight_waiting: HashSet::new(),
@@ -168,6 +178,7 @@ impl TriagePipeline {
             system_degraded: false,
             accepting: true,
             incidents_started: 0,
+            running_faults: HashMap::new(),
             reload_ok: true,
             reload_at: SystemTime::now(),
             reload_failures: 0,
@@ -188,12 +199,22 @@ impl TriagePipeline {
     /// Registers a cluster (or updates its configuration without losing its queue).
     pub fn add_cluster(&mut self, config: Arc<ClusterConfig>) {
         if let Some(slot) = self.clusters.get_mut(&config.name) {
+            // Back before its remaining work was done: it stays.
+            self.removed.remove(&config.name);
             self.queue.add_shard(slot.shard, config.priority);
             slot.config = config;
             return;
         }
-        let shard = self.shard_names.len();
-        self.shard_names.push(config.name.clone());
+        let shard = match self.free_shards.pop() {
+            Some(shard) => {
+                self.shard_names[shard].clone_from(&config.name);
+                shard
+            }
+            None => {
+                self.shard_names.push(config.name.clone());
+                self.shard_names.len() - 1
+            }
+        };
         self.queue.add_shard(shard, config.priority);
         let breaker = CircuitBreaker::new(
             self.settings.breaker.failure_threshold,
@@ -269,6 +290,41 @@ impl TriagePipeline {
         }
     }
 
+    /// Forgets a cluster entirely (slot, queue shard, dedup keys), so its series leave
+    /// /metrics too and its memory is given back.
+    fn forget_cluster(&mut self, name: &str) {
+        self.removed.remove(name);
+        if let Some(slot) = self.clusters.remove(name) {
+            self.queue.remove_shard(slot.shard);
+            self.free_shards.push(slot.shard);
+        }
+        self.preflight_waiting.remove(name);
+        self.dedup.forget_cluster(name);
+    }
+
+    /// Forgets removed clusters whose remaining work is done.
+    fn reclaim_removed(&mut self) {
+        if self.removed.is_empty() {
+            return;
+        }
+        let done: Vec<String> = self
+            .removed
+            .iter()
+            .filter(|name| {
+                self.executor.running_for(name) == 0
+                    && self
+                        .clusters
+                        .get(*name)
+                        .is_none_or(|slot| self.queue.shard_len(slot.shard) == 0)
+            })
+            .cloned()
+            .collect();
+        for name in done {
+            self.forget_cluster(&name);
+            log::info!("cluster={name} removed: its remaining work is done");
+        }
+    }
+
     fn submit_preflights(&mut self, only: Option<&[String]>) {
         let Some(worker) = self.preflight.as_ref() else {
             return;
@@ -284,14 +340,19 @@ impl TriagePipeline {
             if !config.triage_ready() {
                 continue;
             }
-            worker.submit(PreflightRequest {
+            let submitted = worker.submit(PreflightRequest {
                 cluster: config.name.clone(),
                 kubeconfig,
                 allow_secrets_access: config.triage.allow_secrets_access,
                 kubectl: PathBuf::from(&self.settings.preflight.kubectl),
                 timeout: self.settings.preflight.timeout,
             });
-            self.preflight_waiting.insert(config.name.clone());
+            // Only a preflight that will answer may hold the cluster's faults back.
+            if submitted {
+                self.preflight_waiting.insert(config.name.clone());
+            } else {
+                self.preflight_waiting.remove(&config.name);
+            }
         }
     }
 }
@@ -360,10 +421,13 @@ impl Stage for TriagePipeline {
             self.request_sweep(now);
         }
         self.dispatch(ctx);
+        self.reclaim_removed();
     }
 
     fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
-        if let (Some(slack), Some(id)) = (self.slack.as_mut(), stage_token_id(token)) {
+        if let (Some(slack), crate::token::Owner::Stage(id)) =
+            (self.slack.as_mut(), crate::token::owner(token))
+        {
             slack.on_ready(ctx, id);
         }
     }
@@ -481,13 +545,11 @@ impl Stage for TriagePipeline {
             };
             let queued = self.queue.shard_len(shard);
             if queued == 0 && self.executor.running_for(name) == 0 {
-                // Nothing left to finish: forget it, so its series leave /metrics too.
-                self.queue.remove_shard(shard);
-                self.clusters.remove(name);
-                self.preflight_waiting.remove(name);
+                self.forget_cluster(name);
                 log::info!("cluster={name} removed");
             } else {
                 // Its queued faults and running agents finish; no new faults arrive.
+                self.removed.insert(name.clone());
                 log::info!(
                     "cluster={name} removed: {queued} queued faults and {} running agents finish first",
                     self.executor.running_for(name)
@@ -571,5 +633,100 @@ mod tests {
         );
         hidden.sort();
         assert_eq!(hidden, ["HOOK", "MY_MCP_KEY", "NIGHTCRIER_ANYTHING"]);
+    }
+
+    #[test]
+    fn a_cluster_whose_preflight_could_not_be_submitted_is_not_held_back() {
+        let text =
+            "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
+                    [clusters.triage]\nenabled = true\nkubeconfig = \"kc-a\"\n";
+        let config = crate::config::parse_str(
+            text,
+            std::path::Path::new("t.toml"),
+            &[],
+            &crate::config::FlagOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&config);
+        settings.resume_pending = false;
+        let mut p = TriagePipeline::new(settings, &clusters, None).unwrap();
+        p.preflight = Some(PreflightWorker::stopped());
+        p.submit_preflights(None);
+        // No result will ever come for it, so waiting would hold its faults forever.
+        assert!(p.preflight_waiting.is_empty(), "{:?}", p.preflight_waiting);
+    }
+
+    fn parse(text: &str) -> Config {
+        crate::config::parse_str(
+            text,
+            std::path::Path::new("t.toml"),
+            &[],
+            &crate::config::FlagOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_cluster_removed_with_work_left_is_reclaimed_once_the_work_is_done() {
+        let cluster = |name: &str, port: u16| {
+            format!(
+                "[[clusters]]\nname = \"{name}\"\nseverity_threshold = \"info\"\n[clusters.mcp]\n\
+                 endpoint = \"http://127.0.0.1:{port}/mcp\"\n[clusters.triage]\nenabled = true\n\
+                 kubeconfig = \"kc-{name}\"\n"
+            )
+        };
+        let both = parse(&format!("{}{}", cluster("gone", 1), cluster("kept", 2)));
+        let clusters: Vec<_> = both.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&both);
+        settings.resume_pending = false;
+        let mut p = TriagePipeline::new(settings, &clusters, None).unwrap();
+        let now = Instant::now();
+        p.admit(
+            ClusterEvent {
+                cluster: p.clusters["gone"].config.clone(),
+                event: crate::events::FaultEvent {
+                    fault_id: "f1".into(),
+                    fault_type: "CrashLoop".into(),
+                    severity: "critical".into(),
+                    ..Default::default()
+                },
+                received_at: SystemTime::now(),
+            },
+            now,
+        );
+        assert_eq!(p.queue.len(), 1);
+
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), Token(usize::MAX)).unwrap());
+        let resolver = crate::net::dns::Resolver::start(waker.clone()).unwrap();
+        let mut tls = crate::net::tls::TlsConfigs::new();
+        let mut inbound = crate::net::transport::ReadBuffers::with_capacity(1024);
+        let mut ctx = StageContext {
+            now,
+            registry: poll.registry(),
+            resolver: &resolver,
+            tls: &mut tls,
+            inbound: &mut inbound,
+            waker: &waker,
+        };
+        let only_kept = parse(&cluster("kept", 2));
+        let plan = ReloadPlan {
+            stop: vec!["gone".into()],
+            ..ReloadPlan::default()
+        };
+        p.apply_reload(&mut ctx, &only_kept, &plan);
+        // Its queued fault still has to run.
+        assert!(p.counters("gone").is_some());
+
+        // The work is done (here: its fault taken from the queue).
+        assert!(p.queue.pop_fair(|_| true).is_some());
+        p.on_tick(&mut ctx);
+        assert!(
+            p.counters("gone").is_none(),
+            "the removed cluster was never reclaimed"
+        );
+        assert!(p.counters("kept").is_some());
+        assert_eq!(p.dedup.len(), 0, "its dedup keys stay behind");
     }
 }

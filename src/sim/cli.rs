@@ -40,6 +40,9 @@ Prints `NAME ENDPOINT` per cluster, then `ready`; stops on SIGINT or SIGTERM.
   --max-subscriptions N     per server (default 100)
   --write-config PATH       write a nightcrier configuration for these clusters
   --ca-file F               ca_file to put into the written configuration
+  --control                 read commands from stdin (kill I, restart I, cut I,
+                            stall I, normal I, emit I|all N, stats, dump PATH),
+                            one answer line each on stdout
   --help                    show this help
 ";
 
@@ -51,6 +54,7 @@ struct Invocation {
     write_config: Option<PathBuf>,
     ca_file: Option<String>,
     help: bool,
+    control: bool,
 }
 
 /// Runs `nightcrier simulate` with the arguments that follow the subcommand.
@@ -70,13 +74,27 @@ pub fn run_cli(args: &[String]) -> Result<(), String> {
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&armed)))
             .map_err(|e| format!("cannot register signal handlers: {e}"))?;
     }
-    serve(inv, &mut std::io::stdout(), || {
+    let control = inv.control;
+    serve(inv, &mut std::io::stdout(), |sim| {
+        if control {
+            let clusters = sim.clusters().to_vec();
+            // Detached: it blocks on stdin, and ends with the process.
+            let _ = std::thread::Builder::new()
+                .name("sim-control".into())
+                .spawn(move || {
+                    super::control::run(&clusters, std::io::stdin().lock(), &mut std::io::stdout())
+                });
+        }
         let _ = signals.forever().next();
     })
 }
 
 /// Starts the fleet, announces it on `out`, waits for `wait` to return, stops.
-fn serve(inv: Invocation, out: &mut dyn Write, wait: impl FnOnce()) -> Result<(), String> {
+fn serve(
+    inv: Invocation,
+    out: &mut dyn Write,
+    wait: impl FnOnce(&Simulator),
+) -> Result<(), String> {
     let mut opts = inv.opts;
     if let Some((cert, key)) = &inv.tls_files {
         opts.tls = Some(SimTls {
@@ -104,7 +122,7 @@ fn serve(inv: Invocation, out: &mut dyn Write, wait: impl FnOnce()) -> Result<()
     out.write_all(announce.as_bytes())
         .and_then(|_| out.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))?;
-    wait();
+    wait(&sim);
     sim.stop();
     Ok(())
 }
@@ -116,6 +134,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
         write_config: None,
         ca_file: None,
         help: false,
+        control: false,
     };
     let (mut cert, mut key) = (None, None);
     let mut misbehave: Vec<(usize, Behaviour, String)> = Vec::new();
@@ -127,6 +146,10 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
         };
         if flag == "--help" || flag == "-h" {
             inv.help = true;
+            continue;
+        }
+        if flag == "--control" {
+            inv.control = true;
             continue;
         }
         let known = [
@@ -424,7 +447,7 @@ mod tests {
             "--tls-cert /nonexistent/c.pem --tls-key /nonexistent/k.pem",
         ))
         .unwrap();
-        let err = serve(inv, &mut Vec::new(), || {}).unwrap_err();
+        let err = serve(inv, &mut Vec::new(), |_| {}).unwrap_err();
         assert!(err.contains("--tls-cert /nonexistent/c.pem"), "{err}");
     }
 
@@ -455,7 +478,7 @@ mod tests {
         let inv = parse_args(&a).unwrap();
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        serve(inv, &mut out, || {
+        serve(inv, &mut out, |_| {
             let text = std::fs::read_to_string(&path).unwrap();
             seen.push(text);
         })

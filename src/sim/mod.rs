@@ -36,6 +36,7 @@
 
 mod cli;
 mod cluster;
+mod control;
 mod faults;
 mod mcp;
 mod notify;

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::config::{self, Config, FlagOverrides};
-use nightcrier::event_loop::{EventLoop, LoopHandle, SignalSet, Stage};
+use nightcrier::event_loop::{EventLoop, LoopHandle, SignalSet};
 use nightcrier::events::ClusterEvent;
 use nightcrier::health::board::HealthBoard;
 use nightcrier::sim::{SimCluster, SimOptions, Simulator};
+use nightcrier::stage::Stage;
 
 pub mod exec;
 pub mod openssl;

@@ -7,6 +7,11 @@ impl ClusterConnection {
         self.close_channels(ctx);
         self.set_status(ctx, ConnectionStatus::Connecting);
         self.retry_scope = RetryScope::Full;
+        // Armed before the lookup: a resolver that never answers must not leave the
+        // cluster connecting for ever. It also covers the first address's connect.
+        self.arm(ctx, TimerKind::Connect, ctx.settings.connect_timeout);
+        self.candidates.clear();
+        self.candidate = 0;
         let endpoint = &self.config.mcp.endpoint;
         if let Some(result) =
             ctx.resolver

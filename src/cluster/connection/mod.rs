@@ -108,77 +108,32 @@ pub struct SlotKey {
     pub generation: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Control,
-    Stream,
-}
+pub use crate::token::Channel;
+use crate::token::CLIENT_GENERATION_MASK;
 
-/// The low bits of an HTTP client's generation that its token carries.
-const CLIENT_GENERATION_MASK: u32 = 0x3f;
-/// Marks a connection's token in the low byte; the loop's other tokens (the stage's, the
-/// waker's, the signals') use other low bytes or are matched first.
-const CONNECTION_TOKEN_BIT: u32 = 0x80;
-
-/// What a socket token names: a slot, one of its two channels, and which client of that
-/// channel (its generation, truncated to 7 bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenParts {
-    pub index: u32,
-    pub slot_generation: u32,
-    pub channel: Channel,
-    pub client_generation: u32,
-}
+/// What a socket token names (see [`crate::token`]).
+pub type TokenParts = crate::token::ConnectionToken;
 
 impl SlotKey {
     pub fn token(self, channel: Channel, client_generation: u32) -> Token {
-        let channel_bit = match channel {
-            Channel::Control => 0,
-            Channel::Stream => 1,
-        };
-        let code = CONNECTION_TOKEN_BIT
-            | channel_bit
-            | ((client_generation & CLIENT_GENERATION_MASK) << 1);
-        Token(
-            ((self.index as usize) << 32)
-                | ((self.generation as usize & 0xff_ffff) << 8)
-                | code as usize,
-        )
+        crate::token::connection(self.index, self.generation, channel, client_generation)
     }
 
-    /// Inverse of `token`; the slot generation comes back truncated to 24 bits, so compare
-    /// with `matches_generation`. `None` for a token that is not a connection's.
+    /// Inverse of `token`; the slot generation comes back truncated, so compare with
+    /// `matches_generation`. `None` for a token that is not a connection's.
     pub fn from_token(token: Token) -> Option<TokenParts> {
-        let raw = token.0;
-        let code = (raw & 0xff) as u32;
-        if code & CONNECTION_TOKEN_BIT == 0 {
-            return None;
+        match crate::token::owner(token) {
+            crate::token::Owner::Connection(parts) => Some(parts),
+            _ => None,
         }
-        Some(TokenParts {
-            index: (raw >> 32) as u32,
-            slot_generation: ((raw >> 8) & 0xff_ffff) as u32,
-            channel: if code & 1 == 0 {
-                Channel::Control
-            } else {
-                Channel::Stream
-            },
-            client_generation: (code >> 1) & CLIENT_GENERATION_MASK,
-        })
     }
 
     pub fn matches_generation(self, truncated: u32) -> bool {
-        self.generation & 0xff_ffff == truncated
+        crate::token::slot_generation_matches(self.generation, truncated)
     }
 
     fn dns_key(self) -> u64 {
-        (u64::from(self.index) << 32) | u64::from(self.generation)
-    }
-
-    pub fn from_dns_key(key: u64) -> SlotKey {
-        SlotKey {
-            index: (key >> 32) as u32,
-            generation: key as u32,
-        }
+        crate::token::connection_dns_key(self.index, self.generation)
     }
 }
 
@@ -352,7 +307,11 @@ pub struct ClusterConnection {
     key: SlotKey,
     status: ConnectionStatus,
     session: McpSession,
+    /// The address the control connection is (being) opened to: one of `candidates`.
     addr: Option<SocketAddr>,
+    /// Every address the last lookup gave, tried in turn when a connect fails.
+    candidates: Vec<SocketAddr>,
+    candidate: usize,
     control: Option<Client>,
     stream: Option<Client>,
     /// The generation the next client of each channel gets.
@@ -386,6 +345,8 @@ impl ClusterConnection {
             key,
             status: ConnectionStatus::Disconnected,
             addr: None,
+            candidates: Vec::new(),
+            candidate: 0,
             control: None,
             stream: None,
             next_generation: 0,
@@ -453,19 +414,72 @@ impl ClusterConnection {
         if !self.running() || self.status != ConnectionStatus::Connecting {
             return;
         }
-        let addr = match result {
-            Ok(addrs) => addrs.into_iter().next(),
+        let addrs = match result {
+            Ok(addrs) => addrs,
             Err(e) => return self.fail(ctx, "connecting", format!("resolve: {e}"), false),
         };
-        let Some(addr) = addr else {
+        if addrs.is_empty() {
             return self.fail(ctx, "connecting", "resolve: no address".into(), false);
-        };
-        self.addr = Some(addr);
-        match self.open_client(ctx, Channel::Control) {
-            Ok(client) => self.control = Some(client),
-            Err(e) => return self.fail(ctx, e.phase(), e.to_string(), false),
         }
+        self.candidates = addrs;
+        // The Connect deadline armed when resolving began covers the first address too.
+        self.dial_from(ctx, 0);
+    }
+
+    /// Opens the control connection to the first address from `from` on that accepts the
+    /// dial, then starts the session on it.
+    pub(super) fn dial_from(&mut self, ctx: &mut ConnectionContext, from: usize) {
+        let mut last_error = None;
+        for index in from..self.candidates.len() {
+            self.candidate = index;
+            self.addr = Some(self.candidates[index]);
+            match self.open_client(ctx, Channel::Control) {
+                Ok(client) => {
+                    self.control = Some(client);
+                    last_error = None;
+                    break;
+                }
+                Err(e) => {
+                    log::debug!(
+                        "cluster={} connect to {} failed: {e}",
+                        self.config.name,
+                        self.candidates[index]
+                    );
+                    last_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last_error {
+            return self.fail(ctx, e.phase(), e.to_string(), false);
+        }
+        self.begin_session(ctx);
+    }
+
+    /// True (and the next address dialled, under a fresh connect deadline) if the control
+    /// connection has not opened yet and the lookup gave another address to try.
+    pub(super) fn try_next_address(&mut self, ctx: &mut ConnectionContext) -> bool {
+        let unopened = self.status == ConnectionStatus::Connecting
+            && self.control.as_ref().is_some_and(|c| !c.http.is_open());
+        if !unopened || self.candidate + 1 >= self.candidates.len() {
+            return false;
+        }
+        if let Some(control) = self.control.take() {
+            control.http.close(ctx.registry);
+        }
+        self.in_flight = None;
+        self.disarm(ctx, TimerKind::Request);
+        log::debug!(
+            "cluster={} no connection to {}; trying {}",
+            self.config.name,
+            self.candidates[self.candidate],
+            self.candidates[self.candidate + 1]
+        );
         self.arm(ctx, TimerKind::Connect, ctx.settings.connect_timeout);
+        self.dial_from(ctx, self.candidate + 1);
+        true
+    }
+
+    fn begin_session(&mut self, ctx: &mut ConnectionContext) {
         self.session = McpSession::new(ctx.settings.mode, CLIENT_VERSION);
         let initialize = self.session.start();
         self.queue.clear();
@@ -594,12 +608,17 @@ impl ClusterConnection {
                 ),
                 false,
             ),
-            TimerKind::Connect => self.fail(
-                ctx,
-                "connecting",
-                format!("not connected within {:?}", ctx.settings.connect_timeout),
-                false,
-            ),
+            TimerKind::Connect => {
+                if self.try_next_address(ctx) {
+                    return;
+                }
+                self.fail(
+                    ctx,
+                    "connecting",
+                    format!("not connected within {:?}", ctx.settings.connect_timeout),
+                    false,
+                )
+            }
             TimerKind::Ping => {
                 if let Some(ping) = self.session.ping() {
                     self.queue.push_back(Outgoing::Post(ping));

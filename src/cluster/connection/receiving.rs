@@ -277,6 +277,12 @@ impl ClusterConnection {
             );
             return self.on_closed(ctx, Channel::Stream);
         }
+        if channel == Channel::Control
+            && matches!(error, ClientError::Connect(_))
+            && self.try_next_address(ctx)
+        {
+            return;
+        }
         let request = self.in_flight.as_ref().map(|f| f.request.clone());
         if let (Channel::Control, Some(Request::DeleteStale(id))) = (channel, &request) {
             // The server took the connection but broke the DELETE's reply: go on without

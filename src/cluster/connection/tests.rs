@@ -53,10 +53,20 @@ struct ServerConn {
 #[derive(Default)]
 struct MemoryDialer {
     dialed: Mutex<Vec<(Channel, u32, ServerEnd)>>,
+    /// Every address dialed, in order.
+    addrs: Mutex<Vec<SocketAddr>>,
+    /// Addresses whose connect fails at once.
+    refused: Mutex<Vec<SocketAddr>>,
 }
 
 impl Dialer for MemoryDialer {
     fn dial(&self, _registry: &Registry, request: DialRequest) -> Result<HttpClient, ClientError> {
+        self.addrs.lock().unwrap().push(request.addr);
+        if self.refused.lock().unwrap().contains(&request.addr) {
+            return Err(ClientError::Connect(io::Error::from(
+                io::ErrorKind::ConnectionRefused,
+            )));
+        }
         let parts = SlotKey::from_token(request.token).expect("a connection token");
         let (client, server) = memory::pair();
         self.dialed
@@ -670,6 +680,45 @@ fn pipe() -> Pipe {
     Pipe::new(settings())
 }
 
+/// A pipe whose endpoint is a host name: its lookup goes to the resolver thread, whose
+/// answer the pipe never hands over unless a test does (a resolver that never answers).
+fn pipe_to_host(host: &str) -> Pipe {
+    let mut p = pipe();
+    let endpoint = Endpoint::parse(&format!("http://{host}:8080/mcp")).unwrap();
+    let config = Arc::new(ClusterConfig::new("prod-eu", endpoint));
+    p.conn = ClusterConnection::new(config, p.conn.key, &p.settings);
+    p
+}
+
+// --- Resolving ------------------------------------------------------------------------------
+
+#[test]
+fn a_resolver_that_never_answers_fails_the_connect_at_connect_timeout() {
+    let mut p = pipe_to_host("resolver-black-hole.invalid");
+    p.start();
+    assert_eq!(p.status(), ConnectionStatus::Connecting);
+    p.advance(settings().connect_timeout + Duration::from_millis(100));
+    let error = p.snapshot().last_error.unwrap_or_default();
+    assert!(error.contains("not connected within"), "{error:?}");
+    assert_ne!(p.status(), ConnectionStatus::Connecting);
+}
+
+#[test]
+fn every_resolved_address_is_tried_in_turn() {
+    let mut p = pipe_to_host("two-addresses.invalid");
+    let dead: SocketAddr = "127.0.0.2:8080".parse().unwrap();
+    let alive: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    p.dialer.refused.lock().unwrap().push(dead);
+    p.start();
+    p.drive(|c, ctx| c.on_resolved(ctx, Ok(vec![dead, alive])));
+    p.settle();
+    assert_eq!(p.status(), ConnectionStatus::Active, "{:?}", p.labels());
+    let addrs = p.dialer.addrs.lock().unwrap().clone();
+    assert_eq!(addrs[..2], [dead, alive]);
+    // The stream goes where the control connection got through.
+    assert!(addrs[2..].iter().all(|a| *a == alive), "{addrs:?}");
+}
+
 // --- The session, in the order that loses nothing ------------------------------------------
 
 #[test]
@@ -1105,10 +1154,13 @@ fn connection_tokens_round_trip_and_never_look_like_the_loops_own() {
             assert!(key.matches_generation(parts.slot_generation));
             assert_eq!(parts.channel, channel);
             assert_eq!(parts.client_generation, generation & CLIENT_GENERATION_MASK);
-            assert!(crate::event_loop::stage_token_id(token).is_none());
+            assert!(!matches!(
+                crate::token::owner(token),
+                crate::token::Owner::Stage(_)
+            ));
         }
     }
-    assert!(SlotKey::from_token(crate::event_loop::stage_token(5)).is_none());
+    assert!(SlotKey::from_token(crate::token::stage(5)).is_none());
 }
 
 // --- Hostile input ------------------------------------------------------------------------------
