@@ -2,7 +2,7 @@
 //! configuration's `log_level`. Lines carry a timestamp, the level and the target;
 //! every line about one cluster includes `cluster=NAME`.
 
-use env_logger::{Builder, Target};
+use env_logger::{Builder, Target, WriteStyle};
 use log::LevelFilter;
 
 /// A logger writing to stderr at `level`, refined or replaced by a `RUST_LOG` spec.
@@ -12,10 +12,11 @@ pub fn builder(level: LevelFilter, rust_log: Option<&str>) -> Builder {
     if let Some(spec) = rust_log.filter(|s| !s.trim().is_empty()) {
         builder.parse_filters(spec);
     }
+    // The line carries no styles and no control characters (log_line.rs): written as is.
     builder
         .target(Target::Stderr)
-        .format_timestamp_millis()
-        .format_target(true);
+        .write_style(WriteStyle::Always)
+        .format(crate::log_line::write_record);
     builder
 }
 
