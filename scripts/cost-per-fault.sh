@@ -121,13 +121,18 @@ run() {
 
 half=$((clusters / 2))
 echo "# $clusters clusters, $faults and $((2 * faults)) faults each at $rate/s; sessions: $half and $clusters clusters" >&2
-a=$(run A "$clusters" "$faults")
+# Not in $(…) subshells: the PIDs a run starts must reach `cleanup`.
+run A "$clusters" "$faults" > "$work/A.count"
+a=$(cat "$work/A.count")
 echo "A $clusters clusters × $faults faults: $a instructions" >&2
-b=$(run B "$clusters" $((2 * faults)))
+run B "$clusters" $((2 * faults)) > "$work/B.count"
+b=$(cat "$work/B.count")
 echo "B $clusters clusters × $((2 * faults)) faults: $b instructions" >&2
-c=$(run C "$clusters" 0)
+run C "$clusters" 0 > "$work/C.count"
+c=$(cat "$work/C.count")
 echo "C $clusters clusters, no faults: $c instructions" >&2
-d=$(run D "$half" 0)
+run D "$half" 0 > "$work/D.count"
+d=$(cat "$work/D.count")
 echo "D $half clusters, no faults: $d instructions" >&2
 
 awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v n="$clusters" -v h="$half" -v k="$faults" 'BEGIN {

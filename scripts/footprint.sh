@@ -77,7 +77,7 @@ wait_for() {
     done
 }
 
-# measure CLIENT: prints "CLIENT hwm_kib cpu_ms seconds"
+# measure CLIENT: prints "CLIENT hwm_kib cpu_ms user_ms sys_ms seconds"
 measure() {
     local client=$1
     "$bin" simulate --clusters "$clusters" --rate "$rate" --faults "$faults" \
@@ -118,26 +118,31 @@ measure() {
     esac
     pids+=("$pid")
     wait_for "$work/$client.log" "$done_pattern" "$done_count" 1800 "$pid"
-    local hwm ticks
+    local hwm user sys hz
     hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
-    ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    # utime and stime; the command name in field 2 has no spaces for these clients.
+    user=$(awk '{ print $14 }' "/proc/$pid/stat")
+    sys=$(awk '{ print $15 }' "/proc/$pid/stat")
+    hz=$(getconf CLK_TCK)
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     kill "$sim"
     wait "$sim" 2>/dev/null || true
-    echo "$client $hwm $((ticks * 1000 / $(getconf CLK_TCK))) $((SECONDS - started))"
+    echo "$client $hwm $(((user + sys) * 1000 / hz)) $((user * 1000 / hz)) $((sys * 1000 / hz)) $((SECONDS - started))"
 }
 
 clients=(nightcrier python-sdk)
 [ "${SKIP_TS:-0}" = 1 ] || clients+=(ts-sdk)
 echo "# $clusters clusters x $faults faults at $rate/s per cluster" >&2
-printf '%-11s %10s %8s %8s\n' client hwm_kib cpu_ms seconds
+printf '%-11s %10s %8s %8s %8s %8s\n' client hwm_kib cpu_ms user_ms sys_ms seconds
 results=()
 for client in "${clients[@]}"; do
-    line=$(measure "$client")
+    # Not in a $(…) subshell: the PIDs it starts must reach `cleanup`.
+    measure "$client" > "$work/$client.result"
+    line=$(cat "$work/$client.result")
     results+=("$line")
     # shellcheck disable=SC2086
-    printf '%-11s %10s %8s %8s\n' $line
+    printf '%-11s %10s %8s %8s %8s %8s\n' $line
 done
 printf '%s\n' "${results[@]}" | awk '
     $1 == "nightcrier" { hwm = $2; cpu = $3 }

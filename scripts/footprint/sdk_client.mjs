@@ -4,7 +4,7 @@
 //
 // ENDPOINTS_FILE holds `NAME URL` lines (as `nightcrier simulate` prints them). For every
 // cluster, concurrently in one process: initialize, logging/setLevel info, the GET stream
-// (the SDK opens it after initialization), tools/call events_subscribe {"mode": "faults"},
+// (the SDK opens it after initialization; the client waits for it), tools/call events_subscribe {"mode": "faults"},
 // then receive `kubernetes/faults` log notifications. Prints `subscribed N` once every
 // cluster is subscribed and `done N` once FAULTS_PER_CLUSTER faults arrived from each, then
 // waits to be stopped.
@@ -38,8 +38,23 @@ async function watch(name, url) {
       }
     }
   });
-  await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+  // The server drops faults (and cancels the subscription) while no GET stream is
+  // attached, so subscribe only once it is open, as nightcrier does.
+  let streamOpened;
+  const streamOpen = new Promise((resolve) => (streamOpened = resolve));
+  const watchingFetch = async (input, init) => {
+    const response = await fetch(input, init);
+    if (init?.method === "GET" && response.ok) {
+      streamOpened();
+    }
+    return response;
+  };
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { fetch: watchingFetch }));
   await client.setLoggingLevel("info");
+  await Promise.race([
+    streamOpen,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`${name}: no GET stream`)), 120_000).unref()),
+  ]);
   const result = await client.callTool({ name: "events_subscribe", arguments: { mode: "faults" } });
   if (result.isError) {
     throw new Error(`${name}: events_subscribe refused`);

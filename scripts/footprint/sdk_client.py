@@ -4,10 +4,10 @@
 
 ENDPOINTS_FILE holds `NAME URL` lines (as `nightcrier simulate` prints them). For every
 cluster, concurrently in one process: initialize, logging/setLevel info, the GET stream (the
-SDK opens it after initialization), tools/call events_subscribe {"mode": "faults"}, then
-receive `kubernetes/faults` log notifications. Prints `subscribed N` once every cluster is
-subscribed and `done N` once FAULTS_PER_CLUSTER faults arrived from each, then waits to be
-stopped.
+SDK opens it after initialization; the client waits for it), tools/call events_subscribe
+{"mode": "faults"}, then receive `kubernetes/faults` log notifications. Prints `subscribed N`
+once every cluster is subscribed and `done N` once FAULTS_PER_CLUSTER faults arrived from
+each, then waits to be stopped.
 """
 
 import sys
@@ -16,6 +16,7 @@ import warnings
 import anyio
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 
 # nightcrier's servers speak the logging capability; the SDK warns that it is deprecated.
@@ -36,10 +37,22 @@ async def watch(name, url, per_cluster, state, subscribed_all, done_all):
                 if state["done"] == state["clusters"]:
                     done_all.set()
 
-    async with streamable_http_client(url) as (read, write):
+    # The server drops faults (and cancels the subscription) while no GET stream is
+    # attached, so subscribe only once it is open, as nightcrier does.
+    stream_open = anyio.Event()
+
+    async def on_response(response):
+        if response.request.method == "GET" and response.status_code == 200:
+            stream_open.set()
+
+    http = create_mcp_http_client()
+    http.event_hooks["response"].append(on_response)
+    async with http, streamable_http_client(url, http_client=http) as (read, write):
         async with ClientSession(read, write, logging_callback=on_log) as session:
             await session.initialize()
             await session.set_logging_level("info")
+            with anyio.fail_after(120):
+                await stream_open.wait()
             result = await session.call_tool("events_subscribe", {"mode": "faults"})
             if result.is_error:
                 raise RuntimeError(f"{name}: events_subscribe refused")
