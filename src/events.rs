@@ -114,9 +114,14 @@ fn cap_context(context: &mut String) {
 impl FaultEvent {
     /// Parses the `data` of a `kubernetes/faults` notification.
     pub fn from_fault_data(data: &str) -> Result<FaultEvent, serde_json::Error> {
-        let mut fault: FaultEvent = serde_json::from_str(data)?;
+        serde_json::from_str(data).map(FaultEvent::from_deserialized)
+    }
+
+    /// Finishes a fault deserialized as part of a larger message, as
+    /// [`FaultEvent::from_fault_data`] does.
+    pub fn from_deserialized(mut fault: FaultEvent) -> FaultEvent {
         fault.normalize();
-        Ok(fault)
+        fault
     }
 
     /// Parses the `data` of a `kubernetes/events` notification into the fault shape. Events

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use env_logger::{Builder, Target};
+use env_logger::{Builder, Target, WriteStyle};
 use log::LevelFilter;
 
 /// A logger writing to stderr at `level`, refined or replaced by a `RUST_LOG` spec.
@@ -14,10 +14,11 @@ pub fn builder(level: LevelFilter, rust_log: Option<&str>) -> Builder {
     if let Some(spec) = rust_log.filter(|s| !s.trim().is_empty()) {
         builder.parse_filters(spec);
     }
+    // The line carries no styles and no control characters (log_line.rs): written as is.
     builder
         .target(Target::Stderr)
-        .format_timestamp_millis()
-        .format_target(true);
+        .write_style(WriteStyle::Always)
+        .format(crate::log_line::write_record);
     builder
 }
 

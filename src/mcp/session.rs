@@ -6,6 +6,8 @@
 //! stream → tools/call events_subscribe. The stream is opened before subscribing because a
 //! server drops notifications sent while no GET stream is attached.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -259,6 +261,30 @@ struct LogParams<'a> {
     data: Option<&'a RawValue>,
 }
 
+/// A `kubernetes/faults` log notification, the one message a live stream carries over and
+/// over, decoded in one pass straight into the fault (the general path decodes the envelope,
+/// then the params, then the data).
+#[derive(Deserialize)]
+struct FaultNotification<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    params: FaultParams<'a>,
+}
+
+#[derive(Deserialize)]
+struct FaultParams<'a> {
+    #[serde(borrow, default)]
+    logger: Option<Cow<'a, str>>,
+    data: FaultEvent,
+}
+
+const FAULT_LOGGER: &str = "kubernetes/faults";
+/// The logger name as it stands in the message text; a message without it is no fault.
+const QUOTED_FAULT_LOGGER: &str = "\"kubernetes/faults\"";
+
 #[derive(Deserialize)]
 struct SubscriptionErrorData {
     #[serde(default)]
@@ -455,6 +481,9 @@ impl McpSession {
 
     /// One JSON-RPC message, from a POST reply or from the GET stream.
     pub fn on_message(&mut self, text: &str, out: &mut Vec<Output>) {
+        if let Some(fault) = self.fault_in_one_pass(text) {
+            return out.push(Output::Fault(fault));
+        }
         let message = match Message::parse(text) {
             Ok(message) => message,
             Err(e) => return out.push(Output::Malformed(e.to_string())),
@@ -498,6 +527,24 @@ impl McpSession {
         }
     }
 
+    /// The fault a `kubernetes/faults` notification carries, decoded in one pass; `None` for
+    /// any other message, and for one the general path must judge (its errors name what is
+    /// wrong), which then decodes it as before.
+    fn fault_in_one_pass(&self, text: &str) -> Option<FaultEvent> {
+        static LOGGER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+            std::sync::OnceLock::new();
+        let logger = LOGGER.get_or_init(|| memchr::memmem::Finder::new(QUOTED_FAULT_LOGGER));
+        if self.mode != SubscribeMode::Faults || logger.find(text.as_bytes()).is_none() {
+            return None;
+        }
+        let message: FaultNotification = serde_json::from_str(text).ok()?;
+        let is_notification = message.id.is_none_or(|id| id.get() == "null");
+        (is_notification
+            && message.method == "notifications/message"
+            && message.params.logger.as_deref() == Some(FAULT_LOGGER))
+        .then(|| FaultEvent::from_deserialized(message.params.data))
+    }
+
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>, out: &mut Vec<Output>) {
         if method != "notifications/message" {
             return out.push(Output::Ignored(method.to_owned()));
@@ -511,7 +558,7 @@ impl McpSession {
         };
         let data = params.data.map(RawValue::get).unwrap_or("null");
         match params.logger.as_deref() {
-            Some("kubernetes/faults") => match FaultEvent::from_fault_data(data) {
+            Some(FAULT_LOGGER) => match FaultEvent::from_fault_data(data) {
                 Ok(fault) => out.push(Output::Fault(fault)),
                 Err(e) => out.push(Output::Malformed(format!("fault data: {e}"))),
             },
@@ -856,6 +903,98 @@ mod tests {
             [Output::Fault(f)] => assert_eq!(f.fault_id, "00000000000000aa"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The general path, as it decoded every message before the one-pass path existed.
+    fn general_path(text: &str) -> Vec<Output> {
+        let mut s = active();
+        let mut out = Vec::new();
+        match Message::parse(text) {
+            Ok(Message::Notification { method, params }) => {
+                s.on_notification(&method, params, &mut out)
+            }
+            Ok(_) => out.push(Output::Ignored("not a notification".into())),
+            Err(e) => out.push(Output::Malformed(e.to_string())),
+        }
+        out
+    }
+
+    #[test]
+    fn one_pass_decoding_gives_what_the_general_path_gives() {
+        let data = r#"{"subscriptionId":"sub-1","cluster":"c","faultId":"00000000000000aa","faultType":"CrashLoop","severity":"critical","resource":{"apiVersion":"v1","kind":"Pod","name":"p","namespace":"shop","uid":"u"},"context":"line \"one\"\nline two \u00e9","timestamp":"2026-11-20T10:00:00Z","extra":[1,{"x":null}]}"#;
+        let texts = [
+            // As the Go server writes it: data before level and logger.
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":{data},"level":"warning","logger":"kubernetes/faults"}}}}"#),
+            format!(r#"{{ "params" : {{ "logger" : "kubernetes/faults", "data" : {data} }}, "method" : "notifications/message", "id" : null }}"#),
+            // Not faults: a request, another method, another logger, bad data, no data.
+            format!(r#"{{"jsonrpc":"2.0","id":4,"method":"notifications/message","params":{{"logger":"kubernetes/faults","data":{data}}}}}"#),
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/other","params":{{"logger":"kubernetes/faults","data":{data}}}}}"#),
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"logger":"kubernetes/faultsx","data":{data}}}}}"#),
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"logger":"kubernetes/faults","data":{"faultId":7}}}"#.to_string(),
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"logger":"kubernetes/faults","data":null}}"#.to_string(),
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"logger":"kubernetes/faults"}}"#.to_string(),
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"logger":"kubernetes/faults","data":{"faultId":"a"}}} trailing"#.to_string(),
+            r#"{"method":"notifications/message","method":"x","params":{"logger":"kubernetes/faults","data":{"faultId":"a"}}}"#.to_string(),
+        ];
+        for text in &texts {
+            let mut one_pass = Vec::new();
+            let mut s = active();
+            s.on_message(text, &mut one_pass);
+            let general = general_path(text);
+            match (&one_pass[..], &general[..]) {
+                ([Output::Fault(a)], [Output::Fault(b)]) => assert_eq!(a, b, "{text}"),
+                ([Output::Fault(a)], other) => {
+                    panic!("{text}: one pass gave {a:?}, general {other:?}")
+                }
+                (_, [Output::Fault(b)]) if !text.contains(r#""id":4"#) => {
+                    panic!("{text}: general gave {b:?}, one pass {one_pass:?}")
+                }
+                _ => {}
+            }
+        }
+        // The Go server's order and a spaced-out envelope take the one-pass path; the
+        // request, the other names and the bad data do not.
+        let s = active();
+        assert!(s.fault_in_one_pass(&texts[0]).is_some());
+        assert!(s.fault_in_one_pass(&texts[1]).is_some());
+        for text in &texts[2..] {
+            assert!(s.fault_in_one_pass(text).is_none(), "{text}");
+        }
+        let mut out = Vec::new();
+        active().on_message(&texts[0], &mut out);
+        match &out[..] {
+            [Output::Fault(f)] => {
+                assert_eq!(f.context.as_deref(), Some("line \"one\"\nline two é"));
+                assert_eq!(f.resource.namespace.as_deref(), Some("shop"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_named_like_a_notification_is_answered_not_taken_as_a_fault() {
+        let mut out = Vec::new();
+        active().on_message(
+            r#"{"jsonrpc":"2.0","id":4,"method":"notifications/message","params":{"logger":"kubernetes/faults","data":{"faultId":"00000000000000aa"}}}"#,
+            &mut out,
+        );
+        assert!(
+            matches!(&out[..], [Output::Post(p)] if p.kind == PostKind::Answer),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn fault_data_of_the_wrong_shape_is_still_named_malformed() {
+        let mut out = Vec::new();
+        active().on_message(
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"logger":"kubernetes/faults","data":{"faultId":7}}}"#,
+            &mut out,
+        );
+        assert!(
+            matches!(&out[..], [Output::Malformed(m)] if m.starts_with("fault data:")),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -377,7 +377,7 @@ impl ResponseParser {
             let added = &input[..input.len().min(limit.saturating_sub(old_len))];
             self.head_buf.extend_from_slice(added);
             // A head can only end at an LF, so reparse only when one arrived.
-            let parsed = if added.contains(&b'\n') {
+            let parsed = if memchr::memchr(b'\n', added).is_some() {
                 parse_head(&self.head_buf)?
             } else {
                 None
@@ -545,23 +545,31 @@ impl ResponseParser {
             mut line_len,
             mut total,
         } = progress;
-        for (i, &byte) in input.iter().enumerate() {
-            total += 1;
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            let (line, ends) = match memchr::memchr(b'\n', rest) {
+                Some(lf) => (&rest[..lf], true),
+                None => (rest, false),
+            };
+            total += line.len() + usize::from(ends);
             if total > self.max_head_bytes {
                 return Err(HttpError::BadChunk(format!(
                     "trailer section exceeds {} bytes",
                     self.max_head_bytes
                 )));
             }
-            match byte {
-                b'\n' if line_len == 0 => {
-                    self.finish(out);
-                    return Ok(i + 1);
-                }
-                b'\n' => line_len = 0,
-                b'\r' => {}
-                _ => line_len += 1,
+            // CR bytes do not count: "\r\n" alone is the empty line that ends the section.
+            line_len += line.iter().filter(|&&b| b != b'\r').count();
+            if !ends {
+                break;
             }
+            pos += line.len() + 1;
+            if line_len == 0 {
+                self.finish(out);
+                return Ok(pos);
+            }
+            line_len = 0;
         }
         self.state = State::Trailers(TrailerProgress { line_len, total });
         Ok(input.len())

@@ -187,7 +187,7 @@ impl SseParser {
             }
         }
         while !input.is_empty() {
-            let Some(end) = input.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', input) else {
                 let pending = self.event_bytes + self.line.len() + input.len();
                 if pending > self.max_event_bytes {
                     return Err(SseError::EventTooLarge {

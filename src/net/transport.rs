@@ -34,6 +34,9 @@ pub enum ReadOutcome {
 pub struct ReadBuffers {
     pub plaintext: Vec<u8>,
     ciphertext: Vec<u8>,
+    /// What the socket reads into: initialized once and reused, so a read costs a copy of
+    /// the bytes that arrived, not a zero-fill of [`READ_CHUNK`] bytes before every call.
+    landing: Vec<u8>,
 }
 
 impl ReadBuffers {
@@ -41,8 +44,17 @@ impl ReadBuffers {
         ReadBuffers {
             plaintext: Vec::with_capacity(bytes),
             ciphertext: Vec::with_capacity(bytes),
+            landing: vec![0; READ_CHUNK],
         }
     }
+}
+
+/// The landing area of `buffers`, zero-filled on first use only.
+fn landing(landing: &mut Vec<u8>) -> &mut [u8] {
+    if landing.len() < READ_CHUNK {
+        landing.resize(READ_CHUNK, 0);
+    }
+    &mut landing[..READ_CHUNK]
 }
 
 /// Bytes asked of the socket per read call.
@@ -154,10 +166,10 @@ impl Transport {
     /// Appends the plaintext that is available to `buffers.plaintext`.
     pub fn read(&mut self, buffers: &mut ReadBuffers) -> io::Result<ReadOutcome> {
         match self {
-            Transport::Plain(tcp) => read_plain(tcp, &mut buffers.plaintext),
+            Transport::Plain(tcp) => read_plain(tcp, buffers),
             Transport::Tls { tcp, tls } => read_tls(tcp, tls, buffers),
             #[cfg(test)]
-            Transport::Memory(pipe) => read_plain(pipe, &mut buffers.plaintext),
+            Transport::Memory(pipe) => read_plain(pipe, buffers),
         }
     }
 
@@ -201,39 +213,35 @@ fn write_some(tcp: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
     Ok(written)
 }
 
-/// Reads into the end of `into`, at most [`READ_CHUNK`] bytes in one call.
-fn read_chunk(tcp: &mut impl Read, into: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    let start = into.len();
-    into.resize(start + READ_CHUNK, 0);
-    let result = loop {
-        match tcp.read(&mut into[start..]) {
+/// Reads at most [`READ_CHUNK`] bytes in one call into `landing`, then appends them to the
+/// end of `into`.
+fn read_chunk(
+    tcp: &mut impl Read,
+    landing: &mut [u8],
+    into: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
+    loop {
+        match tcp.read(landing) {
+            Ok(n) => {
+                into.extend_from_slice(&landing[..n]);
+                return Ok(Some(n));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => break other,
-        }
-    };
-    match result {
-        Ok(n) => {
-            into.truncate(start + n);
-            Ok(Some(n))
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            into.truncate(start);
-            Ok(None)
-        }
-        Err(e) => {
-            into.truncate(start);
-            Err(e)
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
         }
     }
 }
 
-fn read_plain(tcp: &mut impl Read, inbound: &mut Vec<u8>) -> io::Result<ReadOutcome> {
+fn read_plain(tcp: &mut impl Read, buffers: &mut ReadBuffers) -> io::Result<ReadOutcome> {
+    let inbound = &mut buffers.plaintext;
+    let landing = landing(&mut buffers.landing);
     let start = inbound.len();
     loop {
         if inbound.len() - start >= READ_BUDGET {
             return Ok(ReadOutcome::More);
         }
-        match read_chunk(tcp, inbound)? {
+        match read_chunk(tcp, landing, inbound)? {
             Some(0) => return Ok(ReadOutcome::Closed),
             Some(_) => {}
             None => return Ok(ReadOutcome::Drained),
@@ -252,7 +260,7 @@ fn read_tls(
             break ReadOutcome::More;
         }
         tls.start_receive(&mut buffers.ciphertext);
-        let read = read_chunk(tcp, &mut buffers.ciphertext);
+        let read = read_chunk(tcp, landing(&mut buffers.landing), &mut buffers.ciphertext);
         // Whatever happened, what was read so far (and what was held) goes through rustls,
         // so a record is never lost between calls.
         let processed = tls.receive(&mut buffers.ciphertext, &mut buffers.plaintext);

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Instructions the daemon spends per fault and per session setup, counted by callgrind.
+#
+#   scripts/cost-per-fault.sh [CLUSTERS] [FAULTS]
+#
+# Runs `nightcrier simulate` (CLUSTERS simulated kubernetes-mcp-servers on 127.0.0.1, each
+# sending FAULTS distinct faults at RATE per second once subscribed) in one process and the
+# daemon under `valgrind --tool=callgrind` in another, at the default log level, until every
+# fault has arrived; then stops the daemon with SIGTERM and reads its instruction count.
+# Four runs:
+#
+#   A  CLUSTERS clusters, FAULTS faults each      B  CLUSTERS clusters, 2 × FAULTS each
+#   C  CLUSTERS clusters, no faults               D  CLUSTERS / 2 clusters, no faults
+#
+# and prints
+#
+#   steady state per fault  = (B − A) / (CLUSTERS × FAULTS)   the marginal fault
+#   per session setup       = (C − D) / (CLUSTERS − CLUSTERS/2)
+#   everything per fault    = A / (CLUSTERS × FAULTS)          setup and shutdown included
+#
+# Pings and subscription audits are moved out to 1 h so the longer run B does not do more of
+# them than A, and `severity_threshold = "info"` lets every simulated fault through to its
+# log line; everything else is the default configuration (triage off, as the simulator
+# writes it). Instruction counts repeat closely but not to the instruction: how many events
+# one read brings depends on timing.
+#
+# Environment: RATE (default 5 faults/s per cluster), NIGHTCRIER_BIN (default: the release
+# build of scripts/build-release.sh, brought up to date first), KEEP=DIR keeps the callgrind
+# outputs (DIR/A.callgrind … D.callgrind) and logs for `callgrind_annotate`.
+# Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
+set -euo pipefail
+
+clusters=${1:-100}
+faults=${2:-200}
+rate=${RATE:-5}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+command -v valgrind >/dev/null || { echo "cost-per-fault: valgrind is required" >&2; exit 1; }
+if [ "$clusters" -lt 2 ] || [ "$faults" -lt 1 ]; then
+    echo "cost-per-fault: need CLUSTERS >= 2 and FAULTS >= 1" >&2
+    exit 1
+fi
+if [ -n "${NIGHTCRIER_BIN:-}" ]; then
+    bin=$NIGHTCRIER_BIN
+else
+    bash "$root/scripts/build-release.sh" >&2
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/nightcrier"
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP"
+        cp "$work"/*.callgrind "$work"/*.log "$KEEP"/ 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for FILE PATTERN COUNT SECONDS [PID]: until FILE has COUNT lines matching PATTERN;
+# fails at the deadline, or at once when process PID has ended.
+wait_for() {
+    local deadline=$((SECONDS + $4))
+    local found
+    while found=$(grep -c -- "$2" "$1" 2>/dev/null) || true; [ "${found:-0}" -lt "$3" ]; do
+        if [ -n "${5:-}" ] && ! kill -0 "$5" 2>/dev/null; then
+            echo "${0##*/}: process $5 ended while waiting for $3 × '$2' in $1" >&2
+            tail -5 "$1" >&2
+            return 1
+        fi
+        if [ $SECONDS -ge "$deadline" ]; then
+            echo "cost-per-fault: timed out waiting for $3 × '$2' in $1 (have ${found:-0})" >&2
+            tail -5 "$1" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
+}
+
+# run TAG CLUSTERS FAULTS: prints the daemon's instruction count.
+run() {
+    local tag=$1 n=$2 k=$3 sim_rate=$rate sim_faults=()
+    if [ "$k" -eq 0 ]; then sim_rate=0; else sim_faults=(--faults "$k"); fi
+    "$bin" simulate --clusters "$n" --rate "$sim_rate" "${sim_faults[@]}" \
+        --write-block-timeout none --name-prefix "$tag" \
+        --write-config "$work/$tag.toml" > "$work/$tag.sim" 2>&1 &
+    local sim=$!
+    pids+=("$sim")
+    wait_for "$work/$tag.sim" '^ready' 1 60
+    # Every fault is let through to the intake (the default threshold would filter the
+    # simulator's `info` faults before their log line), so each run sees CLUSTERS × FAULTS.
+    {
+        printf 'severity_threshold = "info"\n'
+        cat "$work/$tag.toml"
+        printf '[health]\nenabled = false\n[connection]\nping_interval = "1h"\nsubscription_audit_interval = "1h"\n'
+    } > "$work/$tag.run.toml"
+    env -u RUST_LOG valgrind --tool=callgrind --callgrind-out-file="$work/$tag.callgrind" \
+        --log-file="$work/$tag.valgrind" \
+        "$bin" run --config "$work/$tag.run.toml" > "$work/$tag.log" 2>&1 &
+    local daemon=$!
+    pids+=("$daemon")
+    wait_for "$work/$tag.log" ' subscribed (' "$n" 600 "$daemon"
+    if [ "$k" -gt 0 ]; then
+        wait_for "$work/$tag.log" ' triage_skipped fault=' $((n * k)) 1800 "$daemon"
+    fi
+    kill -TERM "$daemon"
+    wait "$daemon" || true
+    kill -TERM "$sim"
+    wait "$sim" 2>/dev/null || true
+    local got
+    got=$(grep -c ' triage_skipped fault=' "$work/$tag.log" || true)
+    if [ "$got" -ne $((n * k)) ]; then
+        echo "cost-per-fault: run $tag saw $got faults, expected $((n * k))" >&2
+        return 1
+    fi
+    awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$work/$tag.callgrind"
+}
+
+half=$((clusters / 2))
+echo "# $clusters clusters, $faults and $((2 * faults)) faults each at $rate/s; sessions: $half and $clusters clusters" >&2
+# Not in $(…) subshells: the PIDs a run starts must reach `cleanup`.
+run A "$clusters" "$faults" > "$work/A.count"
+a=$(cat "$work/A.count")
+echo "A $clusters clusters × $faults faults: $a instructions" >&2
+run B "$clusters" $((2 * faults)) > "$work/B.count"
+b=$(cat "$work/B.count")
+echo "B $clusters clusters × $((2 * faults)) faults: $b instructions" >&2
+run C "$clusters" 0 > "$work/C.count"
+c=$(cat "$work/C.count")
+echo "C $clusters clusters, no faults: $c instructions" >&2
+run D "$half" 0 > "$work/D.count"
+d=$(cat "$work/D.count")
+echo "D $half clusters, no faults: $d instructions" >&2
+
+awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v n="$clusters" -v h="$half" -v k="$faults" 'BEGIN {
+    printf "steady state per fault: %d instructions\n", (b - a) / (n * k)
+    printf "per session setup:      %d instructions\n", (c - d) / (n - h)
+    printf "everything per fault:   %d instructions (%d clusters x %d faults, setup and shutdown included)\n", a / (n * k), n, k
+}'

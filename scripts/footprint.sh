@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Peak memory and CPU time of nightcrier and of the official MCP SDK clients doing the same
+# work against the same simulated fleet, one run each.
+#
+#   scripts/footprint.sh [CLUSTERS] [FAULTS]
+#
+# For each client in turn: starts `nightcrier simulate` with CLUSTERS clusters that send
+# FAULTS distinct faults each (RATE per second per cluster once subscribed), runs the client
+# until every fault has arrived, then reads its peak resident memory (VmHWM) and CPU time
+# (utime + stime) from /proc and stops it. The clients:
+#
+#   nightcrier   `nightcrier run` on the configuration the simulator writes (default log
+#                level, triage off, health server off), with severity_threshold = "info" so
+#                that, like the SDK clients, it takes in every fault
+#   python-sdk   scripts/footprint/sdk_client.py with the official MCP Python SDK in
+#                .peers/venv (scripts/install-peers.sh installs it)
+#   ts-sdk       scripts/footprint/sdk_client.mjs with the official MCP TypeScript SDK
+#                (@modelcontextprotocol/sdk, installed here under .peers/ts-sdk with npm)
+#
+# Each SDK client does what nightcrier does for every cluster, all clusters in one process:
+# initialize, logging/setLevel, the GET stream, tools/call events_subscribe, and receiving
+# the fault notifications. Prints one line per client and the ratios to nightcrier.
+#
+# Environment: RATE (default 5), NIGHTCRIER_BIN (default: the release build of
+# scripts/build-release.sh, brought up to date first), SKIP_TS=1 leaves the TypeScript SDK out.
+# Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
+set -euo pipefail
+
+clusters=${1:-100}
+faults=${2:-200}
+rate=${RATE:-5}
+ts_sdk_version=1.32.2
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+python="$root/.peers/venv/bin/python"
+[ -x "$python" ] || { echo "footprint: run scripts/install-peers.sh first (no $python)" >&2; exit 1; }
+if [ -n "${NIGHTCRIER_BIN:-}" ]; then
+    bin=$NIGHTCRIER_BIN
+else
+    bash "$root/scripts/build-release.sh" >&2
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/nightcrier"
+fi
+ts_dir="$root/.peers/ts-sdk"
+if [ "${SKIP_TS:-0}" != 1 ] &&
+    [ ! -f "$ts_dir/node_modules/@modelcontextprotocol/sdk/package.json" ]; then
+    mkdir -p "$ts_dir"
+    npm install --prefix "$ts_dir" --no-audit --no-fund --no-progress --save-exact \
+        --loglevel=error "@modelcontextprotocol/sdk@$ts_sdk_version" >&2
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for FILE PATTERN COUNT SECONDS [PID]: until FILE has COUNT lines matching PATTERN;
+# fails at the deadline, or at once when process PID has ended.
+wait_for() {
+    local deadline=$((SECONDS + $4))
+    local found
+    while found=$(grep -c -- "$2" "$1" 2>/dev/null) || true; [ "${found:-0}" -lt "$3" ]; do
+        if [ -n "${5:-}" ] && ! kill -0 "$5" 2>/dev/null; then
+            echo "${0##*/}: process $5 ended while waiting for $3 × '$2' in $1" >&2
+            tail -5 "$1" >&2
+            return 1
+        fi
+        if [ $SECONDS -ge "$deadline" ]; then
+            echo "footprint: timed out waiting for $3 × '$2' in $1 (have ${found:-0})" >&2
+            tail -5 "$1" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# measure CLIENT: prints "CLIENT hwm_kib cpu_ms user_ms sys_ms seconds"
+measure() {
+    local client=$1
+    "$bin" simulate --clusters "$clusters" --rate "$rate" --faults "$faults" \
+        --write-block-timeout none --name-prefix fp \
+        --write-config "$work/$client.toml" > "$work/$client.sim" 2>&1 &
+    local sim=$!
+    pids+=("$sim")
+    wait_for "$work/$client.sim" '^ready' 1 60
+    grep -v '^ready' "$work/$client.sim" > "$work/$client.endpoints"
+    local started=$SECONDS pid done_pattern done_count
+    case $client in
+        nightcrier)
+            # Every fault through to its log line, like the SDK clients that see them all.
+            {
+                printf 'severity_threshold = "info"\n'
+                cat "$work/$client.toml"
+                printf '[health]\nenabled = false\n'
+            } > "$work/$client.run.toml"
+            env -u RUST_LOG "$bin" run --config "$work/$client.run.toml" > "$work/$client.log" 2>&1 &
+            pid=$!
+            done_pattern=' triage_skipped fault='
+            done_count=$((clusters * faults))
+            ;;
+        python-sdk)
+            "$python" "$root/scripts/footprint/sdk_client.py" "$work/$client.endpoints" "$faults" \
+                > "$work/$client.log" 2>&1 &
+            pid=$!
+            done_pattern='^done '
+            done_count=1
+            ;;
+        ts-sdk)
+            SDK_DIR="$ts_dir" node "$root/scripts/footprint/sdk_client.mjs" \
+                "$work/$client.endpoints" "$faults" > "$work/$client.log" 2>&1 &
+            pid=$!
+            done_pattern='^done '
+            done_count=1
+            ;;
+    esac
+    pids+=("$pid")
+    wait_for "$work/$client.log" "$done_pattern" "$done_count" 1800 "$pid"
+    local hwm user sys hz
+    hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
+    # utime and stime; the command name in field 2 has no spaces for these clients.
+    user=$(awk '{ print $14 }' "/proc/$pid/stat")
+    sys=$(awk '{ print $15 }' "/proc/$pid/stat")
+    hz=$(getconf CLK_TCK)
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    kill "$sim"
+    wait "$sim" 2>/dev/null || true
+    echo "$client $hwm $(((user + sys) * 1000 / hz)) $((user * 1000 / hz)) $((sys * 1000 / hz)) $((SECONDS - started))"
+}
+
+clients=(nightcrier python-sdk)
+[ "${SKIP_TS:-0}" = 1 ] || clients+=(ts-sdk)
+echo "# $clusters clusters x $faults faults at $rate/s per cluster" >&2
+printf '%-11s %10s %8s %8s %8s %8s\n' client hwm_kib cpu_ms user_ms sys_ms seconds
+results=()
+for client in "${clients[@]}"; do
+    # Not in a $(…) subshell: the PIDs it starts must reach `cleanup`.
+    measure "$client" > "$work/$client.result"
+    line=$(cat "$work/$client.result")
+    results+=("$line")
+    # shellcheck disable=SC2086
+    printf '%-11s %10s %8s %8s %8s %8s\n' $line
+done
+printf '%s\n' "${results[@]}" | awk '
+    $1 == "nightcrier" { hwm = $2; cpu = $3 }
+    $1 != "nightcrier" { name[++n] = $1; h[n] = $2; c[n] = $3 }
+    END {
+        for (i = 1; i <= n; i++)
+            printf "%s / nightcrier: %.1fx peak memory, %.1fx CPU time\n", name[i], h[i] / hwm, c[i] / (cpu > 0 ? cpu : 1)
+    }'
