@@ -1,6 +1,7 @@
 //! Fault events as kubernetes-mcp-server sends them, and the cluster-tagged form the rest of
 //! the pipeline consumes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -188,10 +189,7 @@ impl FaultEvent {
             self.cluster = None;
         }
         self.cap_fields();
-        let usable = !self.fault_id.is_empty()
-            && self.fault_id.len() <= MAX_ID_LEN
-            && self.fault_id.bytes().all(|b| b.is_ascii_graphic());
-        if !usable {
+        if !usable_fault_id(&self.fault_id) {
             self.fault_id = self.derived_key();
             self.fault_id_derived = true;
         }
@@ -247,6 +245,72 @@ impl FaultEvent {
     }
 }
 
+/// A `faultId` kept as the fault's key: present, short, visible ASCII. Any other id is
+/// replaced by a derived key.
+fn usable_fault_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A fault as it stands in the message text it arrived in: the strings are borrowed from
+/// that text (owned only where the JSON escaped something), not yet bounded or normalized.
+/// The intake decides on a view (severity, dedup key) without copying a byte, and
+/// [`FaultView::to_event`] makes the [`FaultEvent`] of a fault that goes further.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FaultView<'a> {
+    pub subscription_id: Option<Cow<'a, str>>,
+    pub cluster: Option<Cow<'a, str>>,
+    pub fault_id: Cow<'a, str>,
+    pub fault_type: Cow<'a, str>,
+    pub severity: Cow<'a, str>,
+    pub resource: ResourceView<'a>,
+    pub context: Option<Cow<'a, str>>,
+    pub timestamp: Option<Cow<'a, str>>,
+    pub fault_id_derived: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceView<'a> {
+    pub api_version: Option<Cow<'a, str>>,
+    pub kind: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub uid: Option<Cow<'a, str>>,
+}
+
+impl FaultView<'_> {
+    /// The fault, owned and normalized: what [`FaultEvent::from_fault_data`] gives for the
+    /// same `data`.
+    pub fn to_event(&self) -> FaultEvent {
+        fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
+            text.as_deref().map(str::to_owned)
+        }
+        let r = &self.resource;
+        FaultEvent::from_deserialized(FaultEvent {
+            subscription_id: owned(&self.subscription_id),
+            cluster: owned(&self.cluster),
+            fault_id: self.fault_id.clone().into_owned(),
+            fault_type: self.fault_type.clone().into_owned(),
+            severity: self.severity.clone().into_owned(),
+            resource: ResourceRef {
+                api_version: owned(&r.api_version),
+                kind: r.kind.clone().into_owned(),
+                name: r.name.clone().into_owned(),
+                namespace: owned(&r.namespace),
+                uid: owned(&r.uid),
+            },
+            context: owned(&self.context),
+            timestamp: owned(&self.timestamp),
+            fault_id_derived: self.fault_id_derived,
+        })
+    }
+
+    /// The fault's key, when the server's `faultId` is kept as it is (see
+    /// [`FaultEvent::fault_id`] after normalizing); `None` when a key must be derived.
+    pub fn key(&self) -> Option<&str> {
+        usable_fault_id(&self.fault_id).then_some(&*self.fault_id)
+    }
+}
+
 /// A fault tagged with the configuration of the cluster it came from. The configuration is
 /// shared, so tagging costs one reference count, not a copy of labels and paths.
 #[derive(Debug, Clone)]
@@ -271,6 +335,24 @@ impl ClusterEvent {
 /// Receives every fault the connections deliver; `now` is the loop's clock.
 pub trait EventSink {
     fn deliver(&mut self, event: ClusterEvent, now: std::time::Instant);
+
+    /// A fault read in place from its message (see [`FaultView`]); a sink that can decide
+    /// on the view alone copies only what it keeps.
+    fn offer(
+        &mut self,
+        cluster: &Arc<ClusterConfig>,
+        fault: FaultView<'_>,
+        now: std::time::Instant,
+    ) {
+        self.deliver(
+            ClusterEvent {
+                cluster: Arc::clone(cluster),
+                event: fault.to_event(),
+                received_at: SystemTime::now(),
+            },
+            now,
+        );
+    }
 }
 
 impl EventSink for std::sync::mpsc::Sender<ClusterEvent> {

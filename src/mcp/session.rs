@@ -6,14 +6,13 @@
 //! stream → tools/call events_subscribe. The stream is opened before subscribing because a
 //! server drops notifications sent while no GET stream is attached.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::fault_notification;
 use super::jsonrpc::{self, Message, RpcError};
 use crate::config::SubscribeMode;
-use crate::events::FaultEvent;
+use crate::events::{FaultEvent, FaultView};
 
 pub const REQUESTED_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -261,26 +260,6 @@ struct LogParams<'a> {
     data: Option<&'a RawValue>,
 }
 
-/// A `kubernetes/faults` log notification, the one message a live stream carries over and
-/// over, decoded in one pass straight into the fault (the general path decodes the envelope,
-/// then the params, then the data).
-#[derive(Deserialize)]
-struct FaultNotification<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    params: FaultParams<'a>,
-}
-
-#[derive(Deserialize)]
-struct FaultParams<'a> {
-    #[serde(borrow, default)]
-    logger: Option<Cow<'a, str>>,
-    data: FaultEvent,
-}
-
 const FAULT_LOGGER: &str = "kubernetes/faults";
 /// The logger name as it stands in the message text; a message without it is no fault.
 const QUOTED_FAULT_LOGGER: &str = "\"kubernetes/faults\"";
@@ -481,8 +460,8 @@ impl McpSession {
 
     /// One JSON-RPC message, from a POST reply or from the GET stream.
     pub fn on_message(&mut self, text: &str, out: &mut Vec<Output>) {
-        if let Some(fault) = self.fault_in_one_pass(text) {
-            return out.push(Output::Fault(fault));
+        if let Some(fault) = self.fault_view(text) {
+            return out.push(Output::Fault(fault.to_event()));
         }
         let message = match Message::parse(text) {
             Ok(message) => message,
@@ -527,22 +506,17 @@ impl McpSession {
         }
     }
 
-    /// The fault a `kubernetes/faults` notification carries, decoded in one pass; `None` for
-    /// any other message, and for one the general path must judge (its errors name what is
-    /// wrong), which then decodes it as before.
-    fn fault_in_one_pass(&self, text: &str) -> Option<FaultEvent> {
+    /// The fault a `kubernetes/faults` notification carries, read in place in one pass
+    /// (`fault_notification.rs`); `None` for any other message, and for one the general
+    /// path must judge (its errors name what is wrong), which then decodes it as before.
+    pub fn fault_view<'t>(&self, text: &'t str) -> Option<FaultView<'t>> {
         static LOGGER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
             std::sync::OnceLock::new();
         let logger = LOGGER.get_or_init(|| memchr::memmem::Finder::new(QUOTED_FAULT_LOGGER));
         if self.mode != SubscribeMode::Faults || logger.find(text.as_bytes()).is_none() {
             return None;
         }
-        let message: FaultNotification = serde_json::from_str(text).ok()?;
-        let is_notification = message.id.is_none_or(|id| id.get() == "null");
-        (is_notification
-            && message.method == "notifications/message"
-            && message.params.logger.as_deref() == Some(FAULT_LOGGER))
-        .then(|| FaultEvent::from_deserialized(message.params.data))
+        fault_notification::read(text)
     }
 
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>, out: &mut Vec<Output>) {
@@ -955,10 +929,10 @@ mod tests {
         // The Go server's order and a spaced-out envelope take the one-pass path; the
         // request, the other names and the bad data do not.
         let s = active();
-        assert!(s.fault_in_one_pass(&texts[0]).is_some());
-        assert!(s.fault_in_one_pass(&texts[1]).is_some());
+        assert!(s.fault_view(&texts[0]).is_some());
+        assert!(s.fault_view(&texts[1]).is_some());
         for text in &texts[2..] {
-            assert!(s.fault_in_one_pass(text).is_none(), "{text}");
+            assert!(s.fault_view(text).is_none(), "{text}");
         }
         let mut out = Vec::new();
         active().on_message(&texts[0], &mut out);

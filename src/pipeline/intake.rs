@@ -1,11 +1,13 @@
 //! Intake: every fault a connection delivers passes the severity filter, the dedup window
 //! and the bounded queue, in that order; each way out is counted per cluster and logged.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
-use crate::events::ClusterEvent;
+use crate::config::{ClusterConfig, Severity};
+use crate::events::{ClusterEvent, FaultEvent, FaultView};
 use crate::limited;
 use crate::logging::excerpt;
 use crate::queue::Admission;
@@ -13,40 +15,101 @@ use crate::queue::Admission;
 /// Characters of a fault's type or severity in one log line.
 const FIELD_CHARS: usize = 64;
 
+/// A fault at the intake: owned (decoded by the session's general path, or a tagged event
+/// handed in whole), or read in place from its message with a usable key. Only a fault that
+/// is queued is made owned, so a filtered, repeated or skipped fault copies nothing.
+pub(super) enum Arrival<'a> {
+    Owned(FaultEvent, SystemTime),
+    InPlace(FaultView<'a>),
+}
+
+impl Arrival<'_> {
+    fn fault_id(&self) -> &str {
+        match self {
+            Arrival::Owned(fault, _) => &fault.fault_id,
+            Arrival::InPlace(view) => &view.fault_id,
+        }
+    }
+
+    fn fault_type(&self) -> &str {
+        match self {
+            Arrival::Owned(fault, _) => &fault.fault_type,
+            Arrival::InPlace(view) => &view.fault_type,
+        }
+    }
+
+    fn severity(&self) -> &str {
+        match self {
+            Arrival::Owned(fault, _) => &fault.severity,
+            Arrival::InPlace(view) => &view.severity,
+        }
+    }
+
+    /// As [`FaultEvent::severity_level`]: a severity cut to its bound names no level either.
+    fn severity_level(&self) -> Severity {
+        self.severity().parse().unwrap_or(Severity::Warning)
+    }
+
+    fn into_event(self, cluster: &Arc<ClusterConfig>) -> ClusterEvent {
+        let (event, received_at) = match self {
+            Arrival::Owned(fault, at) => (fault, at),
+            Arrival::InPlace(view) => (view.to_event(), SystemTime::now()),
+        };
+        ClusterEvent {
+            cluster: Arc::clone(cluster),
+            event,
+            received_at,
+        }
+    }
+}
+
 impl TriagePipeline {
     pub(super) fn admit(&mut self, event: ClusterEvent, now: Instant) {
+        let ClusterEvent {
+            cluster,
+            event,
+            received_at,
+        } = event;
+        self.admit_arrival(&cluster, Arrival::Owned(event, received_at), now);
+    }
+
+    pub(super) fn admit_arrival(
+        &mut self,
+        cluster: &Arc<ClusterConfig>,
+        fault: Arrival<'_>,
+        now: Instant,
+    ) {
         let global = self.settings.severity_threshold;
-        let name = event.cluster_name().to_owned();
-        let Some(slot) = self.clusters.get_mut(&name) else {
+        let name = &cluster.name;
+        let Some(slot) = self.clusters.get_mut(name) else {
             log::warn!(
                 "cluster={name} fault {} from a cluster the pipeline does not know; dropped",
-                event.event.fault_id
+                fault.fault_id()
             );
             return;
         };
         // Overrides (severity, triage, labels) come from the pipeline's copy of the config,
         // which a reload updates.
-        let config = slot.config.clone();
-        let fault = &event.event;
+        let config = &slot.config;
         slot.counters.faults_received += 1;
         let threshold = config.effective_severity(global);
         if !fault.severity_level().meets(threshold) {
             slot.counters.faults_filtered += 1;
             log::debug!(
                 "cluster={name} fault {} severity {} below {}: filtered",
-                fault.fault_id,
-                excerpt(&fault.severity, FIELD_CHARS),
+                fault.fault_id(),
+                excerpt(fault.severity(), FIELD_CHARS),
                 threshold.as_str()
             );
             return;
         }
-        let new = self.dedup.check_and_record(&name, &fault.fault_id, now);
-        slot.counters.dedup_evictions = self.dedup.evicted_for(&name);
+        let new = self.dedup.check_and_record(name, fault.fault_id(), now);
+        slot.counters.dedup_evictions = self.dedup.evicted_for(name);
         if !new {
             slot.counters.faults_deduplicated += 1;
             log::debug!(
                 "cluster={name} fault {} seen within the dedup window",
-                fault.fault_id
+                fault.fault_id()
             );
             return;
         }
@@ -58,9 +121,9 @@ impl TriagePipeline {
                 log::Level::Info,
                 name,
                 "cluster={name} triage_skipped fault={} type={} severity={} (triage {})",
-                fault.fault_id,
-                excerpt(&fault.fault_type, FIELD_CHARS),
-                excerpt(&fault.severity, FIELD_CHARS),
+                fault.fault_id(),
+                excerpt(fault.fault_type(), FIELD_CHARS),
+                excerpt(fault.severity(), FIELD_CHARS),
                 if config.triage.enabled {
                     "has no kubeconfig"
                 } else {
@@ -78,8 +141,8 @@ impl TriagePipeline {
                     log::Level::Warn,
                     name,
                     "cluster={name} breaker_open fault={} type={}: not triaged while the cluster's agents keep failing",
-                    fault.fault_id,
-                    excerpt(&fault.fault_type, FIELD_CHARS)
+                    fault.fault_id(),
+                    excerpt(fault.fault_type(), FIELD_CHARS)
                 );
                 return;
             }
@@ -88,11 +151,12 @@ impl TriagePipeline {
             // Shutting down: the queue was already written to the pending file.
             log::warn!(
                 "cluster={name} fault {} arrived during shutdown; not queued",
-                fault.fault_id
+                fault.fault_id()
             );
             return;
         }
-        let fault_id = fault.fault_id.clone();
+        let event = fault.into_event(cluster);
+        let fault_id = event.event.fault_id.clone();
         let labels = label_text(&event);
         let depth = self.queue.len();
         match self.queue.push(slot.shard, QueuedFault { event }) {
@@ -109,7 +173,7 @@ impl TriagePipeline {
                 if let Some(old_slot) = self.clusters.get_mut(&old_cluster) {
                     old_slot.counters.faults_dropped += 1;
                 }
-                if let Some(slot) = self.clusters.get_mut(&name) {
+                if let Some(slot) = self.clusters.get_mut(name) {
                     limited!(
                         slot.log_budget,
                         now,

@@ -23,7 +23,7 @@ use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
 };
 use crate::dedup::Deduplicator;
-use crate::events::{ClusterEvent, EventSink};
+use crate::events::{ClusterEvent, EventSink, FaultView};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::net::dns::Answer;
 use crate::notify::sender::SlackNotifier;
@@ -360,6 +360,15 @@ impl TriagePipeline {
 impl EventSink for TriagePipeline {
     fn deliver(&mut self, event: ClusterEvent, now: Instant) {
         self.admit(event, now);
+    }
+
+    fn offer(&mut self, cluster: &Arc<ClusterConfig>, fault: FaultView<'_>, now: Instant) {
+        let arrival = match fault.key() {
+            Some(_) => intake::Arrival::InPlace(fault),
+            // A derived key comes from the bounded fields: the owned fault has both.
+            None => intake::Arrival::Owned(fault.to_event(), SystemTime::now()),
+        };
+        self.admit_arrival(cluster, arrival, now);
     }
 }
 

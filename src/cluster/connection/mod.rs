@@ -21,7 +21,7 @@ use super::admission::ConnectAdmission;
 use super::backoff::{seed_for, Backoff, BackoffPolicy};
 use super::status::{ConnectionStatus, ErrorCounts, HealthSnapshot};
 use crate::config::{ClusterConfig, Config, SubscribeMode};
-use crate::events::{ClusterEvent, EventSink, FaultEvent};
+use crate::events::{ClusterEvent, EventSink, FaultEvent, FaultView};
 use crate::mcp::session::{McpSession, Output, Phase, PostKind, PostRequest, SessionError};
 use crate::net::client::{ClientError, HttpClient, Progress, TlsTarget};
 use crate::net::dns::Resolver;

@@ -143,15 +143,7 @@ impl ClusterConnection {
     }
 
     fn deliver(&mut self, ctx: &mut ConnectionContext, event: FaultEvent) {
-        self.stats.event_count += 1;
-        self.stats.last_event = Some(SystemTime::now());
-        log::debug!(
-            "cluster={} fault {} {} {}",
-            self.config.name,
-            event.fault_id,
-            crate::logging::excerpt(&event.fault_type, 64),
-            crate::logging::excerpt(&event.severity, 32)
-        );
+        self.count_fault(&event.fault_id, &event.fault_type, &event.severity);
         if event.fault_id_derived {
             log::debug!(
                 "cluster={} fault without a faultId; derived key {}",
@@ -166,6 +158,28 @@ impl ClusterConnection {
                 received_at: SystemTime::now(),
             },
             ctx.now,
+        );
+    }
+
+    /// A fault read in place from the stream (see `FaultView`).
+    pub(super) fn deliver_view(&mut self, ctx: &mut ConnectionContext, fault: FaultView<'_>) {
+        if fault.key().is_none() {
+            // Its key is derived from the bounded fields: the owned path does both.
+            return self.deliver(ctx, fault.to_event());
+        }
+        self.count_fault(&fault.fault_id, &fault.fault_type, &fault.severity);
+        ctx.sink.offer(&self.config, fault, ctx.now);
+    }
+
+    fn count_fault(&mut self, fault_id: &str, fault_type: &str, severity: &str) {
+        self.stats.event_count += 1;
+        self.stats.last_event = Some(SystemTime::now());
+        log::debug!(
+            "cluster={} fault {} {} {}",
+            self.config.name,
+            fault_id,
+            crate::logging::excerpt(fault_type, 64),
+            crate::logging::excerpt(severity, 32)
         );
     }
 

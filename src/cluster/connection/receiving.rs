@@ -193,8 +193,21 @@ impl ClusterConnection {
         }
         let mut outputs = Vec::new();
         for event in &events {
-            if event.event == "message" && !event.data.is_empty() {
-                self.session.on_message(&event.data, &mut outputs);
+            if event.event != "message" || event.data.is_empty() {
+                continue;
+            }
+            // A fault, the message a live stream carries over and over, is handed on in
+            // place; whatever came before it is acted on first, so the order holds.
+            match self.session.fault_view(&event.data) {
+                Some(fault) => {
+                    if !outputs.is_empty() {
+                        self.apply(ctx, std::mem::take(&mut outputs));
+                    }
+                    if self.status != ConnectionStatus::Failed {
+                        self.deliver_view(ctx, fault);
+                    }
+                }
+                None => self.session.on_message(&event.data, &mut outputs),
             }
         }
         if let Some(floor) = self.stream_sse.retry() {
