@@ -24,7 +24,7 @@
 # writes it). Instruction counts repeat closely but not to the instruction: how many events
 # one read brings depends on timing.
 #
-# Environment: RATE (default 5 faults/s per cluster), NIGHTCRIER_BIN (default: the release
+# Environment: RATE (default 10 faults/s per cluster), NIGHTCRIER_BIN (default: the release
 # build of scripts/build-release.sh, brought up to date first), KEEP=DIR keeps the callgrind
 # outputs (DIR/A.callgrind … D.callgrind) and logs for `callgrind_annotate`.
 # Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
@@ -32,7 +32,7 @@ set -euo pipefail
 
 clusters=${1:-100}
 faults=${2:-200}
-rate=${RATE:-5}
+rate=${RATE:-10}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 command -v valgrind >/dev/null || { echo "cost-per-fault: valgrind is required" >&2; exit 1; }
 if [ "$clusters" -lt 2 ] || [ "$faults" -lt 1 ]; then

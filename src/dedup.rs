@@ -4,16 +4,23 @@
 //! of its own duplicates through, never drop a new fault, and never touches another
 //! cluster's keys: a noisy cluster cannot make a quiet one's repeats look new.
 //!
-//! Per key, memory is one shared heap allocation (the fault id), one set slot and one
-//! queue slot. Keys are shared through `Arc<str>` rather than `Rc<str>` because the event
+//! Per key, memory is one shared heap allocation (the fault id), one table slot and one
+//! queue slot. A fault id is hashed once per check (keyed SipHash: ids are wire text), and
+//! the hash is kept with the key so that forgetting it needs no second hash. Keys are shared through `Arc<str>` rather than `Rc<str>` because the event
 //! loop that owns the pipeline is moved onto its own thread, so this type must be `Send`;
 //! both cost the same two counters, and the counts are never contended. Record times are
 //! nanoseconds since the first recorded `now`: exact (no rounding, so a key never expires
 //! early), and a `u64` beside an `Arc<str>` takes no more room than a `u32` would.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
+
+use crate::name_map::NameMap;
 
 /// Below this many slots the containers are never shrunk: small tables cost little and
 /// shrinking them would only churn allocations.
@@ -24,7 +31,9 @@ pub struct Deduplicator {
     window: Duration,
     /// Per cluster.
     max_entries: usize,
-    clusters: HashMap<Box<str>, ClusterKeys>,
+    clusters: NameMap<Box<str>, ClusterKeys>,
+    /// Hashes fault ids for every cluster's table.
+    hasher: RandomState,
     /// The instant record times count from: the first `now` ever recorded.
     origin: Option<Instant>,
     /// Keys over all clusters.
@@ -36,7 +45,7 @@ pub struct Deduplicator {
 
 #[derive(Debug, Default)]
 struct ClusterKeys {
-    keys: HashSet<Arc<str>>,
+    keys: HashTable<Arc<str>>,
     /// Every key in `keys`, oldest first, with the time it was recorded. The window is the
     /// same for every key, so insertion order is also expiry order.
     order: VecDeque<Recorded>,
@@ -47,6 +56,8 @@ struct ClusterKeys {
 struct Recorded {
     /// Nanoseconds since `origin` (saturating at about 584 years).
     at: u64,
+    /// The key's hash in the table.
+    hash: u64,
     key: Arc<str>,
 }
 
@@ -56,7 +67,8 @@ impl Deduplicator {
         Deduplicator {
             window,
             max_entries: max_entries.max(1),
-            clusters: HashMap::new(),
+            clusters: NameMap::default(),
+            hasher: RandomState::new(),
             origin: None,
             len: 0,
             earliest: None,
@@ -76,15 +88,16 @@ impl Deduplicator {
         // Dropping this cluster's expired keys first means every key still present is
         // within its window.
         let before = keys.order.len();
-        keys.expire(now_at, window);
+        keys.expire(now_at, window, &self.hasher);
         self.len -= before - keys.order.len();
-        if keys.keys.contains(fault_id) {
+        let hash = self.hasher.hash_one(fault_id);
+        if keys.keys.find(hash, |key| **key == *fault_id).is_some() {
             return false;
         }
         while keys.keys.len() >= self.max_entries {
             match keys.order.pop_front() {
                 Some(oldest) => {
-                    keys.keys.remove(&*oldest.key);
+                    keys.forget(&oldest);
                     keys.evicted += 1;
                     self.len -= 1;
                 }
@@ -92,8 +105,14 @@ impl Deduplicator {
             }
         }
         let key: Arc<str> = Arc::from(fault_id);
-        keys.keys.insert(Arc::clone(&key));
-        keys.order.push_back(Recorded { at: now_at, key });
+        let hasher = &self.hasher;
+        keys.keys
+            .insert_unique(hash, Arc::clone(&key), |key| hasher.hash_one(&**key));
+        keys.order.push_back(Recorded {
+            at: now_at,
+            hash,
+            key,
+        });
         self.len += 1;
         if keys.order.len() == 1 {
             self.earliest = Some(self.earliest.map_or(now_at, |e| e.min(now_at)));
@@ -116,7 +135,7 @@ impl Deduplicator {
         let mut earliest: Option<u64> = None;
         let mut len = 0;
         for keys in self.clusters.values_mut() {
-            keys.expire(now_at, self.window);
+            keys.expire(now_at, self.window, &self.hasher);
             len += keys.order.len();
             if let Some(front) = keys.order.front() {
                 earliest = Some(earliest.map_or(front.at, |e| e.min(front.at)));
@@ -179,29 +198,38 @@ impl Deduplicator {
 }
 
 impl ClusterKeys {
-    fn expire(&mut self, now_at: u64, window: Duration) {
+    fn expire(&mut self, now_at: u64, window: Duration, hasher: &RandomState) {
         let before = self.order.len();
         while let Some(oldest) = self.order.front() {
             if Duration::from_nanos(now_at.saturating_sub(oldest.at)) < window {
                 break;
             }
             if let Some(oldest) = self.order.pop_front() {
-                self.keys.remove(&*oldest.key);
+                self.forget(&oldest);
             }
         }
         if self.order.len() < before {
-            self.shrink_if_sparse();
+            self.shrink_if_sparse(hasher);
+        }
+    }
+
+    fn forget(&mut self, recorded: &Recorded) {
+        if let Ok(entry) = self
+            .keys
+            .find_entry(recorded.hash, |key| Arc::ptr_eq(key, &recorded.key))
+        {
+            entry.remove();
         }
     }
 
     /// Gives memory back after a burst has expired. Shrinking to twice the live count
     /// leaves room to grow again, and a table is only shrunk once it is three quarters
     /// empty, so a steady load never shrinks and regrows in turn.
-    fn shrink_if_sparse(&mut self) {
+    fn shrink_if_sparse(&mut self, hasher: &RandomState) {
         let len = self.keys.len();
         let target = (len * 2).max(SHRINK_FLOOR);
         if self.keys.capacity() > SHRINK_FLOOR && len < self.keys.capacity() / 4 {
-            self.keys.shrink_to(target);
+            self.keys.shrink_to(target, |key| hasher.hash_one(&**key));
         }
         if self.order.capacity() > SHRINK_FLOOR && self.order.len() < self.order.capacity() / 4 {
             self.order.shrink_to(target);

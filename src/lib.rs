@@ -14,6 +14,7 @@ pub mod log_line;
 pub mod logging;
 pub mod mcp;
 pub mod metrics;
+pub mod name_map;
 pub mod net;
 pub mod notify;
 pub mod pipeline;

@@ -24,20 +24,22 @@ pub fn read(text: &str) -> Option<FaultView<'_>> {
         bytes: text.as_bytes(),
         pos: 0,
     };
-    let message = reader.message()?;
+    let mut fault = FaultView::default();
+    let envelope = reader.message(&mut fault)?;
     reader.skip_whitespace();
-    (reader.pos == reader.bytes.len()).then_some(())?;
-    let is_fault = message.method.as_deref() == Some("notifications/message")
-        && message.logger.as_deref() == Some("kubernetes/faults");
-    is_fault.then_some(message.fault?)
+    let is_fault = reader.pos == reader.bytes.len()
+        && envelope.data
+        && envelope.method.as_deref() == Some("notifications/message")
+        && envelope.logger.as_deref() == Some("kubernetes/faults");
+    is_fault.then_some(fault)
 }
 
-/// What the envelope holds of interest.
+/// What the envelope holds of interest; the fault itself is read into place.
 #[derive(Default)]
-struct Message<'a> {
+struct Envelope<'a> {
     method: Option<Cow<'a, str>>,
     logger: Option<Cow<'a, str>>,
-    fault: Option<FaultView<'a>>,
+    data: bool,
 }
 
 struct Reader<'a> {
@@ -54,9 +56,10 @@ fn first_time(seen: &mut u16, bit: u16) -> Option<()> {
 }
 
 impl<'a> Reader<'a> {
-    /// `{"jsonrpc":…, "method":…, "params":{…}}` with an absent or null `id`.
-    fn message(&mut self) -> Option<Message<'a>> {
-        let mut message = Message::default();
+    /// `{"jsonrpc":…, "method":…, "params":{…}}` with an absent or null `id`; the `data`
+    /// of `params` is read into `fault`.
+    fn message(&mut self, fault: &mut FaultView<'a>) -> Option<Envelope<'a>> {
+        let mut envelope = Envelope::default();
         let mut seen = 0u16;
         self.object(|r, key| match key {
             "id" => {
@@ -66,7 +69,7 @@ impl<'a> Reader<'a> {
             }
             "method" => {
                 first_time(&mut seen, 2)?;
-                message.method = Some(r.string()?);
+                envelope.method = Some(r.string()?);
                 Some(())
             }
             "params" => {
@@ -74,25 +77,24 @@ impl<'a> Reader<'a> {
                 r.object(|r, key| match key {
                     "logger" => {
                         first_time(&mut seen, 8)?;
-                        message.logger = r.optional_string()?;
+                        envelope.logger = r.optional_string()?;
                         Some(())
                     }
                     "data" => {
                         first_time(&mut seen, 16)?;
-                        message.fault = Some(r.fault()?);
-                        Some(())
+                        envelope.data = true;
+                        r.fault(fault)
                     }
                     _ => r.skip_value(1),
                 })
             }
             _ => r.skip_value(0),
         })?;
-        Some(message)
+        Some(envelope)
     }
 
     /// The `data` object: the fork's `ResourceFaultNotification`.
-    fn fault(&mut self) -> Option<FaultView<'a>> {
-        let mut fault = FaultView::default();
+    fn fault(&mut self, fault: &mut FaultView<'a>) -> Option<()> {
         let mut seen = 0u16;
         self.object(|r, key| {
             match key {
@@ -118,7 +120,7 @@ impl<'a> Reader<'a> {
                 }
                 "resource" => {
                     first_time(&mut seen, 32)?;
-                    fault.resource = r.resource()?;
+                    r.resource(&mut fault.resource)?;
                 }
                 "context" => {
                     first_time(&mut seen, 64)?;
@@ -135,12 +137,10 @@ impl<'a> Reader<'a> {
                 _ => r.skip_value(2)?,
             }
             Some(())
-        })?;
-        Some(fault)
+        })
     }
 
-    fn resource(&mut self) -> Option<ResourceView<'a>> {
-        let mut resource = ResourceView::default();
+    fn resource(&mut self, resource: &mut ResourceView<'a>) -> Option<()> {
         let mut seen = 0u16;
         self.object(|r, key| {
             match key {
@@ -167,8 +167,7 @@ impl<'a> Reader<'a> {
                 _ => r.skip_value(3)?,
             }
             Some(())
-        })?;
-        Some(resource)
+        })
     }
 
     /// An object, each member's value read by `member` (called with the reader just after
@@ -234,6 +233,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string or `null` (serde's `Option<String>`).
+    #[inline(always)]
     fn optional_string(&mut self) -> Option<Option<Cow<'a, str>>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
@@ -243,6 +243,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string: a slice of the text when it has no escapes, else decoded.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.expect(b'"')?;
         let start = self.pos;
@@ -252,6 +253,13 @@ impl<'a> Reader<'a> {
             // '"' is ASCII, so both ends are character boundaries.
             return Some(Cow::Borrowed(&self.text[start..end]));
         }
+        self.escaped(start, end)
+    }
+
+    /// The rest of a string whose first escape is at `end`, decoded.
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, start: usize, end: usize) -> Option<Cow<'a, str>> {
         let mut decoded = String::with_capacity(end - start + 16);
         decoded.push_str(&self.text[start..end]);
         self.pos = end;
@@ -284,12 +292,10 @@ impl<'a> Reader<'a> {
 
     /// From `pos`, the offset of the next `"` or `\`; `None` when the text ends first or a
     /// control character (not allowed raw in a JSON string) comes before it.
+    #[inline(always)]
     fn plain_run(&self) -> Option<usize> {
-        let rest = &self.bytes[self.pos..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        // Branch-free over the run, so the compiler can do it many bytes at a time.
-        let has_control = rest[..end].iter().fold(false, |any, &b| any | (b < 0x20));
-        (!has_control).then_some(self.pos + end)
+        let end = self.pos + special_byte(&self.bytes[self.pos..])?;
+        (self.bytes[end] >= 0x20).then_some(end)
     }
 
     /// The four hex digits after `\u`: a character outside the surrogate range (a surrogate
@@ -340,6 +346,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.skip_whitespace();
         let found = self.bytes.get(self.pos..self.pos + word.len())? == word;
@@ -347,21 +354,63 @@ impl<'a> Reader<'a> {
         found.then_some(())
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes.get(self.pos).copied()
+        match self.bytes.get(self.pos) {
+            // Servers write compact JSON: no whitespace to skip is the common case.
+            Some(&b) if b > b' ' => Some(b),
+            _ => {
+                self.skip_whitespace();
+                self.bytes.get(self.pos).copied()
+            }
+        }
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while matches!(self.bytes.get(self.pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
+}
+
+/// The offset of the first byte that ends a plain run of string text: `"`, `\\` or a
+/// control character. Eight bytes at a time (the strings of a fault are mostly short, where a
+/// vector search costs more to set up than it saves), the tail byte by byte.
+#[inline(always)]
+fn special_byte(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// High bit set in each byte lane below `n` (n ≤ 128); the lowest flagged lane is exact.
+    #[inline(always)]
+    fn below(word: u64, n: u8) -> u64 {
+        word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(lanes);
+        let found = below(word, 0x20)
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1);
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| offset + at)
 }
 
 #[cfg(test)]
@@ -413,6 +462,24 @@ mod tests {
     }
 
     const DATA: &str = r#"{"subscriptionId":"sub-1","cluster":"c","faultId":"00000000000000aa","faultType":"CrashLoop","severity":"critical","resource":{"apiVersion":"v1","kind":"Pod","name":"p","namespace":"shop","uid":"u"},"context":"Back-off restarting failed container","timestamp":"2026-11-20T10:00:00Z"}"#;
+
+    #[test]
+    fn the_end_of_a_plain_run_is_found_in_every_lane() {
+        for len in 0..40 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    // Bytes just around the special ones must not be taken for them.
+                    for (i, b) in bytes.iter_mut().enumerate() {
+                        *b = [b'a', 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0x80, 0xff][i % 8];
+                    }
+                    bytes[at] = special;
+                    assert_eq!(special_byte(&bytes), Some(at), "{len} {at} {special}");
+                }
+            }
+            assert_eq!(special_byte(&vec![0x20; len]), None);
+        }
+    }
 
     #[test]
     fn reads_the_fault_with_its_strings_borrowed_from_the_text() {

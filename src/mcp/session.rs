@@ -261,8 +261,6 @@ struct LogParams<'a> {
 }
 
 const FAULT_LOGGER: &str = "kubernetes/faults";
-/// The logger name as it stands in the message text; a message without it is no fault.
-const QUOTED_FAULT_LOGGER: &str = "\"kubernetes/faults\"";
 
 #[derive(Deserialize)]
 struct SubscriptionErrorData {
@@ -510,10 +508,7 @@ impl McpSession {
     /// (`fault_notification.rs`); `None` for any other message, and for one the general
     /// path must judge (its errors name what is wrong), which then decodes it as before.
     pub fn fault_view<'t>(&self, text: &'t str) -> Option<FaultView<'t>> {
-        static LOGGER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
-            std::sync::OnceLock::new();
-        let logger = LOGGER.get_or_init(|| memchr::memmem::Finder::new(QUOTED_FAULT_LOGGER));
-        if self.mode != SubscribeMode::Faults || logger.find(text.as_bytes()).is_none() {
+        if self.mode != SubscribeMode::Faults {
             return None;
         }
         fault_notification::read(text)

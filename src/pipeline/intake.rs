@@ -104,7 +104,6 @@ impl TriagePipeline {
             return;
         }
         let new = self.dedup.check_and_record(name, fault.fault_id(), now);
-        slot.counters.dedup_evictions = self.dedup.evicted_for(name);
         if !new {
             slot.counters.faults_deduplicated += 1;
             log::debug!(
@@ -113,6 +112,8 @@ impl TriagePipeline {
             );
             return;
         }
+        // Only recording a new key evicts one.
+        slot.counters.dedup_evictions = self.dedup.evicted_for(name);
         if !config.triage_ready() {
             slot.counters.faults_skipped += 1;
             limited!(

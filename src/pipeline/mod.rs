@@ -25,6 +25,7 @@ use crate::config::{
 use crate::dedup::Deduplicator;
 use crate::events::{ClusterEvent, EventSink, FaultView};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
+use crate::name_map::NameMap;
 use crate::net::dns::Answer;
 use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::RetryPolicy;
@@ -93,7 +94,7 @@ struct QueuedFault {
 
 pub struct TriagePipeline {
     settings: PipelineSettings,
-    clusters: HashMap<String, ClusterSlot>,
+    clusters: NameMap<String, ClusterSlot>,
     /// Queue shard index → cluster name.
     shard_names: Vec<String>,
     /// Shard indexes of clusters forgotten, for the next cluster added.
@@ -165,7 +166,7 @@ impl TriagePipeline {
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
-            clusters: HashMap::new(),
+            clusters: NameMap::default(),
             shard_names: Vec::new(),
             free_shards: Vec::new(),
             removed: HashSet::new(),
