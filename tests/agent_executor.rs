@@ -1,6 +1,7 @@
-//! The executor against real child processes running the real stub agent: outcomes, files
-//! left in the workspace, the timeout's SIGTERM-then-SIGKILL of the whole process group,
-//! and no zombie left behind.
+//! The executor against real child processes running the real stub agent: outcomes, what
+//! the agent leaves in the workspace and what `result.json` will say (the executor itself
+//! writes no JSON), the timeout's SIGTERM-then-SIGKILL of the whole process group, and no
+//! zombie left behind.
 
 mod common;
 
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nightcrier::agent::executor::{
-    AgentExecutor, AgentId, AgentJob, AgentOutcome, AgentPolicy, FinishedAgent, SpawnError,
+    start_failure, AgentExecutor, AgentId, AgentJob, AgentOutcome, AgentPolicy, FinishedAgent,
+    SpawnError,
 };
 use nightcrier::agent::workspace::{new_incident_id, AgentResult, IncidentRecord, Workspace};
 use nightcrier::events::FaultEvent;
@@ -161,12 +163,15 @@ fn finish(executor: &mut AgentExecutor, id: AgentId) -> FinishedAgent {
     out.pop().unwrap()
 }
 
-fn result_of(finished: &FinishedAgent) -> AgentResult {
-    serde_json::from_str(&fs::read_to_string(finished.workspace.result_path()).unwrap()).unwrap()
+/// The incident as it was made, with the run's end settled into it.
+fn settled(finished: &FinishedAgent) -> nightcrier::agent::workspace::IncidentRecord {
+    let mut record = finished.workspace.read_incident().unwrap();
+    finished.settle(&mut record);
+    record
 }
 
 #[test]
-fn stub_agent_success_writes_report_and_result() {
+fn stub_agent_success_leaves_its_report_and_is_investigated() {
     let setup = setup();
     let mut executor = AgentExecutor::new(Duration::from_secs(2));
     let job = job(&setup, "prod-eu", 1, stub_script(), &setup.kubeconfig);
@@ -197,11 +202,12 @@ fn stub_agent_success_writes_report_and_result() {
     assert!(report.contains("Cluster: prod-eu"));
     assert!(report.contains("CrashLoop"));
 
-    let result = result_of(&finished);
+    let result = finished.result();
     assert_eq!(result.status, "investigated");
+    assert_eq!(result.incident_id, incident_id);
     assert!(result.report_present);
     assert_eq!(result.failure_reason, None);
-    let record = finished.workspace.read_incident().unwrap();
+    let record = settled(&finished);
     assert_eq!(record.status, "investigated");
     assert!(record.started_at.is_some() && record.finished_at.is_some());
     assert!(fs::read_to_string(finished.workspace.stdout_log_path())
@@ -273,14 +279,11 @@ fn failing_agent_reports_exit_code_and_last_stderr_line() {
             "exit code 3: stub-agent: failing as asked (STUB_AGENT_MODE=fail)".into()
         )
     );
-    let result = result_of(&finished);
+    let result = finished.result();
     assert_eq!(result.status, "agent_failed");
     assert_eq!(result.exit_code, Some(3));
     assert!(!result.report_present);
-    assert_eq!(
-        finished.workspace.read_incident().unwrap().status,
-        "agent_failed"
-    );
+    assert_eq!(settled(&finished).status, "agent_failed");
 }
 
 #[test]
@@ -303,7 +306,7 @@ fn exit_zero_without_report_is_a_failure() {
         finished.outcome,
         AgentOutcome::Failed("agent exited 0 but wrote no output/investigation.md".into())
     );
-    assert_eq!(result_of(&finished).exit_code, Some(0));
+    assert_eq!(finished.result().exit_code, Some(0));
 }
 
 /// Starts a hanging stub and returns its id and the pid of its grandchild, once the stub
@@ -383,11 +386,8 @@ fn hung_agent_gets_sigterm_then_sigkill_and_its_whole_group_dies() {
         assert_dead(grandchild),
         "grandchild {grandchild} survived the group kill"
     );
-    assert_eq!(result_of(&finished).status, "timed_out");
-    assert_eq!(
-        finished.workspace.read_incident().unwrap().status,
-        "timed_out"
-    );
+    assert_eq!(finished.result().status, "timed_out");
+    assert_eq!(settled(&finished).status, "timed_out");
     assert_eq!(executor.on_deadline(id, Instant::now()), None);
 }
 
@@ -447,7 +447,7 @@ fn reap_without_exited_children_changes_nothing() {
 }
 
 #[test]
-fn missing_script_is_a_spawn_error_recorded_in_the_workspace() {
+fn missing_script_is_a_spawn_error_that_names_it() {
     let setup = setup();
     let mut executor = AgentExecutor::new(Duration::from_secs(2));
     let job = job(
@@ -462,10 +462,13 @@ fn missing_script_is_a_spawn_error_recorded_in_the_workspace() {
     assert!(matches!(err, SpawnError::Start { .. }));
     assert!(err.to_string().contains("no-such-agent.sh"), "{err}");
     assert_eq!(executor.running(), 0);
-    let result: AgentResult =
-        serde_json::from_str(&fs::read_to_string(workspace.result_path()).unwrap()).unwrap();
+    assert!(!workspace.result_path().exists(), "the caller records it");
+    let mut record = workspace.read_incident().unwrap();
+    let result: AgentResult = start_failure(&mut record, &err.to_string(), SystemTime::now());
     assert_eq!(result.status, "agent_failed");
     assert!(result.failure_reason.unwrap().contains("no-such-agent.sh"));
+    assert_eq!(record.status, "agent_failed");
+    assert!(record.finished_at.is_some());
 }
 
 #[test]
@@ -518,19 +521,27 @@ fn hidden_environment_variables_do_not_reach_the_agent_even_when_allowed() {
 }
 
 #[test]
-fn starting_an_agent_does_not_write_its_incident_file_again() {
+fn the_executor_writes_no_json_file_of_the_workspace() {
     use std::os::unix::fs::MetadataExt;
     let setup = setup();
     let mut executor = AgentExecutor::new(Duration::from_secs(2));
     let job = job(&setup, "prod-eu", 1, stub_script(), &setup.kubeconfig);
     let incident = job.workspace.incident_path();
-    // Every write replaces the file (a new inode): the caller wrote it once already.
+    // Every write replaces the file (a new inode): the caller wrote it once already, and
+    // records the end through the workspace writer.
     let before = fs::metadata(&incident).unwrap().ino();
     let (id, _) = executor.spawn(job, Instant::now()).unwrap();
-    let after = fs::metadata(&incident).unwrap().ino();
+    let after_spawn = fs::metadata(&incident).unwrap().ino();
     let finished = finish(&mut executor, id);
-    assert_eq!(before, after, "spawn rewrote incident.json");
-    // The end still records both times.
-    let record = finished.workspace.read_incident().unwrap();
+    let after_reap = fs::metadata(&incident).unwrap().ino();
+    assert_eq!(
+        (before, before),
+        (after_spawn, after_reap),
+        "incident.json rewritten"
+    );
+    assert!(!finished.workspace.result_path().exists());
+    // The end it hands over records both times.
+    let record = settled(&finished);
     assert!(record.started_at.is_some() && record.finished_at.is_some());
+    assert_eq!(finished.result().finished_at, record.finished_at.unwrap());
 }

@@ -11,6 +11,10 @@
 //! an agent that runs on this host is confined with bubblewrap (see
 //! [`confinement`](crate::agent::confinement)), and its output goes through a relay that caps
 //! each log (see [`output`](crate::agent::output)).
+//!
+//! The executor writes no JSON: a run's end comes back as a [`FinishedAgent`], whose
+//! [`result`](FinishedAgent::result) and [`settle`](FinishedAgent::settle) the caller hands to
+//! the workspace writer, off the loop thread.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -28,7 +32,7 @@ use crate::agent::failure_line::failure_line;
 use crate::agent::output::{OutputRelay, RelayReport};
 use crate::agent::preflight::last_line;
 use crate::agent::workspace::{
-    rfc3339, status, AgentResult, Workspace, WriteFailure, OUTPUT_DIR, REPORT_FILE,
+    rfc3339, status, AgentResult, IncidentRecord, Workspace, WriteFailure, OUTPUT_DIR, REPORT_FILE,
 };
 use crate::config::{AgentConfig, Confinement};
 
@@ -165,10 +169,63 @@ pub struct FinishedAgent {
     pub signal: Option<i32>,
     pub started: SystemTime,
     pub duration: Duration,
-    /// Writes into the workspace that failed during the run (logs, incident, result).
+    /// Whether the agent left its report (a non-empty regular file).
+    pub report_present: bool,
+    /// Writes of the agent's logs that failed during the run.
     pub write_failures: Vec<WriteFailure>,
     /// Whether a log was cut at `agent.max_output_bytes`.
     pub output_truncated: bool,
+}
+
+impl FinishedAgent {
+    /// What `result.json` says about this run.
+    pub fn result(&self) -> AgentResult {
+        AgentResult {
+            incident_id: self.workspace.incident_id.clone(),
+            cluster: self.cluster.clone(),
+            status: self.outcome.status().to_string(),
+            exit_code: self.exit_code,
+            signal: self.signal,
+            started_at: rfc3339(self.started),
+            finished_at: rfc3339(self.started + self.duration),
+            duration_seconds: self.duration.as_secs_f64(),
+            failure_reason: match &self.outcome {
+                AgentOutcome::Failed(reason) => Some(reason.clone()),
+                AgentOutcome::TimedOut => Some(format!(
+                    "timed out after {:.0}s",
+                    self.duration.as_secs_f64()
+                )),
+                AgentOutcome::Investigated => None,
+            },
+            report_present: self.report_present,
+        }
+    }
+
+    /// Sets the incident's final status and both times of the run.
+    pub fn settle(&self, record: &mut IncidentRecord) {
+        record.status = self.outcome.status().to_string();
+        record.started_at = Some(rfc3339(self.started));
+        record.finished_at = Some(rfc3339(self.started + self.duration));
+    }
+}
+
+/// What `result.json` says about a run that never started, and the incident's final state.
+pub fn start_failure(record: &mut IncidentRecord, reason: &str, at: SystemTime) -> AgentResult {
+    let outcome = AgentOutcome::Failed(reason.to_string());
+    record.status = outcome.status().to_string();
+    record.finished_at = Some(rfc3339(at));
+    AgentResult {
+        incident_id: record.incident_id.clone(),
+        cluster: record.cluster.clone(),
+        status: outcome.status().to_string(),
+        exit_code: None,
+        signal: None,
+        started_at: rfc3339(at),
+        finished_at: rfc3339(at),
+        duration_seconds: 0.0,
+        failure_reason: Some(reason.to_string()),
+        report_present: false,
+    }
 }
 
 #[derive(Debug)]
@@ -177,6 +234,8 @@ pub enum SpawnError {
     Log { path: PathBuf, source: io::Error },
     /// The agent script could not be started.
     Start { script: PathBuf, source: io::Error },
+    /// The thread that copies the agent's output to its logs could not be started.
+    Relay(io::Error),
     /// `agent.confinement = "bwrap"` and bubblewrap does not work here.
     Confinement(String),
 }
@@ -202,6 +261,9 @@ impl fmt::Display for SpawnError {
                     script.display()
                 )
             }
+            SpawnError::Relay(source) => {
+                write!(f, "cannot start the agent's output relay: {source}")
+            }
             SpawnError::Confinement(reason) => {
                 write!(f, "agent.confinement = \"bwrap\" but {reason}")
             }
@@ -212,7 +274,9 @@ impl fmt::Display for SpawnError {
 impl std::error::Error for SpawnError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SpawnError::Log { source, .. } | SpawnError::Start { source, .. } => Some(source),
+            SpawnError::Log { source, .. }
+            | SpawnError::Start { source, .. }
+            | SpawnError::Relay(source) => Some(source),
             SpawnError::Confinement(_) => None,
         }
     }
@@ -344,18 +408,7 @@ impl AgentExecutor {
         let sandbox = match (placement, &self.sandbox) {
             (Placement::Sandbox, Ok(bwrap)) => Some(bwrap.clone()),
             (Placement::Refused, Err(reason)) | (Placement::Sandbox, Err(reason)) => {
-                let err = SpawnError::Confinement(reason.clone());
-                let outcome = AgentOutcome::Failed(err.to_string());
-                let _ = record_result(
-                    &workspace,
-                    &job.cluster,
-                    &outcome,
-                    None,
-                    None,
-                    started,
-                    Duration::ZERO,
-                );
-                return Err(err);
+                return Err(SpawnError::Confinement(reason.clone()));
             }
             (Placement::HostUnconfined { warn: true }, Err(reason)) => {
                 log::warn!(
@@ -444,25 +497,11 @@ impl AgentExecutor {
             });
         }
 
-        // The caller wrote incident.json as `running` when it created the workspace: one
-        // write per state change (each is an fsync on the loop thread).
-        let write_failures = Vec::new();
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(source) => {
-                let reason = format!("cannot start agent script {}: {source}", script.display());
-                let _ = record_result(
-                    &workspace,
-                    &job.cluster,
-                    &AgentOutcome::Failed(reason),
-                    None,
-                    None,
-                    started,
-                    Duration::ZERO,
-                );
-                return Err(SpawnError::Start { script, source });
-            }
-        };
+        // The caller wrote incident.json as `running` when it created the workspace, and
+        // records the run's end (or a failed start): one write per state change.
+        let mut child = command
+            .spawn()
+            .map_err(|source| SpawnError::Start { script, source })?;
         let pid = child.id() as i32;
         let relay = match (child.stdout.take(), child.stderr.take()) {
             (Some(out), Some(err)) => {
@@ -477,17 +516,7 @@ impl AgentExecutor {
                 // The child is unreaped, so its group id is still ours.
                 let _ = super::child::signal_group(pid, libc::SIGKILL);
                 let _ = child.wait();
-                let reason = format!("cannot start the agent's output relay: {source}");
-                let _ = record_result(
-                    &workspace,
-                    &job.cluster,
-                    &AgentOutcome::Failed(reason),
-                    None,
-                    None,
-                    started,
-                    Duration::ZERO,
-                );
-                return Err(SpawnError::Start { script, source });
+                return Err(SpawnError::Relay(source));
             }
         };
         let id = AgentId(self.next_id);
@@ -514,14 +543,14 @@ impl AgentExecutor {
                 kill_sent: false,
                 stopping: false,
                 relay: Some(relay),
-                write_failures,
+                write_failures: Vec::new(),
             },
         );
         Ok((id, now + timeout))
     }
 
-    /// Collects every agent that has exited, writing its `result.json` and final
-    /// `incident.json`. Call on each SIGCHLD; calling it spuriously is harmless.
+    /// Collects every agent that has exited. Call on each SIGCHLD; calling it spuriously is
+    /// harmless.
     pub fn reap(&mut self, now: Instant, out: &mut Vec<FinishedAgent>) {
         let exited: Vec<AgentId> = self
             .agents
@@ -600,17 +629,6 @@ impl AgentExecutor {
                 }
             ),
         }
-        if let Err(err) = record_result(
-            &agent.workspace,
-            &agent.cluster,
-            &outcome,
-            facts.exit_code,
-            facts.signal,
-            agent.started,
-            duration,
-        ) {
-            write_failures.push(WriteFailure::of(&err));
-        }
         FinishedAgent {
             id,
             incident_id: agent.incident_id,
@@ -621,6 +639,7 @@ impl AgentExecutor {
             signal: facts.signal,
             started: agent.started,
             duration,
+            report_present: facts.report_present,
             write_failures,
             output_truncated,
         }
@@ -825,71 +844,6 @@ fn absolute_program(path: &Path) -> PathBuf {
     } else {
         absolute(path)
     }
-}
-
-/// Sets the incident's status and timestamps; a failure is logged (and returned for the
-/// write-error count), not fatal: the run itself matters more than its bookkeeping.
-fn mark_incident(
-    workspace: &Workspace,
-    status: &str,
-    started_at: Option<String>,
-    finished_at: Option<String>,
-) -> io::Result<()> {
-    let updated = workspace.read_incident().and_then(|mut record| {
-        record.status = status.to_string();
-        if started_at.is_some() {
-            record.started_at = started_at;
-        }
-        if finished_at.is_some() {
-            record.finished_at = finished_at;
-        }
-        workspace.update_incident(&record)
-    });
-    if let Err(err) = &updated {
-        log::error!("incident {}: {err}", workspace.incident_id);
-    }
-    updated
-}
-
-fn record_result(
-    workspace: &Workspace,
-    cluster: &str,
-    outcome: &AgentOutcome,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    started: SystemTime,
-    duration: Duration,
-) -> io::Result<()> {
-    let finished_at = rfc3339(started + duration);
-    let marked = mark_incident(
-        workspace,
-        outcome.status(),
-        Some(rfc3339(started)),
-        Some(finished_at.clone()),
-    );
-    let result = AgentResult {
-        incident_id: workspace.incident_id.clone(),
-        cluster: cluster.to_string(),
-        status: outcome.status().to_string(),
-        exit_code,
-        signal,
-        started_at: rfc3339(started),
-        finished_at,
-        duration_seconds: duration.as_secs_f64(),
-        failure_reason: match outcome {
-            AgentOutcome::Failed(reason) => Some(reason.clone()),
-            AgentOutcome::TimedOut => {
-                Some(format!("timed out after {:.0}s", duration.as_secs_f64()))
-            }
-            AgentOutcome::Investigated => None,
-        },
-        report_present: workspace.report_present(),
-    };
-    let written = workspace.write_result(&result);
-    if let Err(err) = &written {
-        log::error!("incident {}: {err}", workspace.incident_id);
-    }
-    marked.and(written)
 }
 
 #[cfg(test)]

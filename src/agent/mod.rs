@@ -1,8 +1,9 @@
-//! The agent side of triage: a workspace per incident, the permission preflight that records
-//! what an agent may do on its cluster, the executor that runs agents as child processes,
-//! and the circuit breaker that stops running them on a cluster whose agents keep failing;
-//! what confines an agent (its environment, a sandbox on the host, capped output) and the
-//! retention that keeps workspaces from filling the disk.
+//! The agent side of triage: a workspace per incident and the writer thread that does its
+//! file I/O, the permission preflight that records what an agent may do on its cluster, the
+//! executor that runs agents as child processes, and the circuit breaker that stops running
+//! them on a cluster whose agents keep failing; what confines an agent (its environment, a
+//! sandbox on the host, capped output) and the retention that keeps workspaces from filling
+//! the disk.
 
 pub mod breaker;
 pub mod child;
@@ -15,3 +16,4 @@ pub mod permissions;
 pub mod preflight;
 pub mod retention;
 pub mod workspace;
+pub mod workspace_writer;

@@ -3,8 +3,9 @@
 //! incident is never removed, nor a directory whose name is not an incident id (the root
 //! also holds `pending.jsonl` and whatever an operator put there).
 //!
-//! Sizing and removing directories is slow file I/O, so it runs on its own worker thread
-//! (the file-I/O worker), which wakes the loop with each report.
+//! Sizing and removing directories is slow file I/O, so it runs on its own worker thread,
+//! which wakes the loop with each report. It is not the workspace writer's: a sweep of
+//! many large workspaces can take long, and no incident's writes wait for it.
 
 use std::collections::HashSet;
 use std::fs;
@@ -184,7 +185,7 @@ pub fn sweep(request: &SweepRequest) -> SweepReport {
     report
 }
 
-/// The file-I/O worker: runs sweeps one after another and wakes the loop after each.
+/// The retention worker: runs sweeps one after another and wakes the loop after each.
 pub struct RetentionWorker {
     requests: Option<mpsc::Sender<SweepRequest>>,
     results: mpsc::Receiver<SweepReport>,

@@ -30,6 +30,8 @@ pub const STDERR_LOG: &str = "agent-stderr.log";
 pub const HOME_DIR: &str = ".agent-home";
 /// Mounted as `/tmp` for a confined agent.
 pub const TMP_DIR: &str = "tmp";
+/// Largest part of the agent's report read back (for the Slack summary).
+pub const MAX_REPORT_BYTES: u64 = 1024 * 1024;
 
 /// The values of `IncidentRecord::status` and `AgentResult::status`.
 pub mod status {
@@ -392,10 +394,41 @@ fn at(what: &str, path: &Path, err: io::Error) -> io::Error {
 
 /// Serializes `value` and writes it to `path` atomically.
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> io::Result<()> {
+    write_atomic(path, &json_bytes(path, value)?)
+}
+
+/// `value` as the pretty JSON written to `path`, with a final newline.
+pub fn json_bytes<T: Serialize + ?Sized>(path: &Path, value: &T) -> io::Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| at("cannot serialize", path, io::Error::other(e)))?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    Ok(bytes)
+}
+
+/// The first `max` bytes of a regular file. The path is the agent's to fill: a symlink is
+/// not followed, and a FIFO or a device is refused after an open that does not wait for a
+/// writer, so nothing an agent leaves can block the reader.
+pub fn read_regular_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| at("cannot open", path, e))?;
+    let meta = file.metadata().map_err(|e| at("cannot stat", path, e))?;
+    if !meta.is_file() {
+        return Err(at(
+            "cannot read",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max)
+        .read_to_end(&mut bytes)
+        .map_err(|e| at("cannot read", path, e))?;
+    Ok(bytes)
 }
 
 /// Writes `bytes` to a temp file next to `path`, syncs it, and renames it over `path`.

@@ -1,38 +1,27 @@
 //! Dispatch: start agents for queued faults — at most `max_concurrent_agents` at once,
 //! highest priority first and round-robin across clusters, never for a cluster whose
 //! circuit breaker is open — and settle each finished run: breaker, counters, Slack.
+//!
+//! The files are the workspace writer's: a fault's workspace is made on the writer's thread
+//! and its agent starts when the writer says it is there; a run's end is decided here at
+//! once (breaker, alarm) and counted, and sent to Slack, when the writer has recorded it.
 
-use std::time::SystemTime;
+use std::io;
+use std::time::{Duration, SystemTime};
 
-use std::path::Path;
-use std::time::Duration;
-
-use super::{QueuedFault, TriagePipeline};
+use super::{Ending, Preparing, QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
-use crate::agent::executor::{AgentJob, AgentOutcome, FinishedAgent, SpawnError};
+use crate::agent::executor::{start_failure, AgentJob, AgentOutcome, FinishedAgent, SpawnError};
 use crate::agent::workspace::{self, status, IncidentRecord, Workspace, WriteFailure};
+use crate::agent::workspace_writer::{WriteDone, WriteJob};
 use crate::events::ClusterEvent;
-use crate::notify::report::extract_report;
+use crate::notify::report::InvestigationSummary;
 use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
 use crate::queue::Admission;
 use crate::stage::StageContext;
 
-/// Largest report read back for the Slack summary.
-const MAX_REPORT_BYTES: u64 = 1024 * 1024;
-
 /// How long triage pauses after a workspace could not be created on a full disk.
 pub(super) const DISK_FULL_PAUSE: Duration = Duration::from_secs(5);
-
-/// Removes what a failed `Workspace::create` left behind, so a full disk does not also
-/// leave half-made incidents.
-fn remove_partial_workspace(root: &Path, incident_id: &str) {
-    let dir = root.join(incident_id);
-    if dir.is_dir() {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            log::warn!("cannot remove the partial workspace {}: {e}", dir.display());
-        }
-    }
-}
 
 impl TriagePipeline {
     pub(super) fn dispatch(&mut self, ctx: &mut StageContext) {
@@ -40,9 +29,13 @@ impl TriagePipeline {
             return;
         }
         self.disk_full_until = None;
+        // A workspace being made holds its agent's place; a disk slower than the work holds
+        // new ones back.
         while self.accepting
             && self.disk_full_until.is_none()
-            && self.executor.running() < self.settings.agent.max_concurrent_agents
+            && !self.writer.is_backed_up()
+            && self.executor.running() + self.preparing.len()
+                < self.settings.agent.max_concurrent_agents
         {
             let now = ctx.now;
             let clusters = &mut self.clusters;
@@ -58,11 +51,12 @@ impl TriagePipeline {
             let Some((_, queued)) = next else {
                 break;
             };
-            self.start_agent(ctx, queued.event);
+            self.prepare_incident(ctx, queued.event);
         }
     }
 
-    fn start_agent(&mut self, ctx: &mut StageContext, event: ClusterEvent) {
+    /// Asks the writer for the fault's workspace; the agent starts when it is made.
+    fn prepare_incident(&mut self, ctx: &mut StageContext, event: ClusterEvent) {
         let name = event.cluster_name().to_owned();
         let Some(slot) = self.clusters.get_mut(&name) else {
             return;
@@ -117,64 +111,134 @@ impl TriagePipeline {
         );
         record.status = status::RUNNING.to_string();
         record.started_at = Some(workspace::rfc3339(SystemTime::now()));
-        let workspace = match Workspace::create(
-            &self.settings.workspace_root,
-            &record,
-            slot.permissions.as_ref(),
-        ) {
-            Ok(workspace) => workspace,
-            Err(e) => {
-                let failure = WriteFailure::of(&e);
-                slot.counters.write_failed(failure);
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    remove_partial_workspace(&self.settings.workspace_root, &incident_id);
+        self.writer.submit(WriteJob::Create {
+            root: self.settings.workspace_root.clone(),
+            record: record.clone(),
+            permissions: slot.permissions.clone(),
+        });
+        self.preparing.insert(
+            incident_id,
+            Preparing {
+                event,
+                record,
+                kubeconfig,
+                model: config.effective_model(&self.settings.agent).to_owned(),
+                handed_to_pending: false,
+            },
+        );
+    }
+
+    /// Takes the writer's results: workspaces made (their agents start), ends recorded
+    /// (counted, sent to Slack), and the rest.
+    pub(super) fn take_write_results(&mut self, ctx: &mut StageContext) {
+        for done in self.writer.results() {
+            match done {
+                WriteDone::Created {
+                    incident_id,
+                    workspace,
+                } => self.on_workspace_created(ctx, &incident_id, workspace),
+                WriteDone::Finished {
+                    incident_id,
+                    errors,
+                    summary,
+                } => self.on_end_recorded(ctx, &incident_id, &errors, summary),
+                WriteDone::Discarded { removed, .. } => {
+                    if let Err(e) = removed {
+                        log::warn!("{e}");
+                    }
                 }
-                if failure == WriteFailure::NoSpace {
-                    // Not the cluster's fault: the fault goes back into the queue, triage
-                    // pauses, and retention runs now to make room.
-                    log::error!(
-                        "cluster={name} fault={} incident {incident_id}: workspace not created: \
-                         {e} (reason=no_space); the fault stays queued, triage pauses for {:?}",
-                        event.event.fault_id,
-                        DISK_FULL_PAUSE
-                    );
-                    let shard = slot.shard;
-                    self.disk_full_until = Some(ctx.now + DISK_FULL_PAUSE);
-                    self.requeue(shard, event);
-                    self.request_sweep(ctx.now);
-                    return;
-                }
-                // A read-only or broken disk: say where, count it as a failed run, and keep
-                // the fault in the log so nothing is lost silently.
-                log::error!(
-                    "cluster={name} fault={} incident {incident_id}: workspace not created: {e} \
-                     (reason=io_error)",
-                    event.event.fault_id
-                );
-                slot.counters.agents_failed += 1;
-                slot.breaker.on_failure(ctx.now);
-                self.note_failure(ctx);
-                return;
+                WriteDone::Pending { path, written } => self.on_pending_written(&path, written),
             }
+        }
+    }
+
+    fn on_workspace_created(
+        &mut self,
+        ctx: &mut StageContext,
+        incident_id: &str,
+        workspace: io::Result<Workspace>,
+    ) {
+        let Some(preparing) = self.preparing.remove(incident_id) else {
+            return;
         };
-        let job = AgentJob {
-            incident_id: incident_id.clone(),
-            cluster: name.clone(),
-            workspace,
-            script: self.settings.agent.script.clone(),
-            kubeconfig,
-            model: config.effective_model(&self.settings.agent).to_owned(),
-            cli: self.settings.agent.cli.clone(),
-            allowed_tools: self.settings.agent.allowed_tools.clone(),
-            timeout: self.settings.agent.timeout,
-            system_prompt_file: self.settings.agent.system_prompt_file.clone(),
-            prompt: prompt_for(&event, &incident_id),
+        if preparing.handed_to_pending {
+            // The daemon is stopping and the fault is in pending.jsonl: no agent runs here.
+            if let Ok(workspace) = workspace {
+                self.writer.submit(WriteJob::Discard { dir: workspace.dir });
+            }
+            return;
+        }
+        let event = preparing.event;
+        let name = event.cluster_name().to_owned();
+        let Some(slot) = self.clusters.get_mut(&name) else {
+            return;
         };
-        match self.executor.spawn(job, ctx.now) {
+        let e = match workspace {
+            Ok(workspace) => {
+                let job = AgentJob {
+                    incident_id: incident_id.to_owned(),
+                    cluster: name,
+                    workspace,
+                    script: self.settings.agent.script.clone(),
+                    kubeconfig: preparing.kubeconfig,
+                    model: preparing.model,
+                    cli: self.settings.agent.cli.clone(),
+                    allowed_tools: self.settings.agent.allowed_tools.clone(),
+                    timeout: self.settings.agent.timeout,
+                    system_prompt_file: self.settings.agent.system_prompt_file.clone(),
+                    prompt: prompt_for(&event, incident_id),
+                };
+                return self.start_agent(ctx, job, event, preparing.record);
+            }
+            Err(e) => e,
+        };
+        let failure = WriteFailure::of(&e);
+        slot.counters.write_failed(failure);
+        if failure == WriteFailure::NoSpace {
+            // Not the cluster's fault: the fault goes back into the queue, triage pauses, and
+            // retention runs now to make room. The writer removed what it had made.
+            log::error!(
+                "cluster={name} fault={} incident {incident_id}: workspace not created: \
+                 {e} (reason=no_space); the fault stays queued, triage pauses for {:?}",
+                event.event.fault_id,
+                DISK_FULL_PAUSE
+            );
+            let shard = slot.shard;
+            self.disk_full_until = Some(ctx.now + DISK_FULL_PAUSE);
+            self.requeue(shard, event);
+            self.request_sweep(ctx.now);
+            return;
+        }
+        // A read-only or broken disk: say where, count it as a failed run, and keep the
+        // fault in the log so nothing is lost silently.
+        log::error!(
+            "cluster={name} fault={} incident {incident_id}: workspace not created: {e} \
+             (reason=io_error)",
+            event.event.fault_id
+        );
+        slot.counters.agents_failed += 1;
+        slot.breaker.on_failure(ctx.now);
+        self.note_failure(ctx);
+    }
+
+    fn start_agent(
+        &mut self,
+        ctx: &mut StageContext,
+        job: AgentJob,
+        event: ClusterEvent,
+        mut record: IncidentRecord,
+    ) {
+        let name = job.cluster.clone();
+        let incident_id = job.incident_id.clone();
+        let workspace = job.workspace.clone();
+        let spawned = self.executor.spawn(job, ctx.now);
+        let Some(slot) = self.clusters.get_mut(&name) else {
+            return;
+        };
+        match spawned {
             Ok((id, deadline)) => {
                 slot.counters.faults_triaged += 1;
-                self.running_faults
-                    .insert(incident_id.clone(), event.event.clone());
+                self.running.insert(incident_id.clone(), record);
                 self.deadlines.push((deadline, id));
                 log::info!(
                     "cluster={name} fault={} incident {incident_id}: agent started",
@@ -182,12 +246,27 @@ impl TriagePipeline {
                 );
             }
             Err(e) => {
-                slot.counters.agents_failed += 1;
                 if let SpawnError::Log { source, .. } = &e {
                     slot.counters.write_failed(WriteFailure::of(source));
                 }
                 slot.breaker.on_failure(ctx.now);
                 log::error!("cluster={name} incident {incident_id}: agent did not start: {e}");
+                let reason = e.to_string();
+                let result = start_failure(&mut record, &reason, SystemTime::now());
+                self.writer.submit(WriteJob::Finish {
+                    workspace,
+                    record,
+                    result,
+                    summarize_report: false,
+                });
+                self.endings.insert(
+                    incident_id,
+                    Ending {
+                        cluster: name,
+                        outcome: AgentOutcome::Failed(reason),
+                        notification: None,
+                    },
+                );
                 // A start refused for this fault's data (its arguments) says nothing about
                 // the fleet: the cluster's breaker counts it, the fleet alarm does not.
                 if !e.caused_by_fault_data() {
@@ -231,9 +310,11 @@ impl TriagePipeline {
         }
     }
 
+    /// An agent ended: its breaker and the fleet alarm learn it now; the writer records the
+    /// end, and the run is counted (and sent to Slack) once that is done.
     fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
         self.agent_duration.observe(agent.duration);
-        let fault = self.running_faults.remove(&agent.incident_id);
+        let record = self.running.remove(&agent.incident_id);
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;
         };
@@ -242,17 +323,14 @@ impl TriagePipeline {
         }
         let reason = match &agent.outcome {
             AgentOutcome::Investigated => {
-                slot.counters.agents_investigated += 1;
                 slot.breaker.on_success();
                 None
             }
             AgentOutcome::Failed(reason) => {
-                slot.counters.agents_failed += 1;
                 slot.breaker.on_failure(ctx.now);
                 Some(reason.clone())
             }
             AgentOutcome::TimedOut => {
-                slot.counters.agents_timed_out += 1;
                 slot.breaker.on_failure(ctx.now);
                 Some(format!("timed out after {:?}", self.settings.agent.timeout))
             }
@@ -280,44 +358,95 @@ impl TriagePipeline {
             None => self.note_success(ctx),
             Some(_) => self.note_failure(ctx),
         }
-        let kind = match reason {
-            None => NotificationKind::Investigated,
-            Some(reason) if self.settings.notify_on_agent_failure => {
-                NotificationKind::AgentFailed { reason }
-            }
-            Some(_) => return,
-        };
-        let Some(slack) = self.slack.as_mut() else {
-            return;
-        };
-        let Some(fault) = fault else {
+        let Some(mut record) = record else {
             log::warn!(
-                "cluster={} incident {}: fault unknown; no Slack message",
+                "cluster={} incident {}: incident unknown; its end is not recorded",
                 agent.cluster,
                 agent.incident_id
             );
+            return self.count_end(&agent.cluster, &agent.outcome, &[]);
+        };
+        let kind = match reason {
+            _ if self.slack.is_none() => None,
+            None => Some(NotificationKind::Investigated),
+            Some(reason) if self.settings.notify_on_agent_failure => {
+                Some(NotificationKind::AgentFailed { reason })
+            }
+            Some(_) => None,
+        };
+        // Built from what the loop holds (never from incident.json read back); the writer
+        // adds the report's summary.
+        let notification = kind.map(|kind_of| {
+            let fault = &record.fault;
+            TriageNotification {
+                cluster: agent.cluster.clone(),
+                environment: config.environment.clone(),
+                severity: fault.severity.clone(),
+                namespace: fault.resource.namespace.clone(),
+                kind: fault.resource.kind.clone(),
+                name: fault.resource.name.clone(),
+                fault_type: fault.fault_type.clone(),
+                incident_id: agent.incident_id.clone(),
+                kind_of,
+                duration: agent.duration,
+                summary: InvestigationSummary::default(),
+                labels: config
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }
+        });
+        agent.settle(&mut record);
+        self.writer.submit(WriteJob::Finish {
+            workspace: agent.workspace.clone(),
+            record,
+            result: agent.result(),
+            summarize_report: notification.is_some(),
+        });
+        self.endings.insert(
+            agent.incident_id,
+            Ending {
+                cluster: agent.cluster,
+                outcome: agent.outcome,
+                notification,
+            },
+        );
+    }
+
+    /// The writer recorded a run's end: the run is counted, and its Slack message sent.
+    fn on_end_recorded(
+        &mut self,
+        ctx: &mut StageContext,
+        incident_id: &str,
+        errors: &[io::Error],
+        summary: Option<InvestigationSummary>,
+    ) {
+        let Some(ending) = self.endings.remove(incident_id) else {
             return;
         };
-        let report = read_report(&agent.workspace);
-        let notification = TriageNotification {
-            cluster: agent.cluster.clone(),
-            environment: config.environment.clone(),
-            severity: fault.severity.clone(),
-            namespace: fault.resource.namespace.clone(),
-            kind: fault.resource.kind.clone(),
-            name: fault.resource.name.clone(),
-            fault_type: fault.fault_type.clone(),
-            incident_id: agent.incident_id.clone(),
-            kind_of: kind,
-            duration: agent.duration,
-            summary: extract_report(&report),
-            labels: config
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        for e in errors {
+            log::error!("cluster={} incident {incident_id}: {e}", ending.cluster);
+        }
+        self.count_end(&ending.cluster, &ending.outcome, errors);
+        if let (Some(mut notification), Some(slack)) = (ending.notification, self.slack.as_mut()) {
+            notification.summary = summary.unwrap_or_default();
+            slack.send(ctx, &build_payload(&notification), incident_id);
+        }
+    }
+
+    fn count_end(&mut self, cluster: &str, outcome: &AgentOutcome, errors: &[io::Error]) {
+        let Some(slot) = self.clusters.get_mut(cluster) else {
+            return;
         };
-        slack.send(ctx, &build_payload(&notification), &agent.incident_id);
+        match outcome {
+            AgentOutcome::Investigated => slot.counters.agents_investigated += 1,
+            AgentOutcome::Failed(_) => slot.counters.agents_failed += 1,
+            AgentOutcome::TimedOut => slot.counters.agents_timed_out += 1,
+        }
+        for e in errors {
+            slot.counters.write_failed(WriteFailure::of(e));
+        }
     }
 
     /// The cluster's breaker opened: its queued faults are not run, each counted and logged.
@@ -376,15 +505,6 @@ impl TriagePipeline {
             slack.send(ctx, &serde_json::json!({ "text": text }), "system alert");
         }
     }
-}
-
-fn read_report(workspace: &Workspace) -> String {
-    use std::io::Read;
-    let mut text = Vec::new();
-    if let Ok(file) = std::fs::File::open(workspace.report_path()) {
-        let _ = file.take(MAX_REPORT_BYTES).read_to_end(&mut text);
-    }
-    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Characters of each short fault field (type, severity, kind, namespace, name) in the prompt.
@@ -459,6 +579,7 @@ fn prompt_for(event: &ClusterEvent, incident_id: &str) -> String {
 mod tests {
     use super::*;
     use crate::events::FaultEvent;
+    use std::path::Path;
     use std::sync::Arc;
 
     fn event(fault: FaultEvent) -> ClusterEvent {

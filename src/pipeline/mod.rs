@@ -1,7 +1,8 @@
 //! From fault to finished triage, on the loop thread: intake (severity filter, dedup, the
 //! bounded queue), dispatch (fair across clusters, per-cluster circuit breakers, at most
 //! `max_concurrent_agents` agents), agent completion, Slack, and the pending file that
-//! carries queued faults across a restart.
+//! carries queued faults across a restart. Every workspace file is written (and the
+//! agent's report read) by the workspace writer's thread, never here.
 
 mod dispatch;
 mod intake;
@@ -15,10 +16,12 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::Token;
 
 use crate::agent::breaker::CircuitBreaker;
-use crate::agent::executor::{AgentExecutor, AgentId, AgentPolicy};
+use crate::agent::executor::{AgentExecutor, AgentId, AgentOutcome, AgentPolicy};
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
 use crate::agent::retention::{RetentionWorker, SweepRequest};
+use crate::agent::workspace::IncidentRecord;
+use crate::agent::workspace_writer::{Disk, WorkspaceWriter};
 use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
 };
@@ -28,7 +31,7 @@ use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnaps
 use crate::name_map::NameMap;
 use crate::net::dns::Answer;
 use crate::notify::sender::SlackNotifier;
-use crate::notify::slack::RetryPolicy;
+use crate::notify::slack::{RetryPolicy, TriageNotification};
 use crate::queue::{OverflowPolicy, ShardedQueue};
 use crate::reload::ReloadPlan;
 use crate::stage::{Stage, StageContext};
@@ -92,6 +95,35 @@ struct QueuedFault {
     event: ClusterEvent,
 }
 
+/// A fault whose workspace the writer is making; its agent starts once it is made.
+struct Preparing {
+    event: ClusterEvent,
+    /// What incident.json says (status `running`); the end is recorded from it.
+    record: IncidentRecord,
+    kubeconfig: PathBuf,
+    model: String,
+    /// The daemon is stopping and the fault went to `pending.jsonl`: its workspace is
+    /// removed again, no agent starts.
+    handed_to_pending: bool,
+}
+
+/// A run that ended (or never started) whose end the writer is recording: it is counted,
+/// and its Slack message sent, once the files say so.
+struct Ending {
+    cluster: String,
+    outcome: AgentOutcome,
+    /// The message, lacking only the report's summary.
+    notification: Option<TriageNotification>,
+}
+
+/// `pending.jsonl` handed to the writer at shutdown, kept until it says how that went.
+struct PendingSave {
+    text: Arc<str>,
+    faults: usize,
+    /// The cluster of each fault, to count a failed write against.
+    clusters: Vec<String>,
+}
+
 pub struct TriagePipeline {
     settings: PipelineSettings,
     clusters: NameMap<String, ClusterSlot>,
@@ -117,9 +149,17 @@ pub struct TriagePipeline {
     system_degraded: bool,
     accepting: bool,
     incidents_started: u64,
-    /// The fault of every running agent, by incident id (at most `max_concurrent_agents`):
-    /// its Slack message is built from it, never from incident.json read back on the loop.
-    running_faults: HashMap<String, crate::events::FaultEvent>,
+    /// Every workspace file goes through it, off the loop thread.
+    writer: WorkspaceWriter,
+    /// Faults whose workspace is being made, by incident id; each holds an agent's place.
+    preparing: HashMap<String, Preparing>,
+    /// The incident of every running agent, by incident id (at most
+    /// `max_concurrent_agents`): its end and its Slack message are built from it, never
+    /// from incident.json read back.
+    running: HashMap<String, IncidentRecord>,
+    /// Runs whose end is being written, by incident id.
+    endings: HashMap<String, Ending>,
+    pending_save: Option<PendingSave>,
     reload_ok: bool,
     reload_at: SystemTime,
     reload_failures: u64,
@@ -179,7 +219,11 @@ impl TriagePipeline {
             system_degraded: false,
             accepting: true,
             incidents_started: 0,
-            running_faults: HashMap::new(),
+            writer: WorkspaceWriter::on_this_thread(Box::new(Disk), None),
+            preparing: HashMap::new(),
+            running: HashMap::new(),
+            endings: HashMap::new(),
+            pending_save: None,
             reload_ok: true,
             reload_at: SystemTime::now(),
             reload_failures: 0,
@@ -241,7 +285,7 @@ impl TriagePipeline {
         self.clusters.get(cluster).map(|s| &s.counters)
     }
 
-    /// Asks the file-I/O worker for a retention sweep now (or right after the running one),
+    /// Asks the retention worker for a sweep now (or right after the running one),
     /// and schedules the next periodic one.
     fn request_sweep(&mut self, now: Instant) {
         self.next_sweep = Some(now + self.settings.workspace.sweep_interval);
@@ -255,7 +299,7 @@ impl TriagePipeline {
         self.sweep_in_flight = worker.submit(SweepRequest {
             root: self.settings.workspace_root.clone(),
             bounds: self.settings.workspace.clone(),
-            running: self.executor.running_incidents(),
+            running: self.incidents_in_flight(),
             running_grace: self.settings.agent.timeout
                 + self.settings.agent.kill_grace
                 + Duration::from_secs(60),
@@ -291,6 +335,30 @@ impl TriagePipeline {
         }
     }
 
+    /// Incidents whose workspace is being made, used by an agent, or written at its end.
+    fn incidents_in_flight(&self) -> HashSet<String> {
+        let mut incidents = self.executor.running_incidents();
+        incidents.extend(self.preparing.keys().cloned());
+        incidents.extend(self.endings.keys().cloned());
+        incidents
+    }
+
+    /// A cluster's work not done yet: workspaces being made, agents running, ends being
+    /// written.
+    fn work_in_flight(&self, cluster: &str) -> usize {
+        self.executor.running_for(cluster)
+            + self
+                .preparing
+                .values()
+                .filter(|p| p.event.cluster_name() == cluster)
+                .count()
+            + self
+                .endings
+                .values()
+                .filter(|e| e.cluster == cluster)
+                .count()
+    }
+
     /// Forgets a cluster entirely (slot, queue shard, dedup keys), so its series leave
     /// /metrics too and its memory is given back.
     fn forget_cluster(&mut self, name: &str) {
@@ -312,7 +380,7 @@ impl TriagePipeline {
             .removed
             .iter()
             .filter(|name| {
-                self.executor.running_for(name) == 0
+                self.work_in_flight(name) == 0
                     && self
                         .clusters
                         .get(*name)
@@ -375,6 +443,16 @@ impl EventSink for TriagePipeline {
 
 impl Stage for TriagePipeline {
     fn start(&mut self, ctx: &mut StageContext) {
+        self.writer = match WorkspaceWriter::start(Box::new(Disk), ctx.waker.clone()) {
+            Ok(writer) => writer,
+            Err(e) => {
+                log::error!(
+                    "workspace writer did not start: {e}; workspace files are written on the \
+                     loop thread"
+                );
+                WorkspaceWriter::on_this_thread(Box::new(Disk), Some(ctx.waker.clone()))
+            }
+        };
         match PreflightWorker::start(ctx.waker.clone()) {
             Ok(worker) => self.preflight = Some(worker),
             Err(e) => log::error!(
@@ -409,6 +487,7 @@ impl Stage for TriagePipeline {
 
     fn on_tick(&mut self, ctx: &mut StageContext) {
         let now = ctx.now;
+        self.take_write_results(ctx);
         self.dedup.expire(now);
         let due: Vec<AgentId> = self
             .deadlines
@@ -453,6 +532,7 @@ impl Stage for TriagePipeline {
     }
 
     fn on_wake(&mut self, ctx: &mut StageContext) {
+        self.take_write_results(ctx);
         self.take_sweep_reports(ctx.now);
         let Some(worker) = self.preflight.as_ref() else {
             return;
@@ -525,8 +605,14 @@ impl Stage for TriagePipeline {
         }
     }
 
+    /// No agent running, every file written (within the shutdown timeout: the loop stops
+    /// waiting then), every Slack message delivered.
     fn is_drained(&self) -> bool {
-        self.executor.running() == 0 && self.slack.as_ref().is_none_or(SlackNotifier::is_idle)
+        self.executor.running() == 0
+            && self.preparing.is_empty()
+            && self.endings.is_empty()
+            && self.writer.is_idle()
+            && self.slack.as_ref().is_none_or(SlackNotifier::is_idle)
     }
 
     fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
@@ -554,7 +640,7 @@ impl Stage for TriagePipeline {
                 continue;
             };
             let queued = self.queue.shard_len(shard);
-            if queued == 0 && self.executor.running_for(name) == 0 {
+            if queued == 0 && self.work_in_flight(name) == 0 {
                 self.forget_cluster(name);
                 log::info!("cluster={name} removed");
             } else {
@@ -562,7 +648,7 @@ impl Stage for TriagePipeline {
                 self.removed.insert(name.clone());
                 log::info!(
                     "cluster={name} removed: {queued} queued faults and {} running agents finish first",
-                    self.executor.running_for(name)
+                    self.work_in_flight(name)
                 );
             }
         }
@@ -738,5 +824,66 @@ mod tests {
         );
         assert!(p.counters("kept").is_some());
         assert_eq!(p.dedup.len(), 0, "its dedup keys stay behind");
+    }
+
+    #[test]
+    fn a_fault_whose_workspace_is_being_made_at_shutdown_goes_to_pending_and_runs_nowhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("incidents");
+        let config = parse(&format!(
+            "workspace_root = {:?}\n[[clusters]]\nname = \"c\"\nseverity_threshold = \"info\"\n\
+             [clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n[clusters.triage]\n\
+             enabled = true\nkubeconfig = \"kc-c\"\n",
+            root.display().to_string()
+        ));
+        let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
+        let mut settings = PipelineSettings::from_config(&config);
+        settings.resume_pending = false;
+        let mut p = TriagePipeline::new(settings, &clusters, None).unwrap();
+        p.admit(
+            ClusterEvent {
+                cluster: p.clusters["c"].config.clone(),
+                event: crate::events::FaultEvent {
+                    fault_id: "made-at-shutdown".into(),
+                    fault_type: "CrashLoop".into(),
+                    severity: "critical".into(),
+                    ..Default::default()
+                },
+                received_at: SystemTime::now(),
+            },
+            Instant::now(),
+        );
+
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), Token(usize::MAX)).unwrap());
+        let resolver = crate::net::dns::Resolver::start(waker.clone()).unwrap();
+        let mut tls = crate::net::tls::TlsConfigs::new();
+        let mut inbound = crate::net::transport::ReadBuffers::with_capacity(1024);
+        let mut ctx = StageContext {
+            now: Instant::now(),
+            registry: poll.registry(),
+            resolver: &resolver,
+            tls: &mut tls,
+            inbound: &mut inbound,
+            waker: &waker,
+        };
+        // The writer is asked for the workspace; the daemon stops before its answer is taken.
+        p.dispatch(&mut ctx);
+        assert_eq!((p.preparing.len(), p.queue.len()), (1, 0));
+        p.begin_shutdown(&mut ctx);
+        assert!(!p.is_drained(), "the writer still has answers to give");
+        for _ in 0..3 {
+            p.take_write_results(&mut ctx);
+        }
+        assert!(p.is_drained());
+        assert_eq!(p.executor.running(), 0, "no agent starts while stopping");
+        let pending = std::fs::read_to_string(root.join(pending::PENDING_FILE)).unwrap();
+        assert!(pending.contains("made-at-shutdown"), "{pending}");
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        assert!(left.is_empty(), "its workspace was removed again: {left:?}");
     }
 }

@@ -1,15 +1,17 @@
 //! `pending.jsonl`: faults that were accepted but not yet started when the daemon stopped.
-//! Written at shutdown, taken back into the queue at the next start, then renamed to
+//! Written at shutdown (by the workspace writer), taken back into the queue at the next start, then renamed to
 //! `pending.jsonl.resumed` so a crash before they run cannot lose them and a restart
 //! cannot run them twice.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{QueuedFault, TriagePipeline};
-use crate::agent::workspace::{write_atomic, WriteFailure};
+use super::{PendingSave, QueuedFault, TriagePipeline};
+use crate::agent::workspace::WriteFailure;
+use crate::agent::workspace_writer::WriteJob;
 use crate::events::{ClusterEvent, FaultEvent};
 use crate::queue::Admission;
 
@@ -53,15 +55,28 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
 }
 
 impl TriagePipeline {
-    /// Moves every queued fault to the pending file.
+    /// Hands every fault not started yet to the writer for the pending file: the queued
+    /// ones, and those whose workspace is still being made (that workspace is removed
+    /// again, its agent never starts). The outcome is taken in `on_pending_written`.
     pub(super) fn save_pending(&mut self) {
-        let queued = self.queue.drain_all();
-        if queued.is_empty() {
+        let mut faults: Vec<ClusterEvent> = Vec::new();
+        let mut preparing: Vec<_> = self.preparing.values_mut().collect();
+        preparing.sort_by(|a, b| a.record.incident_id.cmp(&b.record.incident_id));
+        for incident in preparing {
+            incident.handed_to_pending = true;
+            faults.push(incident.event.clone());
+        }
+        faults.extend(
+            self.queue
+                .drain_all()
+                .into_iter()
+                .map(|(_, QueuedFault { event })| event),
+        );
+        if faults.is_empty() {
             return;
         }
         let mut text = String::new();
-        let mut left_out = 0usize;
-        for (_, QueuedFault { event }) in &queued {
+        for event in &faults {
             let entry = PendingEntry {
                 cluster: event.cluster_name().to_owned(),
                 received_at_unix: event
@@ -73,7 +88,6 @@ impl TriagePipeline {
             };
             match serde_json::to_string(&entry) {
                 Ok(line) if text.len() + line.len() + 1 > PENDING_MAX_BYTES => {
-                    left_out += 1;
                     log::error!(
                         "cluster={} fault={} not written to {PENDING_FILE}: the file is bounded to {PENDING_MAX_BYTES} bytes",
                         entry.cluster,
@@ -90,32 +104,47 @@ impl TriagePipeline {
                 ),
             }
         }
-        let path = pending_path(&self.settings.workspace_root);
-        let written = std::fs::create_dir_all(&self.settings.workspace_root)
-            .and_then(|_| write_atomic(&path, text.as_bytes()));
-        match written {
-            Ok(()) => log::info!(
-                "{} queued faults written to {} for the next start",
-                queued.len() - left_out,
-                path.display()
-            ),
-            Err(e) => {
-                // Last resort: the faults go to the log, so an operator can still see them.
-                let failure = WriteFailure::of(&e);
-                log::error!(
-                    "could not write {}: {e} (reason={}); the {} queued faults were:",
-                    path.display(),
-                    failure.reason(),
-                    queued.len()
-                );
-                for line in text.lines() {
-                    log::error!("pending: {line}");
-                }
-                for (_, QueuedFault { event }) in &queued {
-                    if let Some(slot) = self.clusters.get_mut(event.cluster_name()) {
-                        slot.counters.write_failed(failure);
-                    }
-                }
+        let text: Arc<str> = text.into();
+        self.pending_save = Some(PendingSave {
+            text: Arc::clone(&text),
+            faults: text.lines().count(),
+            clusters: faults.iter().map(|e| e.cluster_name().to_owned()).collect(),
+        });
+        self.writer.submit(WriteJob::Pending {
+            path: pending_path(&self.settings.workspace_root),
+            text,
+        });
+    }
+
+    /// The writer wrote the pending file, or could not: then the faults go to the log, so
+    /// an operator can still see them.
+    pub(super) fn on_pending_written(&mut self, path: &Path, written: std::io::Result<()>) {
+        let Some(save) = self.pending_save.take() else {
+            return;
+        };
+        let e = match written {
+            Ok(()) => {
+                return log::info!(
+                    "{} queued faults written to {} for the next start",
+                    save.faults,
+                    path.display()
+                )
+            }
+            Err(e) => e,
+        };
+        let failure = WriteFailure::of(&e);
+        log::error!(
+            "could not write {}: {e} (reason={}); the {} queued faults were:",
+            path.display(),
+            failure.reason(),
+            save.clusters.len()
+        );
+        for line in save.text.lines() {
+            log::error!("pending: {line}");
+        }
+        for cluster in &save.clusters {
+            if let Some(slot) = self.clusters.get_mut(cluster) {
+                slot.counters.write_failed(failure);
             }
         }
     }
