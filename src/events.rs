@@ -180,7 +180,7 @@ impl FaultEvent {
     /// The severity as nightcrier orders it; unknown names count as `warning` so that a
     /// server with a new severity is not silently filtered out.
     pub fn severity_level(&self) -> Severity {
-        self.severity.parse().unwrap_or(Severity::Warning)
+        Severity::named(&self.severity).unwrap_or(Severity::Warning)
     }
 
     fn normalize(&mut self) {

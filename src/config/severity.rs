@@ -38,6 +38,19 @@ impl Severity {
         }
     }
 
+    /// The severity `name` names, as [`FromStr`] reads it, without allocating: every fault
+    /// names one. The exact lowercase name servers send is tried first.
+    pub fn named(name: &str) -> Option<Severity> {
+        let exact = Severity::ALL
+            .into_iter()
+            .find(|level| level.as_str() == name);
+        exact.or_else(|| {
+            Severity::ALL
+                .into_iter()
+                .find(|level| level.as_str().eq_ignore_ascii_case(name.trim()))
+        })
+    }
+
     /// True when a fault of this severity passes a filter set at `threshold`.
     pub fn meets(self, threshold: Severity) -> bool {
         self >= threshold
@@ -71,10 +84,7 @@ impl FromStr for Severity {
 
     /// Case-insensitive: `WARNING`, `Warning` and `warning` are the same severity.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Severity::ALL
-            .into_iter()
-            .find(|level| level.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownSeverity(s.to_string()))
+        Severity::named(s).ok_or_else(|| UnknownSeverity(s.to_string()))
     }
 }
 

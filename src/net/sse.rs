@@ -5,14 +5,16 @@
 //! Complete lines are parsed straight from the caller's slice; only an unterminated
 //! tail is copied, so a stream costs one small allocation per dispatched event.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `event:` field, or `"message"` when the event had none.
-    pub event: String,
+    /// The `event:` field, or `"message"` when the event had none (`"message"` is never a
+    /// copy: it is nearly every event).
+    pub event: Cow<'static, str>,
     /// The `data:` lines joined with `"\n"`.
     pub data: String,
     /// The last event id in force when this event was dispatched (`None` if none or empty).
@@ -322,10 +324,10 @@ impl SseParser {
             self.event_type.clear();
             return;
         }
-        let event = if self.event_type.is_empty() {
-            "message".to_owned()
+        let event = if self.event_type.is_empty() || self.event_type == "message" {
+            Cow::Borrowed("message")
         } else {
-            self.event_type.clone()
+            Cow::Owned(self.event_type.clone())
         };
         // The event takes the buffer: no copy, and an idle stream holds no event-sized buffer.
         let mut data = std::mem::take(&mut self.data);
@@ -398,7 +400,7 @@ mod tests {
 
     fn message(data: &str) -> SseEvent {
         SseEvent {
-            event: "message".to_owned(),
+            event: "message".into(),
             data: data.to_owned(),
             id: None,
         }
@@ -808,7 +810,7 @@ mod tests {
         assert_eq!(
             events,
             vec![SseEvent {
-                event: "message".to_owned(),
+                event: "message".into(),
                 data: "fresh".to_owned(),
                 id: Some("1".to_owned()),
             }]

@@ -47,7 +47,7 @@ impl Arrival<'_> {
 
     /// As [`FaultEvent::severity_level`]: a severity cut to its bound names no level either.
     fn severity_level(&self) -> Severity {
-        self.severity().parse().unwrap_or(Severity::Warning)
+        Severity::named(self.severity()).unwrap_or(Severity::Warning)
     }
 
     fn into_event(self, cluster: &Arc<ClusterConfig>) -> ClusterEvent {
