@@ -33,6 +33,7 @@ Options (run, check):
                                  ./nightcrier.toml, ./config/nightcrier.toml,
                                  /etc/nightcrier/nightcrier.toml)
   --log-level LEVEL              off, error, warn, info, debug or trace
+  --log-format FORMAT            text or json (one JSON object per line)
   --health-listen ADDR|off       health and metrics address, or off
   --workspace-root DIR           where incident workspaces are created
   --severity-threshold SEVERITY  debug, info, warning, error or critical
@@ -198,6 +199,7 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
         let known = [
             "config",
             "log-level",
+            "log-format",
             "health-listen",
             "workspace-root",
             "severity-threshold",
@@ -222,6 +224,7 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
         match name {
             "config" => options.config_path = Some(PathBuf::from(value)),
             "log-level" => flags.log_level = Some(value),
+            "log-format" => flags.log_format = Some(value),
             "health-listen" => flags.health_listen = Some(value),
             "workspace-root" => flags.workspace_root = Some(PathBuf::from(value)),
             "severity-threshold" => flags.severity_threshold = Some(value),
@@ -304,7 +307,11 @@ fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn W
             return EXIT_CONFIG;
         }
     };
-    crate::logging::init(config.log_level, lookup_env(env, "RUST_LOG"));
+    crate::logging::init(
+        config.log_level,
+        config.log_format,
+        lookup_env(env, "RUST_LOG"),
+    );
     log::info!(
         "nightcrier {VERSION} starting with {} ({} clusters)",
         config.source.display(),
@@ -347,6 +354,8 @@ mod tests {
             "--config",
             "a.toml",
             "--log-level=debug",
+            "--log-format",
+            "json",
             "--health-listen",
             "off",
             "--workspace-root",
@@ -360,6 +369,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.config_path, Some(PathBuf::from("a.toml")));
         assert_eq!(o.flags.log_level.as_deref(), Some("debug"));
+        assert_eq!(o.flags.log_format.as_deref(), Some("json"));
         assert_eq!(o.flags.health_listen.as_deref(), Some("off"));
         assert_eq!(o.flags.workspace_root, Some(PathBuf::from("/tmp/w")));
         assert_eq!(o.flags.severity_threshold.as_deref(), Some("critical"));

@@ -124,6 +124,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("demo configuration:\n{e}"))?;
     crate::logging::init(
         log::LevelFilter::Warn,
+        config::LogFormat::Text,
         std::env::var("RUST_LOG").ok().as_deref(),
     );
 

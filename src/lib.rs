@@ -10,6 +10,7 @@ pub mod event_loop;
 pub mod events;
 pub mod health;
 pub mod limits;
+pub mod log_json;
 pub mod log_line;
 pub mod logging;
 pub mod mcp;

@@ -14,8 +14,8 @@ use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
     AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
-    WorkspaceConfig,
+    LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig,
+    SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -24,6 +24,7 @@ use super::Config;
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "log_level",
+    "log_format",
     "subscribe_mode",
     "severity_threshold",
     "workspace_root",
@@ -129,6 +130,9 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         source: defaults.source,
         log_level: ctx
             .parsed_with(root, "log_level", defaults.log_level, parse_log_level)
+            .value,
+        log_format: ctx
+            .parsed::<LogFormat>(root, "log_format", defaults.log_format)
             .value,
         subscribe_mode: ctx
             .parsed::<SubscribeMode>(root, "subscribe_mode", defaults.subscribe_mode)

@@ -40,8 +40,8 @@ pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, O
 pub use secret::Secret;
 pub use sections::{
     AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
-    WorkspaceConfig,
+    LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig,
+    SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -53,6 +53,7 @@ pub struct Config {
     /// The file it was loaded from.
     pub source: PathBuf,
     pub log_level: log::LevelFilter,
+    pub log_format: LogFormat,
     pub subscribe_mode: SubscribeMode,
     /// Global threshold; a cluster's `severity_threshold` overrides it.
     pub severity_threshold: Severity,
@@ -160,6 +161,7 @@ impl Config {
         Config {
             source,
             log_level: log::LevelFilter::Info,
+            log_format: LogFormat::Text,
             subscribe_mode: SubscribeMode::Faults,
             severity_threshold: Severity::Warning,
             workspace_root: PathBuf::from("./incidents"),
