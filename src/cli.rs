@@ -35,6 +35,7 @@ Options (run, check):
   --log-level LEVEL              off, error, warn, info, debug or trace
   --log-format FORMAT            text or json (one JSON object per line)
   --health-listen ADDR|off       health and metrics address, or off
+  --admin-listen ADDR|off        incident pages on a loopback address, or off
   --workspace-root DIR           where incident workspaces are created
   --severity-threshold SEVERITY  debug, info, warning, error or critical
   --subscribe-mode MODE          faults or events
@@ -201,6 +202,7 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
             "log-level",
             "log-format",
             "health-listen",
+            "admin-listen",
             "workspace-root",
             "severity-threshold",
             "subscribe-mode",
@@ -226,6 +228,7 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
             "log-level" => flags.log_level = Some(value),
             "log-format" => flags.log_format = Some(value),
             "health-listen" => flags.health_listen = Some(value),
+            "admin-listen" => flags.admin_listen = Some(value),
             "workspace-root" => flags.workspace_root = Some(PathBuf::from(value)),
             "severity-threshold" => flags.severity_threshold = Some(value),
             "subscribe-mode" => flags.subscribe_mode = Some(value),
@@ -358,6 +361,7 @@ mod tests {
             "json",
             "--health-listen",
             "off",
+            "--admin-listen=127.0.0.1:9090",
             "--workspace-root",
             "/tmp/w",
             "--severity-threshold=critical",
@@ -371,6 +375,7 @@ mod tests {
         assert_eq!(o.flags.log_level.as_deref(), Some("debug"));
         assert_eq!(o.flags.log_format.as_deref(), Some("json"));
         assert_eq!(o.flags.health_listen.as_deref(), Some("off"));
+        assert_eq!(o.flags.admin_listen.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(o.flags.workspace_root, Some(PathBuf::from("/tmp/w")));
         assert_eq!(o.flags.severity_threshold.as_deref(), Some("critical"));
         assert_eq!(o.flags.subscribe_mode.as_deref(), Some("events"));

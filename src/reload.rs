@@ -127,6 +127,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("health", old.health != new.health);
+    check("admin", old.admin != new.admin);
     check("queue", old.queue != new.queue);
     check("dedup", old.dedup != new.dedup);
     check("slack", old.slack != new.slack);

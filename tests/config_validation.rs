@@ -974,3 +974,56 @@ fn unknown_agent_cli_is_refused() {
         "expected claude, codex, gemini, goose or stub",
     );
 }
+
+#[test]
+fn admin_listener_is_off_by_default_and_loopback_only_when_on() {
+    let base = cluster("a", "");
+    assert_eq!(parse(&base).unwrap().admin.listen, None);
+    let off = format!("{base}[admin]\nlisten = \"off\"\n");
+    assert_eq!(parse(&off).unwrap().admin.listen, None);
+    for loopback in ["127.0.0.1:9090", "127.0.0.2:0", "[::1]:9090"] {
+        let text = format!("{base}[admin]\nlisten = \"{loopback}\"\n");
+        assert_eq!(
+            parse(&text).unwrap().admin.listen,
+            Some(loopback.parse().unwrap()),
+            "{loopback}"
+        );
+    }
+    for open in ["0.0.0.0:9090", "10.1.2.3:9090", "[::]:9090"] {
+        let text = format!("{base}[admin]\nlisten = \"{open}\"\n");
+        let error = assert_rule(&text, None, "admin.listen", "is not a loopback address");
+        assert!(error.message.contains("no authentication"), "{error}");
+    }
+    assert_rule(
+        &format!("{base}[admin]\nlisten = \"localhost:9090\"\n"),
+        None,
+        "admin.listen",
+        "is not an address and port",
+    );
+}
+
+#[test]
+fn admin_listener_is_never_the_health_listener() {
+    let text = format!(
+        "{}[health]\nlisten = \"127.0.0.1:9090\"\n[admin]\nlisten = \"127.0.0.1:9090\"\n",
+        cluster("a", "")
+    );
+    assert_rule(&text, None, "admin.listen", "is also health.listen");
+    // With the health server off, the address is free for the admin listener.
+    let off = text.replace("[health]\n", "[health]\nenabled = false\n");
+    assert!(parse(&off).unwrap().admin.listen.is_some());
+}
+
+#[test]
+fn an_admin_address_from_the_environment_is_checked_as_well() {
+    let errors = parse_env(
+        &cluster("a", ""),
+        &[("NIGHTCRIER_ADMIN_LISTEN", "0.0.0.0:9")],
+    )
+    .unwrap_err();
+    let error = error_for(&errors, "admin.listen");
+    assert!(
+        error.to_string().contains("NIGHTCRIER_ADMIN_LISTEN"),
+        "{error}"
+    );
+}

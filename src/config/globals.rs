@@ -13,9 +13,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig,
-    SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
+    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
+    SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -40,6 +40,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "breaker",
     "preflight",
     "health",
+    "admin",
     "slack",
     "mcp_endpoint",
     "kubeconfig",
@@ -84,6 +85,7 @@ pub(crate) const BREAKER_KEYS: &[&str] =
     &["failure_threshold", "cooldown", "global_failure_threshold"];
 pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout", "require_read_only"];
 pub(crate) const HEALTH_KEYS: &[&str] = &["enabled", "listen", "publish_interval"];
+pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
 pub(crate) const SLACK_KEYS: &[&str] = &[
     "webhook_url",
     "webhook_url_file",
@@ -104,6 +106,7 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[breaker]", BREAKER_KEYS),
     ("[preflight]", PREFLIGHT_KEYS),
     ("[health]", HEALTH_KEYS),
+    ("[admin]", ADMIN_KEYS),
     ("[slack]", SLACK_KEYS),
     ("a [[clusters]] entry's [clusters.mcp]", MCP_KEYS),
     ("a [[clusters]] entry's [clusters.triage]", TRIAGE_KEYS),
@@ -126,6 +129,8 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
     ctx.allow_keys(root, ROOT_KEYS, SECTION_HINTS);
     // Read first: which models the clusters may name depends on the CLI.
     let agent = read_agent(ctx, root);
+    let health = read_health(ctx, root);
+    let admin = read_admin(ctx, root, &health);
     Config {
         source: defaults.source,
         log_level: ctx
@@ -153,7 +158,8 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
-        health: read_health(ctx, root),
+        health,
+        admin,
         slack: read_slack(ctx, root),
         shutdown_timeout: ctx
             .duration(root, "shutdown_timeout", defaults.shutdown_timeout)
@@ -451,6 +457,39 @@ fn read_health(ctx: &mut Context, root: &Table) -> HealthConfig {
             .duration(&table, "publish_interval", d.publish_interval)
             .value,
     }
+}
+
+/// `listen = "off"` (the default) or a loopback address: the admin pages show what agents
+/// wrote and have no authentication, so they are never served beyond this host, and never
+/// on the health listener, which Prometheus and probes reach.
+fn read_admin(ctx: &mut Context, root: &Table, health: &HealthConfig) -> AdminConfig {
+    let table = ctx.table(root, "admin");
+    ctx.allow_keys(&table, ADMIN_KEYS, &[]);
+    let Some(text) = ctx.string(&table, "listen") else {
+        return AdminConfig::default();
+    };
+    let value = text.value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return AdminConfig::default();
+    }
+    let problem = match value.parse::<SocketAddr>() {
+        Err(_) => format!(
+            "{} is not an address and port such as 127.0.0.1:9090 or [::1]:9090 (or \"off\")",
+            quote(&text.value)
+        ),
+        Ok(addr) if !addr.ip().is_loopback() => format!(
+            "{addr} is not a loopback address: the admin pages have no authentication, so they \
+             listen on 127.0.0.1 or [::1] only (reach them from elsewhere through a tunnel, \
+             e.g. ssh -L or kubectl port-forward)"
+        ),
+        Ok(addr) if health.enabled && addr.port() != 0 && addr == health.listen => format!(
+            "{addr} is also health.listen: the admin listener is never served on the health \
+             and metrics listener; give it its own port"
+        ),
+        Ok(addr) => return AdminConfig { listen: Some(addr) },
+    };
+    ctx.error(&table.scope, "listen", &text.origin, problem);
+    AdminConfig::default()
 }
 
 fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {

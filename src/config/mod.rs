@@ -39,9 +39,9 @@ pub use globals::parse_log_level;
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig,
-    SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
+    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
+    SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -71,6 +71,7 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
     pub health: HealthConfig,
+    pub admin: AdminConfig,
     pub slack: SlackConfig,
     pub shutdown_timeout: Duration,
 }
@@ -176,6 +177,7 @@ impl Config {
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),
             health: HealthConfig::default(),
+            admin: AdminConfig::default(),
             slack: SlackConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
         }

@@ -14,6 +14,8 @@ pub struct FlagOverrides {
     pub log_format: Option<String>,
     /// An address, or `"off"` to disable the health server.
     pub health_listen: Option<String>,
+    /// A loopback address, or `"off"`.
+    pub admin_listen: Option<String>,
     pub workspace_root: Option<PathBuf>,
     pub severity_threshold: Option<String>,
     pub shard: Option<String>,
@@ -59,6 +61,11 @@ pub const OVERRIDABLE: &[OverridableSetting] = &[
         "health.listen",
         "NIGHTCRIER_HEALTH_LISTEN",
         Some("--health-listen"),
+    ),
+    setting(
+        "admin.listen",
+        "NIGHTCRIER_ADMIN_LISTEN",
+        Some("--admin-listen"),
     ),
     setting("shard", "NIGHTCRIER_SHARD", Some("--shard")),
     setting(
@@ -106,6 +113,7 @@ impl Overrides {
             ("log_level", &flags.log_level),
             ("log_format", &flags.log_format),
             ("health.listen", &flags.health_listen),
+            ("admin.listen", &flags.admin_listen),
             ("workspace_root", &workspace_root),
             ("severity_threshold", &flags.severity_threshold),
             ("shard", &flags.shard),

@@ -341,6 +341,14 @@ impl Default for HealthConfig {
     }
 }
 
+/// `[admin]`: the admin listener (incident pages). Off by default; when on, a loopback
+/// address only, never the health listener's.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AdminConfig {
+    /// `None`: off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// `[slack]`: incident notifications.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlackConfig {

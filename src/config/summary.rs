@@ -54,6 +54,11 @@ fn write_globals(out: &mut String, c: &Config) {
         "off".to_string()
     };
     row(out, g, "health", health);
+    let admin = match c.admin.listen {
+        Some(addr) => format!("http://{addr}/incidents"),
+        None => "off".to_string(),
+    };
+    row(out, g, "admin", admin);
     row(
         out,
         g,
