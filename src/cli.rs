@@ -105,7 +105,9 @@ pub fn run_with(
         "demo" => report(crate::demo::run(rest), "demo", err),
         #[cfg(not(feature = "sim"))]
         command @ ("simulate" | "demo") => report(
-            Err("this build has no simulator or demo (built without the `sim` feature)".into()),
+            Err(CommandError::Failed(
+                "this build has no simulator or demo (built without the `sim` feature)".into(),
+            )),
             command,
             err,
         ),
@@ -116,13 +118,39 @@ pub fn run_with(
     }
 }
 
-fn report(result: Result<(), String>, command: &str, err: &mut dyn Write) -> i32 {
+/// Why `simulate` or `demo` did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// A bad command line: exit status 64, with the command's usage.
+    Usage(String),
+    /// Anything that went wrong while running: exit status 1.
+    Failed(String),
+    /// Stopped early by this signal, after saying so: exit status 128 + the signal, as a
+    /// shell reports a command it interrupted.
+    Interrupted(i32),
+}
+
+impl From<String> for CommandError {
+    fn from(message: String) -> CommandError {
+        CommandError::Failed(message)
+    }
+}
+
+fn report(result: Result<(), CommandError>, command: &str, err: &mut dyn Write) -> i32 {
     match result {
         Ok(()) => EXIT_OK,
-        Err(message) => {
+        Err(CommandError::Usage(message)) => {
+            let _ = writeln!(
+                err,
+                "nightcrier {command}: {message}\nRun `nightcrier {command} --help` for its options."
+            );
+            EXIT_USAGE
+        }
+        Err(CommandError::Failed(message)) => {
             let _ = writeln!(err, "nightcrier {command}: {message}");
             EXIT_FAILURE
         }
+        Err(CommandError::Interrupted(signal)) => 128 + signal,
     }
 }
 
@@ -406,6 +434,28 @@ mod tests {
         assert!(err.contains("unknown command \"frobnicate\""));
         assert_eq!(run(&["check", "--nope"]).0, EXIT_USAGE);
         assert_eq!(run(&["help", "nope"]).0, EXIT_USAGE);
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn bad_simulate_and_demo_command_lines_exit_64_with_a_pointer_to_help() {
+        for list in [
+            &["simulate", "--bogus"][..],
+            &["simulate", "--clusters", "many"],
+            &["simulate", "--rate"],
+            &["demo", "--bogus"],
+            &["demo", "--clusters", "1"],
+            &["demo", "--duration"],
+        ] {
+            let (code, out, err) = run(list);
+            assert_eq!(code, EXIT_USAGE, "{list:?}: {err}");
+            assert!(out.is_empty(), "{list:?}: {out}");
+            assert!(
+                err.starts_with(&format!("nightcrier {}: ", list[0])),
+                "{list:?}: {err}"
+            );
+            assert!(err.contains("--help"), "{list:?}: {err}");
+        }
     }
 
     #[test]

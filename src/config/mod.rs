@@ -220,6 +220,18 @@ impl Config {
                     ));
                 }
             }
+            if let (true, Some(kubeconfig)) = (cluster.triage.enabled, &cluster.triage.kubeconfig) {
+                // Not an error: the file may be mounted later (a Secret volume); the
+                // preflight then records what the agent can do.
+                if std::fs::symlink_metadata(kubeconfig).is_err() {
+                    warnings.push(format!(
+                        "cluster={}: triage kubeconfig {} does not exist; its preflight and \
+                         agents will fail until it does",
+                        cluster.name,
+                        kubeconfig.display()
+                    ));
+                }
+            }
             if !cluster.triage.enabled && cluster.triage.kubeconfig.is_some() {
                 warnings.push(format!(
                     "cluster={}: a kubeconfig is set but triage is disabled",
