@@ -354,8 +354,12 @@ fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn W
     match crate::daemon::run(config, load_options) {
         Ok(()) => EXIT_OK,
         Err(message) => {
-            log::error!("{message}");
-            let _ = writeln!(err, "nightcrier run: {message}");
+            // Said once: in the log, which goes to stderr, unless the log is off.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{message}");
+            } else {
+                let _ = writeln!(err, "nightcrier run: {message}");
+            }
             EXIT_FAILURE
         }
     }
