@@ -352,10 +352,15 @@ fn a_health_port_in_use_is_said_once_and_exits_1() {
     let config = dir.path().join("n.toml");
     std::fs::write(
         &config,
-        format!("mcp_endpoint = \"http://127.0.0.1:1/mcp\"\n[health]\nlisten = \"127.0.0.1:{port}\"\n"),
+        format!(
+            "mcp_endpoint = \"http://127.0.0.1:1/mcp\"\n[health]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
     )
     .unwrap();
-    for (log_level, shape) in [("info", "ERROR nightcrier::cli] "), ("off", "nightcrier run: ")] {
+    for (log_level, shape) in [
+        ("info", "ERROR nightcrier::cli] "),
+        ("off", "nightcrier run: "),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
             .args(["run", "--log-level", log_level, "--config"])
             .arg(&config)
@@ -365,9 +370,15 @@ fn a_health_port_in_use_is_said_once_and_exits_1() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        let message = format!("{shape}health server: cannot listen on 127.0.0.1:{port}: Address already in use");
+        let message = format!(
+            "{shape}health server: cannot listen on 127.0.0.1:{port}: Address already in use"
+        );
         assert!(stderr.contains(&message), "{log_level}: {stderr}");
-        assert_eq!(stderr.matches("cannot listen on").count(), 1, "{log_level}: {stderr}");
+        assert_eq!(
+            stderr.matches("cannot listen on").count(),
+            1,
+            "{log_level}: {stderr}"
+        );
     }
     drop(taken);
 }

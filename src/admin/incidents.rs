@@ -38,6 +38,14 @@ pub fn is_incident_id(text: &str) -> bool {
         && incident_time(text).is_some()
 }
 
+/// Orders incident ids by age: the UTC second they start with, then (within one second)
+/// their hex tag, which one process counts up, then the whole id.
+fn age_key(id: &str) -> (&str, &str, &str) {
+    let stamp = id.get(..16).unwrap_or(id);
+    let tag = id.rsplit_once('-').map_or("", |(_, tag)| tag);
+    (stamp, tag, id)
+}
+
 /// One row of the incident list.
 #[derive(Debug)]
 pub struct IncidentSummary {
@@ -116,9 +124,11 @@ impl IncidentStore {
             .filter(|name| is_incident_id(name))
             .collect();
         let total = ids.len();
-        // The id starts with the UTC time: sorting ids sorts by time.
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        let start = older_than.map_or(0, |before| ids.partition_point(|id| id.as_str() >= before));
+        ids.sort_unstable_by(|a, b| age_key(b).cmp(&age_key(a)));
+        let start = older_than.map_or(0, |before| {
+            let before = age_key(before);
+            ids.partition_point(|id| age_key(id) >= before)
+        });
         let page: Vec<String> = ids.iter().skip(start).take(limit).cloned().collect();
         let older_than = (start + page.len() < ids.len())
             .then(|| page.last().cloned())
@@ -347,6 +357,20 @@ mod tests {
         let shown: Vec<&str> = second.incidents.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(shown, [ids[0]]);
         assert_eq!(second.older_than, None);
+    }
+
+    #[test]
+    fn within_one_second_the_later_tag_is_newer_whatever_the_cluster() {
+        let root = tempfile::tempdir().unwrap();
+        let ids = ["20261124T052240Z-b-000001", "20261124T052240Z-a-000002"];
+        for id in ids {
+            workspace(root.path(), id);
+        }
+        let store = IncidentStore::new(root.path().to_path_buf());
+        let page = store.list(None, 1).unwrap();
+        assert_eq!(page.incidents[0].id, ids[1]);
+        let older = store.list(page.older_than.as_deref(), 1).unwrap();
+        assert_eq!(older.incidents[0].id, ids[0]);
     }
 
     #[test]

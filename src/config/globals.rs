@@ -7,7 +7,7 @@ use std::str::FromStr;
 use log::LevelFilter;
 
 use super::agent_cli::{default_model, parse_agent_cli};
-use super::clusters::{read_clusters, MCP_KEYS, TRIAGE_KEYS};
+use super::clusters::{read_clusters, CLUSTER_KEYS, MCP_KEYS, TRIAGE_KEYS};
 use super::document::{Context, Origin, Sourced, Table};
 use super::duration::format_duration;
 use super::endpoint::Endpoint;
@@ -111,6 +111,45 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("a [[clusters]] entry's [clusters.mcp]", MCP_KEYS),
     ("a [[clusters]] entry's [clusters.triage]", TRIAGE_KEYS),
 ];
+
+/// Every key a configuration file may hold, dotted: `log_level`, `queue.overflow_policy`,
+/// `clusters.mcp.endpoint`. The documentation is checked against it.
+pub fn accepted_keys() -> Vec<String> {
+    let sections: &[(&str, &[&str])] = &[
+        ("workspace", WORKSPACE_KEYS),
+        ("reconnect", RECONNECT_KEYS),
+        ("connection", CONNECTION_KEYS),
+        ("queue", QUEUE_KEYS),
+        ("dedup", DEDUP_KEYS),
+        ("agent", AGENT_KEYS),
+        ("breaker", BREAKER_KEYS),
+        ("preflight", PREFLIGHT_KEYS),
+        ("health", HEALTH_KEYS),
+        ("admin", ADMIN_KEYS),
+        ("slack", SLACK_KEYS),
+    ];
+    let cluster_sections: &[(&str, &[&str])] = &[("mcp", MCP_KEYS), ("triage", TRIAGE_KEYS)];
+    let mut keys = Vec::new();
+    for key in ROOT_KEYS {
+        if *key != "clusters" && !sections.iter().any(|(name, _)| name == key) {
+            keys.push(key.to_string());
+        }
+    }
+    for (section, section_keys) in sections {
+        keys.extend(section_keys.iter().map(|key| format!("{section}.{key}")));
+    }
+    for key in CLUSTER_KEYS {
+        match cluster_sections.iter().find(|(name, _)| name == key) {
+            Some((section, section_keys)) => keys.extend(
+                section_keys
+                    .iter()
+                    .map(|k| format!("clusters.{section}.{k}")),
+            ),
+            None => keys.push(format!("clusters.{key}")),
+        }
+    }
+    keys
+}
 
 const SLACK_WEBHOOK: SecretKeys = SecretKeys {
     inline: "webhook_url",

@@ -35,7 +35,7 @@ pub use endpoint::{Endpoint, EndpointError};
 pub(crate) use error::quote;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{MAX_CONFIG_BYTES, SEARCH_PATHS};
-pub use globals::parse_log_level;
+pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
