@@ -309,6 +309,7 @@ fn flags_all() -> FlagOverrides {
         log_level: Some("trace".into()),
         log_format: Some("json".into()),
         health_listen: Some("127.0.0.1:7003".into()),
+        admin_listen: Some("127.0.0.1:7103".into()),
         workspace_root: Some(PathBuf::from("/flag/ws")),
         severity_threshold: Some("critical".into()),
         shard: Some("2/3".into()),
@@ -320,6 +321,7 @@ const ENV_ALL: &[(&str, &str)] = &[
     ("NIGHTCRIER_LOG_LEVEL", "debug"),
     ("NIGHTCRIER_LOG_FORMAT", "text"),
     ("NIGHTCRIER_HEALTH_LISTEN", "127.0.0.1:7002"),
+    ("NIGHTCRIER_ADMIN_LISTEN", "127.0.0.1:7102"),
     ("NIGHTCRIER_WORKSPACE_ROOT", "/env/ws"),
     ("NIGHTCRIER_SEVERITY_THRESHOLD", "error"),
     ("NIGHTCRIER_SHARD", "1/3"),
@@ -333,7 +335,7 @@ fn file_all() -> String {
     format!(
         "log_level = \"warn\"\nlog_format = \"json\"\nseverity_threshold = \"info\"\nworkspace_root = \"/file/ws\"\n\
          shard = \"0/3\"\nsubscribe_mode = \"faults\"\n{MINIMAL}\
-         [health]\nlisten = \"127.0.0.1:7001\"\n[agent]\nmax_concurrent_agents = 5\nmodel = \"file-model\"\n\
+         [health]\nlisten = \"127.0.0.1:7001\"\n[admin]\nlisten = \"127.0.0.1:7101\"\n[agent]\nmax_concurrent_agents = 5\nmodel = \"file-model\"\n\
          [slack]\nwebhook_url_env = \"HOOK\"\n"
     )
 }
@@ -369,6 +371,7 @@ fn file_beats_defaults() {
         "127.0.0.1:7001".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(c.agent.max_concurrent_agents, 5);
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7101".parse().unwrap()));
     assert_eq!(c.agent.model, "file-model");
     assert_eq!(
         c.slack.webhook_url.unwrap().expose(),
@@ -390,6 +393,7 @@ fn environment_beats_file() {
         "127.0.0.1:7002".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(c.agent.max_concurrent_agents, 7);
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7102".parse().unwrap()));
     assert_eq!(c.agent.model, "env-model");
     // The variable replaces the file's webhook_url_env, whose HOOK is not even set.
     assert_eq!(
@@ -411,6 +415,7 @@ fn flags_beat_environment() {
         c.health.listen,
         "127.0.0.1:7003".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7103".parse().unwrap()));
 }
 
 #[test]
