@@ -644,8 +644,8 @@ fn control_bytes_and_quotes_in_every_wire_string_stay_inside_one_json_line() {
         lines
             .iter()
             .any(|l| field(l, "target") == "nightcrier::cluster::status"
-                && field(l, "cluster") == "hostile"
-                && field(l, "message") == "cluster=hostile status subscribing -> active"),
+                && field(l, "cluster") == "good"
+                && field(l, "message") == "cluster=good status subscribing -> active"),
         "status changes are logged from nightcrier::cluster::status:\n{}",
         tail(&log)
     );
