@@ -3,8 +3,8 @@
 # it first; run it alone to prepare a machine without running the tests.
 #
 #   - system packages, through apt-get (with sudo when not root), only those missing:
-#     python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, and gcc + libc6-dev
-#     when there is no C compiler;
+#     python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium (with a
+#     font), and gcc + libc6-dev when there is no C compiler;
 #   - Node.js 20 under .peers/node (the npm package `node`), when the system's node is older
 #     than 20 (Debian 12 ships 18); the agent CLIs need 20. scripts/test.sh puts
 #     .peers/node/node_modules/.bin first on PATH when it exists;
@@ -40,6 +40,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # strace shows which thread writes the workspace files (tests/workspace_writer.rs).
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+# The incident pages are tested in headless Chromium; its screenshot needs one font.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
@@ -54,7 +57,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, cc)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc)"
 fi
 
 # --- Node.js >= 20 -----------------------------------------------------------------

@@ -95,19 +95,33 @@ incident="$workspace/incident.json"
 flat=$(tr -s ' \n\t' ' ' <"$incident")
 field() {
 	local match
-	match=$(grep -o "\"$1\": \"[^\"]*\"" <<<"$fault_json" | head -n 1) || true
+	# A JSON string value, escaped quotes included.
+	match=$(grep -oE "\"$1\": \"([^\"\\\\]|\\\\.)*\"" <<<"$fault_json" | head -n 1) || true
 	match=${match#*: \"}
 	printf '%s' "${match%\"}"
 }
+# The first words of $1 within $2 characters, cut at a space and marked with an ellipsis
+# when longer, so no evidence line ends in the middle of a word.
+excerpt() {
+	local text=$1 max=$2
+	if [ "${#text}" -le "$max" ]; then
+		printf '%s' "$text"
+		return
+	fi
+	text=${text:0:max}
+	[[ "$text" == *" "* ]] && text=${text% *}
+	printf '%s …' "$text"
+}
 fault_json=${flat#*\"fault\": }
 fault_json=${fault_json%%, \"status\": *}
-fault=${fault_json:0:200}
 fault_type=$(field faultType)
 kind=$(field kind)
 kind=${kind:-Pod}
 name=$(field name)
 namespace=$(field namespace)
 severity=$(field severity)
+fault_id=$(field faultId)
+context=$(field context)
 
 mkdir -p "$workspace/output"
 report="$workspace/output/investigation.md"
@@ -132,8 +146,9 @@ high
 - KUBECONFIG: ${KUBECONFIG:-unset}
 - --kubeconfig: ${kubeconfig}
 - Agent: ${agent}, model ${model}, allowed tools ${allowed_tools}, timeout ${timeout}s
-- Prompt: ${prompt:0:200}
-- Fault: \`${fault}\`
+- Prompt: $(excerpt "$prompt" 200)
+- Fault: ${fault_type:-unknown} (${severity:-unknown}) on ${kind} ${namespace:+$namespace/}${name:-unknown}, faultId ${fault_id:-unknown}
+- Context: $(excerpt "${context:-none}" 200)
 
 ## Recommended Actions
 1. Inspect the container's previous logs: \`kubectl logs --previous ${name:-POD}${namespace:+ -n $namespace}\`.

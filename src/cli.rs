@@ -33,7 +33,9 @@ Options (run, check):
                                  ./nightcrier.toml, ./config/nightcrier.toml,
                                  /etc/nightcrier/nightcrier.toml)
   --log-level LEVEL              off, error, warn, info, debug or trace
+  --log-format FORMAT            text or json (one JSON object per line)
   --health-listen ADDR|off       health and metrics address, or off
+  --admin-listen ADDR|off        incident pages on a loopback address, or off
   --workspace-root DIR           where incident workspaces are created
   --severity-threshold SEVERITY  debug, info, warning, error or critical
   --subscribe-mode MODE          faults or events
@@ -103,7 +105,9 @@ pub fn run_with(
         "demo" => report(crate::demo::run(rest), "demo", err),
         #[cfg(not(feature = "sim"))]
         command @ ("simulate" | "demo") => report(
-            Err("this build has no simulator or demo (built without the `sim` feature)".into()),
+            Err(CommandError::Failed(
+                "this build has no simulator or demo (built without the `sim` feature)".into(),
+            )),
             command,
             err,
         ),
@@ -114,13 +118,39 @@ pub fn run_with(
     }
 }
 
-fn report(result: Result<(), String>, command: &str, err: &mut dyn Write) -> i32 {
+/// Why `simulate` or `demo` did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// A bad command line: exit status 64, with the command's usage.
+    Usage(String),
+    /// Anything that went wrong while running: exit status 1.
+    Failed(String),
+    /// Stopped early by this signal, after saying so: exit status 128 + the signal, as a
+    /// shell reports a command it interrupted.
+    Interrupted(i32),
+}
+
+impl From<String> for CommandError {
+    fn from(message: String) -> CommandError {
+        CommandError::Failed(message)
+    }
+}
+
+fn report(result: Result<(), CommandError>, command: &str, err: &mut dyn Write) -> i32 {
     match result {
         Ok(()) => EXIT_OK,
-        Err(message) => {
+        Err(CommandError::Usage(message)) => {
+            let _ = writeln!(
+                err,
+                "nightcrier {command}: {message}\nRun `nightcrier {command} --help` for its options."
+            );
+            EXIT_USAGE
+        }
+        Err(CommandError::Failed(message)) => {
             let _ = writeln!(err, "nightcrier {command}: {message}");
             EXIT_FAILURE
         }
+        Err(CommandError::Interrupted(signal)) => 128 + signal,
     }
 }
 
@@ -198,7 +228,9 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
         let known = [
             "config",
             "log-level",
+            "log-format",
             "health-listen",
+            "admin-listen",
             "workspace-root",
             "severity-threshold",
             "subscribe-mode",
@@ -222,7 +254,9 @@ pub fn parse_options(args: &[String]) -> Result<CommandOptions, String> {
         match name {
             "config" => options.config_path = Some(PathBuf::from(value)),
             "log-level" => flags.log_level = Some(value),
+            "log-format" => flags.log_format = Some(value),
             "health-listen" => flags.health_listen = Some(value),
+            "admin-listen" => flags.admin_listen = Some(value),
             "workspace-root" => flags.workspace_root = Some(PathBuf::from(value)),
             "severity-threshold" => flags.severity_threshold = Some(value),
             "subscribe-mode" => flags.subscribe_mode = Some(value),
@@ -304,7 +338,11 @@ fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn W
             return EXIT_CONFIG;
         }
     };
-    crate::logging::init(config.log_level, lookup_env(env, "RUST_LOG"));
+    crate::logging::init(
+        config.log_level,
+        config.log_format,
+        lookup_env(env, "RUST_LOG"),
+    );
     log::info!(
         "nightcrier {VERSION} starting with {} ({} clusters)",
         config.source.display(),
@@ -316,8 +354,12 @@ fn run_daemon(options: CommandOptions, env: &[(String, String)], err: &mut dyn W
     match crate::daemon::run(config, load_options) {
         Ok(()) => EXIT_OK,
         Err(message) => {
-            log::error!("{message}");
-            let _ = writeln!(err, "nightcrier run: {message}");
+            // Said once: in the log, which goes to stderr, unless the log is off.
+            if log::log_enabled!(log::Level::Error) {
+                log::error!("{message}");
+            } else {
+                let _ = writeln!(err, "nightcrier run: {message}");
+            }
             EXIT_FAILURE
         }
     }
@@ -347,8 +389,11 @@ mod tests {
             "--config",
             "a.toml",
             "--log-level=debug",
+            "--log-format",
+            "json",
             "--health-listen",
             "off",
+            "--admin-listen=127.0.0.1:9090",
             "--workspace-root",
             "/tmp/w",
             "--severity-threshold=critical",
@@ -360,7 +405,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.config_path, Some(PathBuf::from("a.toml")));
         assert_eq!(o.flags.log_level.as_deref(), Some("debug"));
+        assert_eq!(o.flags.log_format.as_deref(), Some("json"));
         assert_eq!(o.flags.health_listen.as_deref(), Some("off"));
+        assert_eq!(o.flags.admin_listen.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(o.flags.workspace_root, Some(PathBuf::from("/tmp/w")));
         assert_eq!(o.flags.severity_threshold.as_deref(), Some("critical"));
         assert_eq!(o.flags.subscribe_mode.as_deref(), Some("events"));
@@ -391,6 +438,28 @@ mod tests {
         assert!(err.contains("unknown command \"frobnicate\""));
         assert_eq!(run(&["check", "--nope"]).0, EXIT_USAGE);
         assert_eq!(run(&["help", "nope"]).0, EXIT_USAGE);
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn bad_simulate_and_demo_command_lines_exit_64_with_a_pointer_to_help() {
+        for list in [
+            &["simulate", "--bogus"][..],
+            &["simulate", "--clusters", "many"],
+            &["simulate", "--rate"],
+            &["demo", "--bogus"],
+            &["demo", "--clusters", "1"],
+            &["demo", "--duration"],
+        ] {
+            let (code, out, err) = run(list);
+            assert_eq!(code, EXIT_USAGE, "{list:?}: {err}");
+            assert!(out.is_empty(), "{list:?}: {out}");
+            assert!(
+                err.starts_with(&format!("nightcrier {}: ", list[0])),
+                "{list:?}: {err}"
+            );
+            assert!(err.contains("--help"), "{list:?}: {err}");
+        }
     }
 
     #[test]

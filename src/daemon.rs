@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::admin::server::AdminServer;
 use crate::cluster::connection::ConnectionSettings;
 use crate::config::{ClusterConfig, Config, LoadOptions};
 use crate::event_loop::{EventLoop, LoopOptions, SignalSet};
@@ -67,12 +68,23 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
     // Kept alive for the run; dropping it stops the health thread.
     let _health = if config.health.enabled {
         let stale_after = config.health.publish_interval * 3;
+        // The error names the server and the address: `health server: cannot listen on …`.
         let server = HealthServer::start(config.health.listen, board.clone(), stale_after)
-            .map_err(|e| format!("health server on {}: {e}", config.health.listen))?;
+            .map_err(|e| e.to_string())?;
         log::info!("health and metrics on http://{}", server.local_addr());
         Some(server)
     } else {
         None
+    };
+    // Kept alive for the run too; its own listener, never the health one.
+    let _admin = match config.admin.listen {
+        Some(listen) => {
+            let router = crate::admin::router(config.workspace_root.clone());
+            let server = AdminServer::start(listen, router).map_err(|e| e.to_string())?;
+            log::info!("incident pages on http://{}/incidents", server.local_addr());
+            Some(server)
+        }
+        None => None,
     };
     let mut options = loop_options(&config, SignalSet::All);
     if !config.health.enabled {

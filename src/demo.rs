@@ -13,9 +13,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::CommandError;
 use crate::config::{self, FlagOverrides};
 use crate::daemon::{loop_options, pipeline_for};
 use crate::event_loop::{EventLoop, SignalSet};
@@ -35,8 +37,10 @@ const USAGE: &str = "Usage: nightcrier demo [--clusters N] [--duration SECONDS] 
 
 Runs the daemon against the built-in simulator with the stub agent: N simulated clusters
 (at least 3; default 4), one with triage disabled and one answering garbage. Stops by
-itself after SECONDS (default 30) or once every fault is handled; Ctrl-C stops it early.
-Incident workspaces are kept in DIR (default: a new directory under the system temp dir).";
+itself after SECONDS (default 30) or once every fault is handled; Ctrl-C stops it early
+(exit status 130). Its files (the configuration and the incident workspaces) are kept in
+DIR (default: a new directory under the system temp dir), so the reports can be read
+afterwards; the last line says where, and how to remove them.";
 
 struct DemoOptions {
     clusters: usize,
@@ -75,7 +79,7 @@ fn parse(args: &[String]) -> Result<Option<DemoOptions>, String> {
                 options.duration = Duration::from_secs(seconds);
             }
             "--dir" => options.dir = Some(PathBuf::from(value("--dir")?)),
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+            other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Some(options))
@@ -87,8 +91,8 @@ fn write_executable(path: &Path, body: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let Some(options) = parse(args)? else {
+pub fn run(args: &[String]) -> Result<(), CommandError> {
+    let Some(options) = parse(args).map_err(CommandError::Usage)? else {
         println!("{USAGE}");
         return Ok(());
     };
@@ -124,6 +128,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("demo configuration:\n{e}"))?;
     crate::logging::init(
         log::LevelFilter::Warn,
+        config::LogFormat::Text,
         std::env::var("RUST_LOG").ok().as_deref(),
     );
 
@@ -147,6 +152,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
     let clusters: Vec<_> = config.clusters.iter().cloned().map(Arc::new).collect();
     let pipeline = pipeline_for(&config, &clusters)?;
+    // The loop stops on SIGINT and SIGTERM by itself; this records which one came, so the
+    // demo can say it was cut short.
+    let interrupted = Arc::new(AtomicUsize::new(0));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(signal, Arc::clone(&interrupted), signal as usize)
+            .map_err(|e| format!("cannot register signal handlers: {e}"))?;
+    }
     let board = HealthBoard::new();
     let mut event_loop = EventLoop::new(
         loop_options(&config, SignalSet::All),
@@ -199,9 +211,42 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .map_err(|_| "event loop thread panicked".to_string())?;
     result.map_err(|e| format!("event loop: {e}"))?;
     let final_state = board.latest();
+    let signal = interrupted.load(Ordering::SeqCst) as i32;
+    if signal != 0 {
+        let name = if signal == signal_hook::consts::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
+        print!(
+            "\nCut short by {name} after {:.1}s: the summary shows what was done until then.\n",
+            started.elapsed().as_secs_f64()
+        );
+    }
     print!("{}", summary(&final_state, &dir));
+    println!(
+        "\nThe demo's files are kept in {} (remove them with: rm -r {})",
+        dir.display(),
+        shell_word(&dir.display().to_string())
+    );
     sim.stop();
+    if signal != 0 {
+        return Err(CommandError::Interrupted(signal));
+    }
     Ok(())
+}
+
+/// `text` as one word for a POSIX shell: quoted unless it is plain.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@".contains(&b));
+    if plain {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 fn demo_config(
@@ -269,7 +314,7 @@ fn status_lines(p: &Published, elapsed: Duration) -> String {
         let counters = counters_of(p, &cluster.name);
         let _ = writeln!(
             out,
-            "  {:<10} {:<12} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
+            "  {:<10} {:<13} faults {:>2}  dedup {:>2}  skipped {:>2}  agents {:>2} running, {:>2} done{}",
             cluster.name,
             cluster.status.as_str(),
             cluster.event_count,

@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod agent;
 pub mod cli;
 pub mod cluster;
@@ -9,7 +10,9 @@ pub mod demo;
 pub mod event_loop;
 pub mod events;
 pub mod health;
+pub mod http_thread;
 pub mod limits;
+pub mod log_json;
 pub mod log_line;
 pub mod logging;
 pub mod mcp;

@@ -29,21 +29,27 @@ fn write_line(out: &mut impl Write, now: SystemTime, record: &Record<'_>) -> io:
     out.write_all(&head[..stamp_len + 7])?;
     out.write_all(record.target().as_bytes())?;
     out.write_all(b"] ")?;
-    match record.args().as_str() {
-        Some(text) => write_escaped(out, text)?,
-        None => MESSAGE.with(|message| {
-            let mut message = message.borrow_mut();
-            message.clear();
-            // Writing to a String only fails when a Display impl does; keep what was written.
-            let _ = write!(message, "{}", record.args());
-            let result = write_escaped(out, &message);
-            if message.capacity() > MAX_KEPT_MESSAGE {
-                *message = String::new();
-            }
-            result
-        })?,
-    }
+    with_message(record, |text| write_escaped(out, text))?;
     out.write_all(b"\n")
+}
+
+/// Calls `write` with the record's message, formatted into a reused buffer unless it is a
+/// plain string already.
+pub(crate) fn with_message<T>(record: &Record<'_>, write: impl FnOnce(&str) -> T) -> T {
+    if let Some(text) = record.args().as_str() {
+        return write(text);
+    }
+    MESSAGE.with(|message| {
+        let mut message = message.borrow_mut();
+        message.clear();
+        // Writing to a String only fails when a Display impl does; keep what was written.
+        let _ = write!(message, "{}", record.args());
+        let result = write(&message);
+        if message.capacity() > MAX_KEPT_MESSAGE {
+            *message = String::new();
+        }
+        result
+    })
 }
 
 thread_local! {
@@ -123,7 +129,7 @@ fn has_ascii_control(bytes: &[u8]) -> bool {
 }
 
 /// Writes `[YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) to the start of `buf`; returns its length.
-fn timestamp(now: SystemTime, buf: &mut [u8; 32]) -> usize {
+pub(crate) fn timestamp(now: SystemTime, buf: &mut [u8; 32]) -> usize {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let millis = since.subsec_millis();

@@ -1,31 +1,38 @@
 //! Logging through `log` + `env_logger`: `RUST_LOG` wins where it speaks, else the
 //! configuration's `log_level`. Lines carry a timestamp, the level and the target;
-//! every line about one cluster includes `cluster=NAME`.
+//! every line about one cluster includes `cluster=NAME`. `log_format` picks the line's
+//! shape: text ([`crate::log_line`]) or one JSON object ([`crate::log_json`]).
 
 use std::time::{Duration, Instant};
 
 use env_logger::{Builder, Target, WriteStyle};
 use log::LevelFilter;
 
+use crate::config::LogFormat;
+
 /// A logger writing to stderr at `level`, refined or replaced by a `RUST_LOG` spec.
-pub fn builder(level: LevelFilter, rust_log: Option<&str>) -> Builder {
+pub fn builder(level: LevelFilter, format: LogFormat, rust_log: Option<&str>) -> Builder {
     let mut builder = Builder::new();
     builder.filter_level(level);
     if let Some(spec) = rust_log.filter(|s| !s.trim().is_empty()) {
         builder.parse_filters(spec);
     }
-    // The line carries no styles and no control characters (log_line.rs): written as is.
+    // The line carries no styles and no control characters (log_line.rs, log_json.rs):
+    // written as is.
     builder
         .target(Target::Stderr)
-        .write_style(WriteStyle::Always)
-        .format(crate::log_line::write_record);
+        .write_style(WriteStyle::Always);
+    match format {
+        LogFormat::Text => builder.format(crate::log_line::write_record),
+        LogFormat::Json => builder.format(crate::log_json::write_record),
+    };
     builder
 }
 
 /// Installs the global logger once; later calls (tests, a reload) leave it in place.
-pub fn init(level: LevelFilter, rust_log: Option<&str>) {
+pub fn init(level: LevelFilter, format: LogFormat, rust_log: Option<&str>) {
     // Only fails when a logger is already installed, which is fine to keep.
-    let _ = builder(level, rust_log).try_init();
+    let _ = builder(level, format, rust_log).try_init();
 }
 
 /// Wire text fit for one log line: control characters escaped (no forged lines), cut to
@@ -159,29 +166,34 @@ mod tests {
 
     #[test]
     fn config_level_applies_without_rust_log() {
-        let logger = builder(LevelFilter::Warn, None).build();
+        let logger = builder(LevelFilter::Warn, LogFormat::Text, None).build();
         assert!(enabled(&logger, Level::Warn, "nightcrier"));
         assert!(!enabled(&logger, Level::Info, "nightcrier"));
     }
 
     #[test]
     fn rust_log_replaces_the_config_level() {
-        let logger = builder(LevelFilter::Info, Some("debug")).build();
+        let logger = builder(LevelFilter::Info, LogFormat::Text, Some("debug")).build();
         assert!(enabled(&logger, Level::Debug, "nightcrier::mcp"));
-        let logger = builder(LevelFilter::Info, Some("error")).build();
+        let logger = builder(LevelFilter::Info, LogFormat::Text, Some("error")).build();
         assert!(!enabled(&logger, Level::Warn, "nightcrier"));
     }
 
     #[test]
     fn rust_log_module_directives_refine_the_config_level() {
-        let logger = builder(LevelFilter::Info, Some("nightcrier::mcp=trace")).build();
+        let logger = builder(
+            LevelFilter::Info,
+            LogFormat::Text,
+            Some("nightcrier::mcp=trace"),
+        )
+        .build();
         assert!(enabled(&logger, Level::Trace, "nightcrier::mcp"));
         assert!(!enabled(&logger, Level::Debug, "nightcrier::queue"));
     }
 
     #[test]
     fn blank_rust_log_is_ignored() {
-        let logger = builder(LevelFilter::Error, Some("  ")).build();
+        let logger = builder(LevelFilter::Error, LogFormat::Json, Some("  ")).build();
         assert!(!enabled(&logger, Level::Warn, "nightcrier"));
     }
 }

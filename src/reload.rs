@@ -127,10 +127,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("health", old.health != new.health);
+    check("admin", old.admin != new.admin);
     check("queue", old.queue != new.queue);
     check("dedup", old.dedup != new.dedup);
     check("slack", old.slack != new.slack);
     check("log_level", old.log_level != new.log_level);
+    check("log_format", old.log_format != new.log_format);
     check(
         "agent.kill_grace",
         old.agent.kill_grace != new.agent.kill_grace,

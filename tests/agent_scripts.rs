@@ -379,3 +379,53 @@ exit 1"#,
         assert!(text.contains(&format!("run-agent: {cli} exited with status 1")));
     }
 }
+
+#[test]
+fn stub_agent_evidence_lines_end_at_a_word_never_inside_one() {
+    let env = Env::new();
+    let context = format!(
+        "Container api terminated with \\\"exit code 137\\\" {}",
+        "OOMKilled again ".repeat(30)
+    );
+    fs::write(
+        env.path("ws/incident.json"),
+        format!(
+            "{{\n  \"incident_id\": \"i-1\",\n  \"cluster\": \"prod\",\n  \"fault\": {{\n    \"faultId\": \"abc123\",\n    \
+             \"faultType\": \"PodCrash\",\n    \"severity\": \"critical\",\n    \"resource\": {{\n      \"kind\": \"Pod\",\n      \
+             \"name\": \"api-1\",\n      \"namespace\": \"shop\"\n    }},\n    \"context\": \"{context}\"\n  }},\n  \"status\": \"running\"\n}}\n"
+        ),
+    )
+    .unwrap();
+    let mut args = env.contract_args("claude", "30");
+    let prompt = "Investigate incident i-1 on Kubernetes cluster prod. ".repeat(8);
+    *args.last_mut().unwrap() = prompt.clone();
+    let out = env.run("stub-agent.sh", &args, &[("STUB_AGENT_DELAY", "0")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = fs::read_to_string(env.path("ws/output/investigation.md")).unwrap();
+    let line = |label: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} line in\n{report}"))
+            .to_string()
+    };
+    for (label, full) in [
+        ("- Prompt: ", prompt.as_str()),
+        ("- Context: ", context.as_str()),
+    ] {
+        let shown = line(label);
+        let kept = shown
+            .strip_suffix(" …")
+            .unwrap_or_else(|| panic!("{label}{shown} is not marked as cut"));
+        assert!(kept.chars().count() <= 200, "{shown}");
+        // What is kept is the text's start, and the text goes on with a space after it.
+        assert!(
+            full.starts_with(kept) && full[kept.len()..].starts_with(' '),
+            "{label}{shown}"
+        );
+    }
+    assert_eq!(
+        line("- Fault: "),
+        "PodCrash (critical) on Pod shop/api-1, faultId abc123"
+    );
+}

@@ -281,5 +281,52 @@ fn the_example_configuration_checks_clean() {
         root,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stdout).contains("warnings:"));
+    // Its one warning: the kubeconfig an operator still has to make.
+    let stdout = text(&out.stdout);
+    let warnings: Vec<&str> = stdout
+        .split("warnings:")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(
+        warnings[0].contains("cluster=dev-local: triage kubeconfig")
+            && warnings[0].contains("config/kubeconfigs/dev-local.yaml does not exist"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_warns_when_a_triage_kubeconfig_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("n.toml");
+    std::fs::write(
+        &config,
+        "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
+         [clusters.triage]\nenabled = true\nkubeconfig = \"kc/a.yaml\"\n",
+    )
+    .unwrap();
+    let check = || nightcrier(&["check", "--config", config.to_str().unwrap()], dir.path());
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected = format!(
+        "cluster=a: triage kubeconfig {} does not exist",
+        dir.path().join("kc/a.yaml").display()
+    );
+    assert!(
+        text(&out.stdout).contains(&expected),
+        "{}",
+        text(&out.stdout)
+    );
+    std::fs::create_dir(dir.path().join("kc")).unwrap();
+    std::fs::write(dir.path().join("kc/a.yaml"), "# kubeconfig\n").unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        !text(&out.stdout).contains("warnings:"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use log::LevelFilter;
 use nightcrier::config::{
     load, parse_str, AgentConfig, BreakerConfig, Config, Confinement, ConnectionConfig,
-    DedupConfig, FlagOverrides, HealthConfig, LoadOptions, OverflowPolicy, PreflightConfig,
-    QueueConfig, ReconnectConfig, Severity, Shard, SlackConfig, SubscribeMode, WorkspaceConfig,
+    DedupConfig, FlagOverrides, HealthConfig, LoadOptions, LogFormat, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, Severity, Shard, SlackConfig, SubscribeMode,
+    WorkspaceConfig,
 };
 
 const MINIMAL: &str =
@@ -31,6 +32,7 @@ fn a_minimal_file_yields_every_default() {
     let config = load_with(MINIMAL, &[], FlagOverrides::default());
     assert_eq!(config.source, PathBuf::from("nightcrier.toml"));
     assert_eq!(config.log_level, LevelFilter::Info);
+    assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(config.subscribe_mode, SubscribeMode::Faults);
     assert_eq!(config.severity_threshold, Severity::Warning);
     assert_eq!(config.workspace_root, PathBuf::from("./incidents"));
@@ -305,7 +307,9 @@ fn single_cluster_bad_name_is_refused() {
 fn flags_all() -> FlagOverrides {
     FlagOverrides {
         log_level: Some("trace".into()),
+        log_format: Some("json".into()),
         health_listen: Some("127.0.0.1:7003".into()),
+        admin_listen: Some("127.0.0.1:7103".into()),
         workspace_root: Some(PathBuf::from("/flag/ws")),
         severity_threshold: Some("critical".into()),
         shard: Some("2/3".into()),
@@ -315,7 +319,9 @@ fn flags_all() -> FlagOverrides {
 
 const ENV_ALL: &[(&str, &str)] = &[
     ("NIGHTCRIER_LOG_LEVEL", "debug"),
+    ("NIGHTCRIER_LOG_FORMAT", "text"),
     ("NIGHTCRIER_HEALTH_LISTEN", "127.0.0.1:7002"),
+    ("NIGHTCRIER_ADMIN_LISTEN", "127.0.0.1:7102"),
     ("NIGHTCRIER_WORKSPACE_ROOT", "/env/ws"),
     ("NIGHTCRIER_SEVERITY_THRESHOLD", "error"),
     ("NIGHTCRIER_SHARD", "1/3"),
@@ -327,9 +333,9 @@ const ENV_ALL: &[(&str, &str)] = &[
 
 fn file_all() -> String {
     format!(
-        "log_level = \"warn\"\nseverity_threshold = \"info\"\nworkspace_root = \"/file/ws\"\n\
+        "log_level = \"warn\"\nlog_format = \"json\"\nseverity_threshold = \"info\"\nworkspace_root = \"/file/ws\"\n\
          shard = \"0/3\"\nsubscribe_mode = \"faults\"\n{MINIMAL}\
-         [health]\nlisten = \"127.0.0.1:7001\"\n[agent]\nmax_concurrent_agents = 5\nmodel = \"file-model\"\n\
+         [health]\nlisten = \"127.0.0.1:7001\"\n[admin]\nlisten = \"127.0.0.1:7101\"\n[agent]\nmax_concurrent_agents = 5\nmodel = \"file-model\"\n\
          [slack]\nwebhook_url_env = \"HOOK\"\n"
     )
 }
@@ -338,6 +344,7 @@ fn file_all() -> String {
 fn defaults_apply_when_nothing_else_is_set() {
     let c = load_with(MINIMAL, &[], FlagOverrides::default());
     assert_eq!(c.log_level, LevelFilter::Info);
+    assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.severity_threshold, Severity::Warning);
     assert_eq!(c.workspace_root, PathBuf::from("./incidents"));
     assert_eq!(
@@ -355,6 +362,7 @@ fn file_beats_defaults() {
         FlagOverrides::default(),
     );
     assert_eq!(c.log_level, LevelFilter::Warn);
+    assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.severity_threshold, Severity::Info);
     assert_eq!(c.workspace_root, PathBuf::from("/file/ws"));
     assert_eq!(c.shard, Some(Shard { index: 0, count: 3 }));
@@ -363,6 +371,7 @@ fn file_beats_defaults() {
         "127.0.0.1:7001".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(c.agent.max_concurrent_agents, 5);
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7101".parse().unwrap()));
     assert_eq!(c.agent.model, "file-model");
     assert_eq!(
         c.slack.webhook_url.unwrap().expose(),
@@ -374,6 +383,7 @@ fn file_beats_defaults() {
 fn environment_beats_file() {
     let c = load_with(&file_all(), ENV_ALL, FlagOverrides::default());
     assert_eq!(c.log_level, LevelFilter::Debug);
+    assert_eq!(c.log_format, LogFormat::Text);
     assert_eq!(c.severity_threshold, Severity::Error);
     assert_eq!(c.workspace_root, PathBuf::from("/env/ws"));
     assert_eq!(c.shard, Some(Shard { index: 1, count: 3 }));
@@ -383,6 +393,7 @@ fn environment_beats_file() {
         "127.0.0.1:7002".parse::<SocketAddr>().unwrap()
     );
     assert_eq!(c.agent.max_concurrent_agents, 7);
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7102".parse().unwrap()));
     assert_eq!(c.agent.model, "env-model");
     // The variable replaces the file's webhook_url_env, whose HOOK is not even set.
     assert_eq!(
@@ -395,6 +406,7 @@ fn environment_beats_file() {
 fn flags_beat_environment() {
     let c = load_with(&file_all(), ENV_ALL, flags_all());
     assert_eq!(c.log_level, LevelFilter::Trace);
+    assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.severity_threshold, Severity::Critical);
     assert_eq!(c.workspace_root, PathBuf::from("/flag/ws"));
     assert_eq!(c.shard, Some(Shard { index: 2, count: 3 }));
@@ -403,6 +415,7 @@ fn flags_beat_environment() {
         c.health.listen,
         "127.0.0.1:7003".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(c.admin.listen, Some("127.0.0.1:7103".parse().unwrap()));
 }
 
 #[test]

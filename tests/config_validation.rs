@@ -854,7 +854,14 @@ fn the_example_configuration_validates() {
     let config = parse_str(&text, &path, &[], &FlagOverrides::default()).unwrap();
     assert_eq!(config.clusters.len(), 2);
     assert!(config.clusters.iter().any(|c| c.triage_ready()));
-    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    // Its one warning: the kubeconfig an operator still has to make.
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("cluster=dev-local: triage kubeconfig ")
+            && warnings[0].contains("does not exist"),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -972,5 +979,58 @@ fn unknown_agent_cli_is_refused() {
         None,
         "agent.cli",
         "expected claude, codex, gemini, goose or stub",
+    );
+}
+
+#[test]
+fn admin_listener_is_off_by_default_and_loopback_only_when_on() {
+    let base = cluster("a", "");
+    assert_eq!(parse(&base).unwrap().admin.listen, None);
+    let off = format!("{base}[admin]\nlisten = \"off\"\n");
+    assert_eq!(parse(&off).unwrap().admin.listen, None);
+    for loopback in ["127.0.0.1:9090", "127.0.0.2:0", "[::1]:9090"] {
+        let text = format!("{base}[admin]\nlisten = \"{loopback}\"\n");
+        assert_eq!(
+            parse(&text).unwrap().admin.listen,
+            Some(loopback.parse().unwrap()),
+            "{loopback}"
+        );
+    }
+    for open in ["0.0.0.0:9090", "10.1.2.3:9090", "[::]:9090"] {
+        let text = format!("{base}[admin]\nlisten = \"{open}\"\n");
+        let error = assert_rule(&text, None, "admin.listen", "is not a loopback address");
+        assert!(error.message.contains("no authentication"), "{error}");
+    }
+    assert_rule(
+        &format!("{base}[admin]\nlisten = \"localhost:9090\"\n"),
+        None,
+        "admin.listen",
+        "is not an address and port",
+    );
+}
+
+#[test]
+fn admin_listener_is_never_the_health_listener() {
+    let text = format!(
+        "{}[health]\nlisten = \"127.0.0.1:9090\"\n[admin]\nlisten = \"127.0.0.1:9090\"\n",
+        cluster("a", "")
+    );
+    assert_rule(&text, None, "admin.listen", "is also health.listen");
+    // With the health server off, the address is free for the admin listener.
+    let off = text.replace("[health]\n", "[health]\nenabled = false\n");
+    assert!(parse(&off).unwrap().admin.listen.is_some());
+}
+
+#[test]
+fn an_admin_address_from_the_environment_is_checked_as_well() {
+    let errors = parse_env(
+        &cluster("a", ""),
+        &[("NIGHTCRIER_ADMIN_LISTEN", "0.0.0.0:9")],
+    )
+    .unwrap_err();
+    let error = error_for(&errors, "admin.listen");
+    assert!(
+        error.to_string().contains("NIGHTCRIER_ADMIN_LISTEN"),
+        "{error}"
     );
 }

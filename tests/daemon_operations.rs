@@ -343,3 +343,42 @@ fn endpoints_show_state_and_sighup_reloads_without_disturbing_other_clusters() {
     assert!(log.contains("reload refused"), "{log}");
     assert!(!log.contains("rotated"), "secrets stay out of the log");
 }
+
+#[test]
+fn a_health_port_in_use_is_said_once_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = dir.path().join("n.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mcp_endpoint = \"http://127.0.0.1:1/mcp\"\n[health]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    for (log_level, shape) in [
+        ("info", "ERROR nightcrier::cli] "),
+        ("off", "nightcrier run: "),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+            .args(["run", "--log-level", log_level, "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let message = format!(
+            "{shape}health server: cannot listen on 127.0.0.1:{port}: Address already in use"
+        );
+        assert!(stderr.contains(&message), "{log_level}: {stderr}");
+        assert_eq!(
+            stderr.matches("cannot listen on").count(),
+            1,
+            "{log_level}: {stderr}"
+        );
+    }
+    drop(taken);
+}

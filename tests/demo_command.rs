@@ -20,6 +20,8 @@ fn run_demo(cwd: &Path, args: &[&str]) -> String {
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
+        // The default directory goes under the temp dir: this test's own.
+        .env("TMPDIR", cwd)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -94,4 +96,101 @@ fn demo_recovers_dropped_subscriptions_and_deduplicates_the_repeats() {
         assert_eq!(value("resubscribed"), 1, "{line}");
     }
     assert_eq!(reports(&cwd.path().join("run/incidents")), 4, "{stdout}");
+}
+
+#[test]
+fn demo_says_where_its_files_are_kept_and_aligns_its_status_columns() {
+    let cwd = tempfile::tempdir().unwrap();
+    let stdout = run_demo(cwd.path(), &["--duration", "20"]);
+    let dirs: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let kept = &dirs[0];
+    assert!(kept
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("nightcrier-demo-"));
+    let last = stdout.lines().last().unwrap_or("");
+    assert_eq!(
+        last,
+        format!(
+            "The demo's files are kept in {0} (remove them with: rm -r {0})",
+            kept.display()
+        ),
+        "{stdout}"
+    );
+    assert!(kept.join("nightcrier.toml").is_file());
+    // Every status line has its counters at the same column, whatever the status word.
+    let columns: std::collections::BTreeSet<usize> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  demo-") && l.contains(" faults "))
+        .filter(|l| !l.contains("deduplicated"))
+        .map(|l| l.find(" faults ").unwrap())
+        .collect();
+    assert_eq!(columns.len(), 1, "{stdout}");
+    assert!(stdout.contains("disconnected  faults"), "{stdout}");
+}
+
+#[test]
+fn an_interrupted_demo_says_it_was_cut_short_and_exits_130() {
+    let cwd = tempfile::tempdir().unwrap();
+    let stdout_path = cwd.path().join("demo.stdout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["demo", "--dir", "run", "--duration", "60"])
+        .current_dir(cwd.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first status block is printed once the loop runs: then interrupt it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&stdout_path)
+        .unwrap_or_default()
+        .contains("[ 0.0s]")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child's PID, not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let exited = wait_for_exit(child.id(), Duration::from_secs(30));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    assert!(exited, "demo still running 30 s after SIGINT\n{stdout}");
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("\nCut short by SIGINT after "), "{stdout}");
+    assert!(stdout.contains("\nSummary\n"), "{stdout}");
+    assert!(stdout.contains("The demo's files are kept in "), "{stdout}");
+}
+
+#[test]
+fn bad_demo_and_simulate_command_lines_exit_64() {
+    for args in [
+        &["demo", "--clusters", "2"][..],
+        &["demo", "--nope"],
+        &["simulate", "--nope"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains("--help"), "{args:?}: {stderr}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["simulate", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("Usage: nightcrier simulate"));
 }

@@ -530,6 +530,17 @@ fn fire_hose_duration() -> Duration {
 /// a good cluster; returns the daemon's whole log once the flood is over, with the good
 /// cluster shown to receive meanwhile. Log bytes are bounded by 32 KiB plus 1 KiB a second.
 fn fire_hose(what: &str, chunk: fn(u64) -> Vec<u8>, units_per_chunk: u64, faults: bool) -> Vec<u8> {
+    fire_hose_with(what, chunk, units_per_chunk, faults, "")
+}
+
+/// [`fire_hose`] with `extra` settings at the top of the daemon's configuration.
+fn fire_hose_with(
+    what: &str,
+    chunk: fn(u64) -> Vec<u8>,
+    units_per_chunk: u64,
+    faults: bool,
+    extra: &str,
+) -> Vec<u8> {
     let duration = fire_hose_duration();
     let good_sim = quiet_sim(1);
     let good = &good_sim.clusters()[0];
@@ -545,7 +556,7 @@ fn fire_hose(what: &str, chunk: fn(u64) -> Vec<u8>, units_per_chunk: u64, faults
         }
         hold(stream, shared);
     }));
-    let daemon = Daemon::start(&hostile, good, "");
+    let daemon = Daemon::start(&hostile, good, extra);
     daemon.wait_cluster("hostile", "its stream", |c| c["status"] == "active");
     good_cluster_receives(&daemon, good);
     let deadline = Instant::now() + duration + WAIT;
@@ -606,9 +617,101 @@ fn unique_fault_fire_hose_writes_a_bounded_log_at_info() {
     );
 }
 
+const EVIL: &str = "x\r\n[2099-01-01T00:00:00Z ERROR nightcrier] FORGED\x1b[31m\n\"}{\"level\":\"ERROR\"\x00\x7f\u{85}\u{2028}\\";
+
 #[test]
 fn control_bytes_in_every_wire_string_never_forge_a_log_line() {
-    const EVIL: &str = "x\r\n[2099-01-01T00:00:00Z ERROR nightcrier] FORGED\x1b[31m\n";
+    let log = evil_wire_strings("");
+    assert_no_forged_lines(&log);
+}
+
+#[test]
+fn control_bytes_and_quotes_in_every_wire_string_stay_inside_one_json_line() {
+    let log = evil_wire_strings("log_format = \"json\"");
+    let lines = json_lines(&log);
+    let hostile: Vec<_> = lines
+        .iter()
+        .filter(|l| field(l, "cluster") == "hostile")
+        .collect();
+    assert!(
+        hostile
+            .iter()
+            .any(|l| field(l, "message").contains("FORGED")),
+        "the wire text was logged in a message of cluster hostile:\n{}",
+        tail(&log)
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| field(l, "target") == "nightcrier::cluster::status"
+                && field(l, "cluster") == "good"
+                && field(l, "message") == "cluster=good status subscribing -> active"),
+        "status changes are logged from nightcrier::cluster::status:\n{}",
+        tail(&log)
+    );
+}
+
+#[test]
+fn junk_fire_hose_in_json_logs_is_still_rate_limited_and_every_line_parses() {
+    let log = fire_hose_with(
+        "junk (json logs)",
+        |_| b"data: junk!\n\n".repeat(64),
+        64,
+        false,
+        "log_format = \"json\"",
+    );
+    let lines = json_lines(&log);
+    assert!(
+        lines.iter().any(|l| field(l, "cluster") == "hostile"
+            && field(l, "message")
+                .starts_with("cluster=hostile logs too fast: similar lines suppressed")),
+        "the suppression is said:\n{}",
+        tail(&log)
+    );
+}
+
+type JsonLine = serde_json::Map<String, serde_json::Value>;
+
+/// A string field of a JSON log line; "" when absent.
+fn field<'a>(line: &'a JsonLine, name: &str) -> &'a str {
+    line.get(name).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// Every line of `log` is one JSON object with time, level, target and message; no raw
+/// control byte reached the file.
+fn json_lines(log: &[u8]) -> Vec<JsonLine> {
+    assert!(
+        !log.iter().any(|&b| b < 0x20 && b != b'\n' || b == 0x7f),
+        "a control byte reached the log:\n{}",
+        tail(log)
+    );
+    let text = std::str::from_utf8(log).expect("the log is UTF-8");
+    let lines: Vec<_> = text
+        .lines()
+        .map(|line| match serde_json::from_str(line) {
+            Ok(serde_json::Value::Object(map)) => map,
+            other => panic!("not a JSON object line: {line:?} ({other:?})"),
+        })
+        .collect();
+    assert!(lines.len() > 5, "{} lines:\n{text}", lines.len());
+    for line in &lines {
+        for name in ["time", "level", "target", "message"] {
+            assert!(!field(line, name).is_empty(), "{name} missing: {line:?}");
+        }
+        for name in ["cluster", "incident"] {
+            assert!(
+                line.get(name).is_none_or(|v| v.is_string()),
+                "{name}: {line:?}"
+            );
+        }
+    }
+    lines
+}
+
+/// Runs a server that puts [`EVIL`] into every wire string nightcrier logs (HTTP error
+/// bodies, JSON-RPC errors, tool errors, fault fields, server log lines, subscription ids),
+/// with `extra` at the top of the daemon's configuration; returns the daemon's log.
+fn evil_wire_strings(extra: &str) -> Vec<u8> {
     let good_sim = quiet_sim(1);
     let good = &good_sim.clusters()[0];
     let mut script = Script::stream(|stream, shared, _| {
@@ -651,7 +754,7 @@ fn control_bytes_in_every_wire_string_never_forge_a_log_line() {
         }
     });
     let hostile = Hostile::start(script);
-    let daemon = Daemon::start(&hostile, good, "");
+    let daemon = Daemon::start(&hostile, good, extra);
     daemon.wait_cluster("hostile", "a fault", |c| event_count(c) >= 1);
     daemon.wait_cluster("hostile", "the degraded report", |c| c["degraded"] == true);
     good_cluster_receives(&daemon, good);
@@ -661,7 +764,7 @@ fn control_bytes_in_every_wire_string_never_forge_a_log_line() {
         "the wire text was logged (escaped):\n{}",
         tail(&log)
     );
-    assert_no_forged_lines(&log);
+    log
 }
 
 #[test]

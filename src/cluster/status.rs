@@ -45,6 +45,12 @@ impl std::fmt::Display for ConnectionStatus {
     }
 }
 
+/// Logs a cluster's status change from this module (`nightcrier::cluster::status`), so the
+/// line's target says what it is, and `RUST_LOG=nightcrier::cluster::status=warn` hides them.
+pub fn log_change(cluster: &str, from: ConnectionStatus, to: ConnectionStatus) {
+    log::info!("cluster={cluster} status {from} -> {to}");
+}
+
 /// Counters of one connection by the phase an error happened in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ErrorCounts {

@@ -7,15 +7,15 @@ use std::str::FromStr;
 use log::LevelFilter;
 
 use super::agent_cli::{default_model, parse_agent_cli};
-use super::clusters::{read_clusters, MCP_KEYS, TRIAGE_KEYS};
+use super::clusters::{read_clusters, CLUSTER_KEYS, MCP_KEYS, TRIAGE_KEYS};
 use super::document::{Context, Origin, Sourced, Table};
 use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
-    WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
+    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
+    SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -24,6 +24,7 @@ use super::Config;
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "log_level",
+    "log_format",
     "subscribe_mode",
     "severity_threshold",
     "workspace_root",
@@ -39,6 +40,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "breaker",
     "preflight",
     "health",
+    "admin",
     "slack",
     "mcp_endpoint",
     "kubeconfig",
@@ -83,6 +85,7 @@ pub(crate) const BREAKER_KEYS: &[&str] =
     &["failure_threshold", "cooldown", "global_failure_threshold"];
 pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout", "require_read_only"];
 pub(crate) const HEALTH_KEYS: &[&str] = &["enabled", "listen", "publish_interval"];
+pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
 pub(crate) const SLACK_KEYS: &[&str] = &[
     "webhook_url",
     "webhook_url_file",
@@ -103,10 +106,50 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[breaker]", BREAKER_KEYS),
     ("[preflight]", PREFLIGHT_KEYS),
     ("[health]", HEALTH_KEYS),
+    ("[admin]", ADMIN_KEYS),
     ("[slack]", SLACK_KEYS),
     ("a [[clusters]] entry's [clusters.mcp]", MCP_KEYS),
     ("a [[clusters]] entry's [clusters.triage]", TRIAGE_KEYS),
 ];
+
+/// Every key a configuration file may hold, dotted: `log_level`, `queue.overflow_policy`,
+/// `clusters.mcp.endpoint`. The documentation is checked against it.
+pub fn accepted_keys() -> Vec<String> {
+    let sections: &[(&str, &[&str])] = &[
+        ("workspace", WORKSPACE_KEYS),
+        ("reconnect", RECONNECT_KEYS),
+        ("connection", CONNECTION_KEYS),
+        ("queue", QUEUE_KEYS),
+        ("dedup", DEDUP_KEYS),
+        ("agent", AGENT_KEYS),
+        ("breaker", BREAKER_KEYS),
+        ("preflight", PREFLIGHT_KEYS),
+        ("health", HEALTH_KEYS),
+        ("admin", ADMIN_KEYS),
+        ("slack", SLACK_KEYS),
+    ];
+    let cluster_sections: &[(&str, &[&str])] = &[("mcp", MCP_KEYS), ("triage", TRIAGE_KEYS)];
+    let mut keys = Vec::new();
+    for key in ROOT_KEYS {
+        if *key != "clusters" && !sections.iter().any(|(name, _)| name == key) {
+            keys.push(key.to_string());
+        }
+    }
+    for (section, section_keys) in sections {
+        keys.extend(section_keys.iter().map(|key| format!("{section}.{key}")));
+    }
+    for key in CLUSTER_KEYS {
+        match cluster_sections.iter().find(|(name, _)| name == key) {
+            Some((section, section_keys)) => keys.extend(
+                section_keys
+                    .iter()
+                    .map(|k| format!("clusters.{section}.{k}")),
+            ),
+            None => keys.push(format!("clusters.{key}")),
+        }
+    }
+    keys
+}
 
 const SLACK_WEBHOOK: SecretKeys = SecretKeys {
     inline: "webhook_url",
@@ -125,10 +168,15 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
     ctx.allow_keys(root, ROOT_KEYS, SECTION_HINTS);
     // Read first: which models the clusters may name depends on the CLI.
     let agent = read_agent(ctx, root);
+    let health = read_health(ctx, root);
+    let admin = read_admin(ctx, root, &health);
     Config {
         source: defaults.source,
         log_level: ctx
             .parsed_with(root, "log_level", defaults.log_level, parse_log_level)
+            .value,
+        log_format: ctx
+            .parsed::<LogFormat>(root, "log_format", defaults.log_format)
             .value,
         subscribe_mode: ctx
             .parsed::<SubscribeMode>(root, "subscribe_mode", defaults.subscribe_mode)
@@ -149,7 +197,8 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
-        health: read_health(ctx, root),
+        health,
+        admin,
         slack: read_slack(ctx, root),
         shutdown_timeout: ctx
             .duration(root, "shutdown_timeout", defaults.shutdown_timeout)
@@ -447,6 +496,39 @@ fn read_health(ctx: &mut Context, root: &Table) -> HealthConfig {
             .duration(&table, "publish_interval", d.publish_interval)
             .value,
     }
+}
+
+/// `listen = "off"` (the default) or a loopback address: the admin pages show what agents
+/// wrote and have no authentication, so they are never served beyond this host, and never
+/// on the health listener, which Prometheus and probes reach.
+fn read_admin(ctx: &mut Context, root: &Table, health: &HealthConfig) -> AdminConfig {
+    let table = ctx.table(root, "admin");
+    ctx.allow_keys(&table, ADMIN_KEYS, &[]);
+    let Some(text) = ctx.string(&table, "listen") else {
+        return AdminConfig::default();
+    };
+    let value = text.value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return AdminConfig::default();
+    }
+    let problem = match value.parse::<SocketAddr>() {
+        Err(_) => format!(
+            "{} is not an address and port such as 127.0.0.1:9090 or [::1]:9090 (or \"off\")",
+            quote(&text.value)
+        ),
+        Ok(addr) if !addr.ip().is_loopback() => format!(
+            "{addr} is not a loopback address: the admin pages have no authentication, so they \
+             listen on 127.0.0.1 or [::1] only (reach them from elsewhere through a tunnel, \
+             e.g. ssh -L or kubectl port-forward)"
+        ),
+        Ok(addr) if health.enabled && addr.port() != 0 && addr == health.listen => format!(
+            "{addr} is also health.listen: the admin listener is never served on the health \
+             and metrics listener; give it its own port"
+        ),
+        Ok(addr) => return AdminConfig { listen: Some(addr) },
+    };
+    ctx.error(&table.scope, "listen", &text.origin, problem);
+    AdminConfig::default()
 }
 
 fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {

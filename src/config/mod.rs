@@ -35,13 +35,13 @@ pub use endpoint::{Endpoint, EndpointError};
 pub(crate) use error::quote;
 pub use error::{ConfigError, ConfigErrors};
 pub use file::{MAX_CONFIG_BYTES, SEARCH_PATHS};
-pub use globals::parse_log_level;
+pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig, HealthConfig,
-    OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode,
-    WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
+    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
+    SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -53,6 +53,7 @@ pub struct Config {
     /// The file it was loaded from.
     pub source: PathBuf,
     pub log_level: log::LevelFilter,
+    pub log_format: LogFormat,
     pub subscribe_mode: SubscribeMode,
     /// Global threshold; a cluster's `severity_threshold` overrides it.
     pub severity_threshold: Severity,
@@ -70,6 +71,7 @@ pub struct Config {
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
     pub health: HealthConfig,
+    pub admin: AdminConfig,
     pub slack: SlackConfig,
     pub shutdown_timeout: Duration,
 }
@@ -160,6 +162,7 @@ impl Config {
         Config {
             source,
             log_level: log::LevelFilter::Info,
+            log_format: LogFormat::Text,
             subscribe_mode: SubscribeMode::Faults,
             severity_threshold: Severity::Warning,
             workspace_root: PathBuf::from("./incidents"),
@@ -174,6 +177,7 @@ impl Config {
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),
             health: HealthConfig::default(),
+            admin: AdminConfig::default(),
             slack: SlackConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
@@ -213,6 +217,18 @@ impl Config {
                         "cluster={}: ca_file has no effect while insecure_skip_tls_verify \
                          is on",
                         cluster.name
+                    ));
+                }
+            }
+            if let (true, Some(kubeconfig)) = (cluster.triage.enabled, &cluster.triage.kubeconfig) {
+                // Not an error: the file may be mounted later (a Secret volume); the
+                // preflight then records what the agent can do.
+                if std::fs::symlink_metadata(kubeconfig).is_err() {
+                    warnings.push(format!(
+                        "cluster={}: triage kubeconfig {} does not exist; its preflight and \
+                         agents will fail until it does",
+                        cluster.name,
+                        kubeconfig.display()
                     ));
                 }
             }

@@ -11,8 +11,11 @@ pub const CONFIG_ENV: &str = "NIGHTCRIER_CONFIG";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlagOverrides {
     pub log_level: Option<String>,
+    pub log_format: Option<String>,
     /// An address, or `"off"` to disable the health server.
     pub health_listen: Option<String>,
+    /// A loopback address, or `"off"`.
+    pub admin_listen: Option<String>,
     pub workspace_root: Option<PathBuf>,
     pub severity_threshold: Option<String>,
     pub shard: Option<String>,
@@ -38,6 +41,7 @@ const fn setting(
 /// Every setting the environment or a flag can set.
 pub const OVERRIDABLE: &[OverridableSetting] = &[
     setting("log_level", "NIGHTCRIER_LOG_LEVEL", Some("--log-level")),
+    setting("log_format", "NIGHTCRIER_LOG_FORMAT", Some("--log-format")),
     setting(
         "severity_threshold",
         "NIGHTCRIER_SEVERITY_THRESHOLD",
@@ -57,6 +61,11 @@ pub const OVERRIDABLE: &[OverridableSetting] = &[
         "health.listen",
         "NIGHTCRIER_HEALTH_LISTEN",
         Some("--health-listen"),
+    ),
+    setting(
+        "admin.listen",
+        "NIGHTCRIER_ADMIN_LISTEN",
+        Some("--admin-listen"),
     ),
     setting("shard", "NIGHTCRIER_SHARD", Some("--shard")),
     setting(
@@ -102,7 +111,9 @@ impl Overrides {
             .map(|p| p.to_string_lossy().into_owned());
         let flag_values = [
             ("log_level", &flags.log_level),
+            ("log_format", &flags.log_format),
             ("health.listen", &flags.health_listen),
+            ("admin.listen", &flags.admin_listen),
             ("workspace_root", &workspace_root),
             ("severity_threshold", &flags.severity_threshold),
             ("shard", &flags.shard),

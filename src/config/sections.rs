@@ -48,6 +48,40 @@ impl FromStr for SubscribeMode {
     }
 }
 
+/// How log lines are written (`log_format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `[time LEVEL target] message`, one line per record.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, cluster, incident, message.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {} (expected \"text\" or \"json\")",
+                quote(s)
+            )),
+        }
+    }
+}
+
 pub use crate::queue::OverflowPolicy;
 
 /// `[reconnect]`: backoff between connection attempts.
@@ -307,6 +341,14 @@ impl Default for HealthConfig {
     }
 }
 
+/// `[admin]`: the admin listener (incident pages). Off by default; when on, a loopback
+/// address only, never the health listener's.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AdminConfig {
+    /// `None`: off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// `[slack]`: incident notifications.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlackConfig {
@@ -341,6 +383,17 @@ mod tests {
             .parse::<SubscribeMode>()
             .unwrap_err()
             .contains("\"all\""));
+    }
+
+    #[test]
+    fn log_format_is_text_or_json_in_any_case() {
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!(" Text ".parse(), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::default(), LogFormat::Text);
+        assert!("logfmt"
+            .parse::<LogFormat>()
+            .unwrap_err()
+            .contains("\"logfmt\""));
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn write_globals(out: &mut String, c: &Config) {
     let _ = writeln!(out, "\nglobal:");
     let g = "  ";
     row(out, g, "log_level", c.log_level.to_string().to_lowercase());
+    row(out, g, "log_format", c.log_format.as_str());
     row(out, g, "subscribe_mode", c.subscribe_mode);
     row(out, g, "severity_threshold", c.severity_threshold);
     row(out, g, "workspace_root", c.workspace_root.display());
@@ -53,6 +54,11 @@ fn write_globals(out: &mut String, c: &Config) {
         "off".to_string()
     };
     row(out, g, "health", health);
+    let admin = match c.admin.listen {
+        Some(addr) => format!("http://{addr}/incidents"),
+        None => "off".to_string(),
+    };
+    row(out, g, "admin", admin);
     row(
         out,
         g,

@@ -10,34 +10,23 @@
 //! - `/metrics` — Prometheus text, see [`crate::metrics::render`].
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Request, Response};
 
 use crate::cluster::status::ConnectionStatus;
 use crate::health::board::{HealthBoard, Published};
 use crate::health::render::{clusters_document, find_cluster};
+use crate::http_thread::HttpThread;
 use crate::metrics::render as metrics;
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
-/// How long dropping the server waits for its thread (a response to a client that does not
-/// read can hold it); past that the thread is left to end on its own.
-const STOP_WAIT: Duration = Duration::from_secs(2);
 
 pub struct HealthServer {
-    server: Arc<Server>,
-    local_addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    /// Disconnected when the thread has ended.
-    ended: Receiver<()>,
+    thread: HttpThread,
 }
 
 impl HealthServer {
@@ -48,70 +37,16 @@ impl HealthServer {
         board: HealthBoard,
         stale_after: Duration,
     ) -> io::Result<HealthServer> {
-        let named = |e: io::Error, what: &str| {
-            io::Error::new(e.kind(), format!("health server: {what} {listen}: {e}"))
-        };
-        let listener = TcpListener::bind(listen).map_err(|e| named(e, "cannot listen on"))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| named(e, "no local address for"))?;
-        let server = Server::from_listener(listener, None).map_err(|e| {
-            io::Error::other(format!("health server: cannot serve on {listen}: {e}"))
+        let thread = HttpThread::start("health server", "nightcrier-health", listen, move |r| {
+            answer(r, &board, stale_after)
         })?;
-        let server = Arc::new(server);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (ended_tx, ended) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("nightcrier-health".to_string())
-            .spawn({
-                let server = Arc::clone(&server);
-                let stopping = Arc::clone(&stopping);
-                move || {
-                    let _ended = ended_tx;
-                    serve(&server, &board, stale_after, &stopping);
-                }
-            })
-            .map_err(|e| named(e, "cannot start the thread for"))?;
-        log::info!("health server listening on {local_addr}");
-        Ok(HealthServer {
-            server,
-            local_addr,
-            stopping,
-            thread: Some(thread),
-            ended,
-        })
+        log::info!("health server listening on {}", thread.local_addr());
+        Ok(HealthServer { thread })
     }
 
     /// The bound address (the real port when started on port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-}
-
-impl Drop for HealthServer {
-    fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        match self.ended.recv_timeout(STOP_WAIT) {
-            Err(RecvTimeoutError::Timeout) => {
-                log::warn!("health server thread still busy after {STOP_WAIT:?}; leaving it");
-            }
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                if let Some(thread) = self.thread.take() {
-                    let _ = thread.join();
-                }
-            }
-        }
-    }
-}
-
-fn serve(server: &Server, board: &HealthBoard, stale_after: Duration, stopping: &AtomicBool) {
-    loop {
-        match server.recv() {
-            Ok(request) => answer(request, board, stale_after),
-            Err(_) if stopping.load(Ordering::SeqCst) => return,
-            Err(e) => log::debug!("health server: {e}"),
-        }
+        self.thread.local_addr()
     }
 }
 

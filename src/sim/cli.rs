@@ -1,6 +1,7 @@
 //! `nightcrier simulate`: run a simulated fleet until SIGINT/SIGTERM.
 
 use super::{Behaviour, ClusterField, SimOptions, SimTls, Simulator};
+use crate::cli::CommandError;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const USAGE: &str = "\
-usage: nightcrier simulate [options]
+Usage: nightcrier simulate [options]
 
 Runs simulated kubernetes-mcp-server instances on 127.0.0.1, one port per cluster.
 Prints `NAME ENDPOINT` per cluster, then `ready`; stops on SIGINT or SIGTERM.
@@ -58,8 +59,8 @@ struct Invocation {
 }
 
 /// Runs `nightcrier simulate` with the arguments that follow the subcommand.
-pub fn run_cli(args: &[String]) -> Result<(), String> {
-    let inv = parse_args(args)?;
+pub fn run_cli(args: &[String]) -> Result<(), CommandError> {
+    let inv = parse_args(args).map_err(CommandError::Usage)?;
     if inv.help {
         print!("{USAGE}");
         return Ok(());
@@ -87,6 +88,7 @@ pub fn run_cli(args: &[String]) -> Result<(), String> {
         }
         let _ = signals.forever().next();
     })
+    .map_err(CommandError::Failed)
 }
 
 /// Starts the fleet, announces it on `out`, waits for `wait` to return, stops.

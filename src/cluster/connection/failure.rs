@@ -96,12 +96,7 @@ impl ClusterConnection {
         self.tried |= matches!(status, ConnectionStatus::Active | ConnectionStatus::Failed);
         if self.status != status {
             ctx.changed = true;
-            log::info!(
-                "cluster={} status {} -> {}",
-                self.config.name,
-                self.status,
-                status
-            );
+            crate::cluster::status::log_change(&self.config.name, self.status, status);
             self.status = status;
         }
     }
