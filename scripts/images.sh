@@ -12,7 +12,9 @@
 # Both are also tagged :latest. The smoke tests run, in the daemon image, `--version`, `check`
 # on config/nightcrier.example.toml mounted where the image reads its configuration, and
 # `nightcrier demo`; in the agent-runner image, `check` on config/kubernetes/nightcrier.toml
-# (as the StatefulSet mounts it) and `--version` of bash, kubectl, node and each agent CLI.
+# (as the StatefulSet mounts it), `--version` of bash, kubectl, node and each agent CLI, and
+# one simulated fault triaged by the image's claude CLI against a local stand-in of the
+# model API (scripts/lib/triage-in-container.sh).
 #
 # Needs Debian (or a Debian-like system) and root, or a docker daemon that answers: when
 # missing it installs Debian's docker.io and debootstrap (apt-get), and npm; when no docker
@@ -219,8 +221,17 @@ done
 
 # --- smoke tests --------------------------------------------------------------------------
 smoke="$(mktemp -d "${work}/smoke.XXXXXX")"
+model_api_pid=""
+# shellcheck disable=SC2317 # runs from the EXIT trap
+stop_model_api() {
+    [[ -n "${model_api_pid}" ]] || return 0
+    kill -TERM "${model_api_pid}" 2>/dev/null || true
+    wait "${model_api_pid}" 2>/dev/null || true
+    model_api_pid=""
+}
+# shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup_smoke() { rm -rf "${smoke}"; }
-trap 'cleanup_smoke; stop_dockerd' EXIT
+trap 'stop_model_api; cleanup_smoke; stop_dockerd' EXIT
 
 expect() { # expect NAME WANT GOT
     [[ "$3" == *"$2"* ]] || fail "smoke test ${1}: expected '${2}' in: ${3}"
@@ -292,5 +303,30 @@ for spec in "${AGENT_CLI_PKGS[@]}"; do
 done
 expect "AGENT_RUNTIME in ${runner_image}" "AGENT_RUNTIME=none" "${got}"
 expect "run-agent.sh in ${runner_image}" "run-agent.sh exit 2" "${got}"
+
+# One fault triaged in the agent-runner as in a pod: the daemon starts run-agent.sh, which
+# starts the image's claude CLI beside it (AGENT_RUNTIME=none); the model API is the
+# scripted stand-in of the agent tests (tests/peers/model_api.py), on this host's loopback,
+# which the container shares (--network host).
+python3 tests/peers/model_api.py --api anthropic --log "${smoke}/model-api.jsonl" \
+    >"${smoke}/model-api.out" 2>&1 &
+model_api_pid=$!
+deadline=$((SECONDS + 30))
+until grep -q '^port ' "${smoke}/model-api.out"; do
+    kill -0 "${model_api_pid}" 2>/dev/null || fail "model API stand-in exited: $(cat "${smoke}/model-api.out")"
+    ((SECONDS < deadline)) || fail "model API stand-in printed no port within 30 s"
+    sleep 0.2
+done
+model_api_port="$(sed -n 's/^port //p' "${smoke}/model-api.out")"
+got="$(docker run --rm -i --network host \
+    -e ANTHROPIC_API_KEY=smoke-test-key -e "ANTHROPIC_BASE_URL=http://127.0.0.1:${model_api_port}" \
+    --entrypoint /bin/bash "${runner_image}" -s <scripts/lib/triage-in-container.sh 2>&1)" ||
+    fail "smoke test triage in ${runner_image}: ${got}"
+stop_model_api
+expect "claude triaged a fault in ${runner_image}" '"status": "investigated"' "${got}"
+expect "its report" "stand-in investigation of cluster pod-000" "${got}"
+api_calls="$(grep -c '"shell_tool": true' "${smoke}/model-api.jsonl" || true)"
+((api_calls >= 2)) || fail "smoke test triage: the model API saw ${api_calls} requests of the CLI"
+step "ok: claude asked the model API ${api_calls} times"
 
 step "images built and smoke-tested: ${daemon_image}, ${runner_image}"

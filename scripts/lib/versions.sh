@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this
 # Sourced by scripts/setup.sh, scripts/install-peers.sh and scripts/images.sh: the versions of
 # what the tests run and the agent-runner image carries, in one place.
 
