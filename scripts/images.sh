@@ -318,7 +318,11 @@ until grep -q '^port ' "${smoke}/model-api.out"; do
     sleep 0.2
 done
 model_api_port="$(sed -n 's/^port //p' "${smoke}/model-api.out")"
+# As the StatefulSet runs it: read-only root, no capabilities, no new privileges, writable
+# /tmp and /var/lib/nightcrier only.
 got="$(docker run --rm -i --network host \
+    --read-only --tmpfs /tmp --tmpfs /var/lib/nightcrier:uid=10001,gid=10001,mode=0750 \
+    --cap-drop ALL --security-opt no-new-privileges \
     -e ANTHROPIC_API_KEY=smoke-test-key -e "ANTHROPIC_BASE_URL=http://127.0.0.1:${model_api_port}" \
     --entrypoint /bin/bash "${runner_image}" -s <scripts/lib/triage-in-container.sh 2>&1)" ||
     fail "smoke test triage in ${runner_image}: ${got}"
