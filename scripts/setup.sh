@@ -8,13 +8,18 @@
 #   - Node.js 20 under .peers/node (the npm package `node`), when the system's node is older
 #     than 20 (Debian 12 ships 18); the agent CLIs need 20. scripts/test.sh puts
 #     .peers/node/node_modules/.bin first on PATH when it exists;
-#   - the interop peers under .peers (scripts/install-peers.sh).
+#   - the interop peers under .peers (scripts/install-peers.sh);
+#   - promtool under .peers/prometheus, taken out of Debian's prometheus package (not
+#     installed: that would start a Prometheus server), for the alert rules of
+#     config/kubernetes; systemd-analyze (package systemd) for config/systemd.
 #
 # Safe to run again: each step checks before it changes anything, and a second run
 # installs nothing and needs no network. The demo needs none of this (scripts/demo.sh).
 set -euo pipefail
 
-NODE_VERSION="20.20.2"
+# NODE_VERSION, shared with the agent-runner image.
+# shellcheck source=lib/versions.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib/versions.sh"
 
 root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "${root}"
@@ -44,6 +49,8 @@ command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# `systemd-analyze verify` checks config/systemd/nightcrier.service.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 ||
@@ -57,7 +64,37 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc, systemd-analyze)"
+fi
+
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then
+        "$@"
+    else
+        command -v sudo >/dev/null 2>&1 || fail "$1 needs root; run as root or install sudo"
+        sudo "$@"
+    fi
+}
+
+# --- promtool ----------------------------------------------------------------------
+# Only the promtool binary of Debian's prometheus package: installing the package would
+# also start a Prometheus server.
+promtool="${root}/.peers/prometheus/promtool"
+if [[ -x "${promtool}" ]] && "${promtool}" --version >/dev/null 2>&1; then
+    step "promtool present (${promtool})"
+else
+    step "taking promtool out of Debian's prometheus package into .peers/prometheus"
+    command -v apt-get >/dev/null 2>&1 || fail "promtool needs apt-get (Debian's prometheus package)"
+    work="$(mktemp -d)"
+    if ! (cd "${work}" && apt-get download prometheus >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "${work}" && apt-get download prometheus >/dev/null) || fail "apt-get download prometheus failed"
+    fi
+    dpkg-deb -x "${work}"/prometheus_*.deb "${work}/root"
+    mkdir -p "${root}/.peers/prometheus"
+    install -m 0755 "${work}/root/usr/bin/promtool" "${promtool}"
+    rm -rf "${work}"
+    "${promtool}" --version >/dev/null 2>&1 || fail "promtool from the prometheus package does not run"
 fi
 
 # --- Node.js >= 20 -----------------------------------------------------------------

