@@ -19,14 +19,17 @@
 #   everything per fault    = A / (CLUSTERS × FAULTS)          setup and shutdown included
 #
 # Pings and subscription audits are moved out to 1 h so the longer run B does not do more of
-# them than A, and `severity_threshold = "info"` lets every simulated fault through to its
-# log line; everything else is the default configuration (triage off, as the simulator
-# writes it). Instruction counts repeat closely but not to the instruction: how many events
-# one read brings depends on timing.
+# them than A, and `severity_threshold = "info"` lets every simulated fault through to the
+# intake; everything else is the default configuration (triage off, as the simulator
+# writes it). Arrivals are counted from /metrics (the health listener on 127.0.0.1:PORT),
+# scraped once the simulator has had the time to send everything. Instruction counts
+# repeat closely but not to the instruction: how many events one read brings depends on
+# timing.
 #
-# Environment: RATE (default 10 faults/s per cluster), NIGHTCRIER_BIN (default: the release
-# build of scripts/build-release.sh, brought up to date first), KEEP=DIR keeps the callgrind
-# outputs (DIR/A.callgrind … D.callgrind) and logs for `callgrind_annotate`.
+# Environment: RATE (default 10 faults/s per cluster), PORT (default 19893), NIGHTCRIER_BIN
+# (default: the release build of scripts/build-release.sh, brought up to date first),
+# KEEP=DIR keeps the callgrind outputs (DIR/A.callgrind … D.callgrind) and logs for
+# `callgrind_annotate`.
 # Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
 set -euo pipefail
 
