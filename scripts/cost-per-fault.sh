@@ -67,11 +67,6 @@ trap 'exit 130' INT TERM
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib/wait-for.sh"
 
 port=${PORT:-19893}
-# The faults the daemon has received, summed over its clusters.
-received_faults() {
-    curl -fsS "http://127.0.0.1:$port/metrics" |
-        awk '$1 ~ /^nightcrier_faults_received_total[{ ]/ { sum += $2 } END { print sum + 0 }'
-}
 
 # run TAG CLUSTERS FAULTS: prints the daemon's instruction count.
 run() {
@@ -102,14 +97,7 @@ run() {
         # /metrics; scraping costs instructions too, so only once the simulator has had the
         # time to send everything, and then about once a second until all have arrived.
         sleep $(((k + sim_rate - 1) / sim_rate))
-        local deadline=$((SECONDS + 1800)) received=0
-        while received=$(received_faults) && [ "$received" -lt $((n * k)) ]; do
-            if ! kill -0 "$daemon" 2>/dev/null || [ $SECONDS -ge "$deadline" ]; then
-                echo "cost-per-fault: run $tag: $received of $((n * k)) faults arrived" >&2
-                return 1
-            fi
-            sleep 1
-        done
+        wait_for_faults "$port" $((n * k)) 1800 "$daemon"
     fi
     kill -TERM "$daemon"
     wait "$daemon" || true

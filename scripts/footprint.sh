@@ -21,8 +21,12 @@
 # initialize, logging/setLevel, the GET stream, tools/call events_subscribe, and receiving
 # the fault notifications. Prints one line per client and the ratios to nightcrier.
 #
-# Environment: RATE (default 5), NIGHTCRIER_BIN (default: the release build of
-# scripts/build-release.sh, brought up to date first), SKIP_TS=1 leaves the TypeScript SDK out.
+# nightcrier runs with its health listener on 127.0.0.1:PORT, where /metrics tells when every
+# fault has arrived.
+#
+# Environment: RATE (default 5), PORT (default 19894), NIGHTCRIER_BIN (default: the release
+# build of scripts/build-release.sh, brought up to date first), SKIP_TS=1 leaves the
+# TypeScript SDK out.
 # Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
 set -euo pipefail
 
@@ -57,6 +61,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+port=${PORT:-19894}
 # shellcheck source=lib/wait-for.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib/wait-for.sh"
 
@@ -73,16 +78,15 @@ measure() {
     local started=$SECONDS pid done_pattern done_count
     case $client in
         nightcrier)
-            # Every fault through to its log line, like the SDK clients that see them all.
+            # Every fault through to the intake, like the SDK clients that see them all;
+            # arrivals are read from /metrics, so the health listener is on.
             {
                 printf 'severity_threshold = "info"\n'
                 cat "$work/$client.toml"
-                printf '[health]\nenabled = false\n'
+                printf '[health]\nlisten = "127.0.0.1:%s"\n' "$port"
             } > "$work/$client.run.toml"
             env -u RUST_LOG "$bin" run --config "$work/$client.run.toml" > "$work/$client.log" 2>&1 &
             pid=$!
-            done_pattern=' triage_skipped fault='
-            done_count=$((clusters * faults))
             ;;
         python-sdk)
             "$python" "$root/scripts/footprint/sdk_client.py" "$work/$client.endpoints" "$faults" \
@@ -100,7 +104,11 @@ measure() {
             ;;
     esac
     pids+=("$pid")
-    wait_for "$work/$client.log" "$done_pattern" "$done_count" 1800 "$pid"
+    if [ "$client" = nightcrier ]; then
+        wait_for_faults "$port" $((clusters * faults)) 1800 "$pid"
+    else
+        wait_for "$work/$client.log" "$done_pattern" "$done_count" 1800 "$pid"
+    fi
     local hwm user sys hz
     hwm=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status")
     # utime and stime; the command name in field 2 has no spaces for these clients.
