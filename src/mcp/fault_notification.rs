@@ -62,25 +62,25 @@ impl<'a> Reader<'a> {
         let mut envelope = Envelope::default();
         let mut seen = 0u16;
         self.object(|r, key| match key {
-            "id" => {
+            b"id" => {
                 first_time(&mut seen, 1)?;
                 // A request named like a notification is answered, not taken as a fault.
                 r.literal(b"null")
             }
-            "method" => {
+            b"method" => {
                 first_time(&mut seen, 2)?;
                 envelope.method = Some(r.string()?);
                 Some(())
             }
-            "params" => {
+            b"params" => {
                 first_time(&mut seen, 4)?;
                 r.object(|r, key| match key {
-                    "logger" => {
+                    b"logger" => {
                         first_time(&mut seen, 8)?;
                         envelope.logger = r.optional_string()?;
                         Some(())
                     }
-                    "data" => {
+                    b"data" => {
                         first_time(&mut seen, 16)?;
                         envelope.data = true;
                         r.fault(fault)
@@ -98,39 +98,39 @@ impl<'a> Reader<'a> {
         let mut seen = 0u16;
         self.object(|r, key| {
             match key {
-                "subscriptionId" => {
+                b"subscriptionId" => {
                     first_time(&mut seen, 1)?;
                     fault.subscription_id = r.optional_string()?;
                 }
-                "cluster" => {
+                b"cluster" => {
                     first_time(&mut seen, 2)?;
                     fault.cluster = r.optional_string()?;
                 }
-                "faultId" => {
+                b"faultId" => {
                     first_time(&mut seen, 4)?;
                     fault.fault_id = r.string()?;
                 }
-                "faultType" => {
+                b"faultType" => {
                     first_time(&mut seen, 8)?;
                     fault.fault_type = r.string()?;
                 }
-                "severity" => {
+                b"severity" => {
                     first_time(&mut seen, 16)?;
                     fault.severity = r.string()?;
                 }
-                "resource" => {
+                b"resource" => {
                     first_time(&mut seen, 32)?;
                     r.resource(&mut fault.resource)?;
                 }
-                "context" => {
+                b"context" => {
                     first_time(&mut seen, 64)?;
                     fault.context = r.optional_string()?;
                 }
-                "timestamp" => {
+                b"timestamp" => {
                     first_time(&mut seen, 128)?;
                     fault.timestamp = r.optional_string()?;
                 }
-                "faultIdDerived" => {
+                b"faultIdDerived" => {
                     first_time(&mut seen, 256)?;
                     fault.fault_id_derived = r.boolean()?;
                 }
@@ -144,23 +144,23 @@ impl<'a> Reader<'a> {
         let mut seen = 0u16;
         self.object(|r, key| {
             match key {
-                "apiVersion" => {
+                b"apiVersion" => {
                     first_time(&mut seen, 1)?;
                     resource.api_version = r.optional_string()?;
                 }
-                "kind" => {
+                b"kind" => {
                     first_time(&mut seen, 2)?;
                     resource.kind = r.string()?;
                 }
-                "name" => {
+                b"name" => {
                     first_time(&mut seen, 4)?;
                     resource.name = r.string()?;
                 }
-                "namespace" => {
+                b"namespace" => {
                     first_time(&mut seen, 8)?;
                     resource.namespace = r.optional_string()?;
                 }
-                "uid" => {
+                b"uid" => {
                     first_time(&mut seen, 16)?;
                     resource.uid = r.optional_string()?;
                 }
@@ -172,16 +172,16 @@ impl<'a> Reader<'a> {
 
     /// An object, each member's value read by `member` (called with the reader just after
     /// the member's `:`).
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         if self.peek()? == b'}' {
             self.pos += 1;
             return Some(());
         }
         loop {
-            let key = self.string()?;
+            let key = self.key()?;
             self.expect(b':')?;
-            member(self, &key)?;
+            member(self, key)?;
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
@@ -196,7 +196,7 @@ impl<'a> Reader<'a> {
     /// Any value, checked and passed over; `depth` is the nesting of its container.
     fn skip_value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string().map(drop),
+            b'"' => self.skip_string(),
             b'{' if depth < MAX_DEPTH => self.object(|r, _| r.skip_value(depth + 1)),
             b'[' if depth < MAX_DEPTH => {
                 self.pos += 1;
@@ -240,6 +240,30 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         self.string().map(Some)
+    }
+
+    /// A member name, as the bytes between its quotes. The names this reader looks for
+    /// are plain ASCII; a name with an escape is left to the general decoder.
+    #[inline(always)]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let end = self.plain_run()?;
+        (self.bytes[end] == b'"').then_some(())?;
+        self.pos = end + 1;
+        Some(&self.bytes[start..end])
+    }
+
+    /// A string value that is not kept: checked, not copied.
+    fn skip_string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        let end = self.plain_run()?;
+        if self.bytes[end] == b'"' {
+            self.pos = end + 1;
+            return Some(());
+        }
+        let start = self.pos;
+        self.escaped(start, end).map(drop)
     }
 
     /// A string: a slice of the text when it has no escapes, else decoded.
