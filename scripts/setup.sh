@@ -3,8 +3,8 @@
 # it first; run it alone to prepare a machine without running the tests.
 #
 #   - system packages, through apt-get (with sudo when not root), only those missing:
-#     python3, python3-venv, nodejs, npm, openssl, and gcc + libc6-dev when there is no C
-#     compiler;
+#     python3, python3-venv, nodejs, npm, openssl, gcc + libc6-dev when there is no C
+#     compiler, and g++ when there is no C++ compiler (libFuzzer, for scripts/fuzz.sh);
 #   - Node.js 20 under .peers/node (the npm package `node`), when the system's node is older
 #     than 20 (Debian 12 ships 18); the agent CLIs need 20. scripts/test.sh puts
 #     .peers/node/node_modules/.bin first on PATH when it exists;
@@ -39,6 +39,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # bwrap confines agents that run on the host (agent.confinement); its tests need it.
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# scripts/fuzz.sh builds libFuzzer, which is C++.
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 ||
@@ -52,7 +54,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, cc)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, cc, c++)"
 fi
 
 # --- Node.js >= 20 -----------------------------------------------------------------
