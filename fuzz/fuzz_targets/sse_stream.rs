@@ -138,7 +138,7 @@ fuzz_target!(|data: &[u8]| {
     let shape = |run: &Run| -> Vec<(String, String)> {
         run.events
             .iter()
-            .map(|e| (e.event.clone(), e.data.clone()))
+            .map(|e| (e.event.to_string(), e.data.clone()))
             .collect()
     };
     assert_eq!(shape(&again), shape(&whole), "reset_stream kept state");
