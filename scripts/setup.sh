@@ -4,7 +4,8 @@
 #
 #   - system packages, through apt-get (with sudo when not root), only those missing:
 #     python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium (with a
-#     font), and gcc + libc6-dev when there is no C compiler;
+#     font), gcc + libc6-dev when there is no C compiler, and g++ when there is no C++
+#     compiler (libFuzzer, for scripts/fuzz.sh);
 #   - Node.js 20 under .peers/node (the npm package `node`), when the system's node is older
 #     than 20 (Debian 12 ships 18); the agent CLIs need 20. scripts/test.sh puts
 #     .peers/node/node_modules/.bin first on PATH when it exists;
@@ -51,6 +52,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 # `systemd-analyze verify` checks config/systemd/nightcrier.service.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# scripts/fuzz.sh builds libFuzzer, which is C++.
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 ||
@@ -64,7 +67,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc, systemd-analyze)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc, c++, systemd-analyze)"
 fi
 
 as_root() {

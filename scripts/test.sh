@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nightcrier's full check, from a fresh clone on a Debian machine with Rust: installs what
 # the tests need (scripts/setup.sh: system packages when missing, Node.js 20, the interop
-# peers), then runs formatting, lints and every test (unit, integration and interop), the
-# chaos soak, and builds and smoke-tests the container images.
+# peers), then runs formatting, lints, every test (unit, integration and interop), a short
+# run of every fuzz target, the chaos soak, and builds and smoke-tests the container images.
 # A second run installs nothing. Exits non-zero at the first failing step.
 set -euo pipefail
 
@@ -27,6 +27,10 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test --locked"
 cargo test --locked
+
+# A short run of every fuzz target from its committed corpus; see scripts/fuzz.sh.
+step "scripts/fuzz.sh --smoke (fuzz targets)"
+bash scripts/fuzz.sh --smoke
 
 # --- chaos soak (60 s) -------------------------------------------------------------------
 # 100 simulated clusters with kills, cuts, stalls and (as root) network faults; see

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of nightcrier's parsers of untrusted input (cargo fuzz, libFuzzer,
+# AddressSanitizer with leak detection). The targets live in fuzz/fuzz_targets/; see the
+# "Fuzzing" section of docs/operations.md.
+#
+#   scripts/fuzz.sh [SECONDS|--runs N|--smoke|--cmin] [TARGET...]
+#
+#   SECONDS   run each target this long (default 60)
+#   --runs N  run each target for N executions
+#   --smoke   about 20,000 executions of each target, at most 30 s each (scripts/test.sh)
+#   --cmin    fold what runs found into the committed corpus and minimize it (cargo fuzz
+#             cmin): the smallest set of inputs that covers everything the two covered
+#   TARGET    http_response sse_stream mcp_session fault_event tls_records config_text
+#             (default: all, one after another, on one core)
+#
+# Installs cargo-fuzz when it is missing. Builds with the installed toolchain (nightly
+# features through RUSTC_BOOTSTRAP=1, so stable Rust does). Each target starts from its
+# committed corpus (fuzz/corpus/TARGET, read only) plus what earlier runs found
+# (fuzz/target/corpus/TARGET); a crash, leak or timeout is saved in fuzz/artifacts/TARGET.
+# Prints executions, executions per second and crashes per target; exits 1 if any target
+# failed.
+set -euo pipefail
+
+CARGO_FUZZ_VERSION="0.13.2"
+ALL_TARGETS=(http_response sse_stream mcp_session fault_event tls_records config_text)
+
+root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "${root}"
+
+fail() { printf 'fuzz: %s\n' "$*" >&2; exit 2; }
+usage() { sed -n '5,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+
+budget=(-max_total_time=60)
+cmin=0
+targets=()
+while (($# > 0)); do
+    case "$1" in
+        --smoke) budget=(-runs=20000 -max_total_time=30) ;;
+        --cmin) cmin=1 ;;
+        --runs)
+            [[ "${2:-}" =~ ^[0-9]+$ ]] || usage
+            budget=(-runs="$2")
+            shift
+            ;;
+        -h | --help) usage ;;
+        *)
+            if [[ "$1" =~ ^[0-9]+$ ]]; then
+                budget=(-max_total_time="$1")
+            elif [[ " ${ALL_TARGETS[*]} " == *" $1 "* ]]; then
+                targets+=("$1")
+            else
+                printf 'fuzz: unknown target or option %q\n' "$1" >&2
+                usage
+            fi
+            ;;
+    esac
+    shift
+done
+((${#targets[@]} > 0)) || targets=("${ALL_TARGETS[@]}")
+
+# Longest input per target: long enough for a whole exchange, short enough to stay fast.
+max_len() {
+    case "$1" in
+        config_text | sse_stream | fault_event) echo 8192 ;;
+        *) echo 4096 ;;
+    esac
+}
+
+command -v cargo >/dev/null 2>&1 || fail "cargo not found; install Rust first"
+command -v c++ >/dev/null 2>&1 || fail "no C++ compiler (libFuzzer needs one): apt-get install g++"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    printf '==> fuzz: installing cargo-fuzz %s\n' "${CARGO_FUZZ_VERSION}"
+    cargo install cargo-fuzz --locked --version "${CARGO_FUZZ_VERSION}"
+fi
+
+# Overflow checks and debug assertions on: an arithmetic overflow is a finding. Several
+# codegen units build much faster and run nearly as fast.
+build_flags=(--debug-assertions --codegen-units 16)
+printf "==> fuzz: building the fuzz targets\n"
+RUSTC_BOOTSTRAP=1 cargo fuzz build "${build_flags[@]}"
+
+if ((cmin)); then
+    for target in "${targets[@]}"; do
+        found="fuzz/target/corpus/${target}"
+        if [[ -d "${found}" ]]; then
+            cp -n "${found}"/* "fuzz/corpus/${target}/" 2>/dev/null || true
+        fi
+        RUSTC_BOOTSTRAP=1 cargo fuzz cmin "${build_flags[@]}" "${target}" -- \
+            -max_len="$(max_len "${target}")" -use_counters=0 -rss_limit_mb=2048 -timeout=10 </dev/null \
+            >"fuzz/target/${target}.cmin.log" 2>&1 ||
+            fail "cmin of ${target} failed; see fuzz/target/${target}.cmin.log"
+        printf '%-14s %5d files %8d bytes\n' "${target}" \
+            "$(find "fuzz/corpus/${target}" -type f | wc -l)" \
+            "$(find "fuzz/corpus/${target}" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+    done
+    exit 0
+fi
+
+host="$(rustc -vV | sed -n 's/^host: //p')"
+bin_dir="fuzz/target/${host}/release"
+results=()
+failed=0
+for target in "${targets[@]}"; do
+    work="fuzz/target/corpus/${target}"
+    artifacts="fuzz/artifacts/${target}"
+    mkdir -p "${work}" "${artifacts}" "fuzz/corpus/${target}"
+    log="fuzz/target/${target}.log"
+    printf '==> fuzz: %s (%s)\n' "${target}" "${budget[*]}"
+    before="$(find "${artifacts}" -type f | wc -l)"
+    status=0
+    # New inputs go to the first directory, so the committed corpus stays as it is.
+    "${bin_dir}/${target}" "${budget[@]}" -max_len="$(max_len "${target}")" \
+        -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="${artifacts}/" "${work}" "fuzz/corpus/${target}" \
+        </dev/null >"${log}" 2>&1 || status=$?
+    after="$(find "${artifacts}" -type f | wc -l)"
+    runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}" | tail -1)"
+    rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "${log}" | tail -1)"
+    if [[ -z "${runs}" ]]; then
+        # A crash ends the run before the final stats: take the last progress line.
+        runs="$(grep -o '^#[0-9]*' "${log}" | tail -1 | tr -d '#')"
+    fi
+    crashes=$((after - before))
+    if ((status != 0 || crashes > 0)); then
+        failed=1
+        crashes=$((crashes > 0 ? crashes : 1))
+        grep -E 'panicked|ERROR|SUMMARY' "${log}" | head -5 >&2 || true
+        printf 'fuzz: %s failed; log %s, inputs in %s\n' "${target}" "${log}" "${artifacts}" >&2
+    fi
+    corpus_files="$(find "fuzz/corpus/${target}" -type f | wc -l)"
+    results+=("$(printf '%-14s %12s %8s %8s %9s' "${target}" "${runs:-?}" "${rate:-?}" \
+        "${crashes}" "${corpus_files}")")
+done
+
+printf '\n%-14s %12s %8s %8s %9s\n' target executions exec/s crashes corpus
+printf '%s\n' "${results[@]}"
+exit "${failed}"
