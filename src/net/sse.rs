@@ -21,6 +21,32 @@ pub struct SseEvent {
     pub id: Option<String>,
 }
 
+/// The event list and data buffers every stream of a loop shares, one stream at a time:
+/// a fault costs no allocation for its event, and idle streams hold none of it.
+#[derive(Debug, Default)]
+pub struct SseScratch {
+    pub events: Vec<SseEvent>,
+    spare: Vec<String>,
+}
+
+impl SseScratch {
+    /// Spare buffers kept, and the largest kept: a burst of big events is not held on to.
+    const SPARE_BUFFERS: usize = 4;
+    const MAX_SPARE_BYTES: usize = 16 * 1024;
+
+    /// A spare data buffer, if one is kept.
+    pub fn take_spare(&mut self) -> Option<String> {
+        self.spare.pop()
+    }
+
+    /// Keeps `buffer` for a later event, within the bounds above.
+    pub fn give_back(&mut self, buffer: String) {
+        if self.spare.len() < Self::SPARE_BUFFERS && buffer.capacity() <= Self::MAX_SPARE_BYTES {
+            self.spare.push(buffer);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SseError {
     /// One pending event grew past the configured bound.
@@ -162,6 +188,24 @@ impl SseParser {
     /// between events (`:ka` heartbeats) start none.
     pub fn in_event(&self) -> bool {
         self.event_bytes > 0 || !self.line.is_empty()
+    }
+
+    /// Offers `buffer` (emptied) for the data of the next event, when this parser holds
+    /// no data buffer of its own: a stream then reuses the loop's buffers instead of
+    /// allocating one per event.
+    pub fn lend(&mut self, mut buffer: String) -> Option<String> {
+        if self.data.capacity() > 0 {
+            return Some(buffer);
+        }
+        buffer.clear();
+        self.data = buffer;
+        None
+    }
+
+    /// The data buffer back, when no event is under way, so an idle stream holds no
+    /// event-sized buffer.
+    pub fn reclaim(&mut self) -> Option<String> {
+        (self.data.is_empty() && self.data.capacity() > 0).then(|| std::mem::take(&mut self.data))
     }
 
     /// Prepare for a new connection: drops the partial line and pending event, expects a
@@ -346,6 +390,54 @@ mod tests {
     use super::*;
 
     const LIMIT: usize = 1 << 20;
+
+    #[test]
+    fn a_lent_buffer_carries_the_next_event_and_an_idle_parser_gives_it_back() {
+        let mut parser = SseParser::new(LIMIT);
+        let buffer = String::with_capacity(256);
+        let lent_at = buffer.as_ptr();
+        assert!(parser.lend(buffer).is_none());
+        let mut out = Vec::new();
+        parser.feed(b"data: one\n\n", &mut out).unwrap();
+        assert_eq!(out[0].data, "one");
+        assert_eq!(
+            out[0].data.as_ptr(),
+            lent_at,
+            "the event took the lent buffer"
+        );
+        // Nothing under way: nothing to give back, and nothing held.
+        assert!(parser.reclaim().is_none());
+        // Lent and not used (no event arrived): given back whole.
+        assert!(parser.lend(String::with_capacity(64)).is_none());
+        parser.feed(b": ka\n", &mut out).unwrap();
+        assert!(parser.reclaim().is_some_and(|b| b.capacity() >= 64));
+        // Mid-event the buffer stays with the parser.
+        assert!(parser.lend(String::with_capacity(64)).is_none());
+        parser.feed(b"data: par", &mut out).unwrap();
+        parser.feed(b"tial\n", &mut out).unwrap();
+        assert!(parser.reclaim().is_none());
+        assert!(
+            parser.lend(String::new()).is_some(),
+            "a parser with a buffer lends none"
+        );
+        parser.feed(b"\n", &mut out).unwrap();
+        assert_eq!(out[1].data, "partial");
+    }
+
+    #[test]
+    fn the_scratch_keeps_a_few_small_buffers() {
+        let mut scratch = SseScratch::default();
+        for _ in 0..10 {
+            scratch.give_back(String::with_capacity(100));
+        }
+        scratch.give_back(String::with_capacity(1 << 20));
+        let mut kept = 0;
+        while let Some(buffer) = scratch.take_spare() {
+            assert!(buffer.capacity() < 1 << 20);
+            kept += 1;
+        }
+        assert_eq!(kept, SseScratch::SPARE_BUFFERS);
+    }
 
     /// A `tools/call` reply as kubernetes-mcp-server streams it on a POST.
     const POST_REPLY: &[u8] = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"subscriptionId\\\":\\\"sub-1\\\",\\\"cluster\\\":\\\"prod-us-east-1\\\",\\\"mode\\\":\\\"faults\\\",\\\"status\\\":\\\"active\\\"}\"}]}}\n\n";

@@ -33,6 +33,8 @@ pub enum ReadOutcome {
 #[derive(Default)]
 pub struct ReadBuffers {
     pub plaintext: Vec<u8>,
+    /// Events and data buffers the event streams share.
+    pub sse: crate::net::sse::SseScratch,
     ciphertext: Vec<u8>,
     /// What the socket reads into: initialized once and reused, so a read costs a copy of
     /// the bytes that arrived, not a zero-fill of [`READ_CHUNK`] bytes before every call.
@@ -43,6 +45,7 @@ impl ReadBuffers {
     pub fn with_capacity(bytes: usize) -> Self {
         ReadBuffers {
             plaintext: Vec::with_capacity(bytes),
+            sse: Default::default(),
             ciphertext: Vec::with_capacity(bytes),
             landing: vec![0; READ_CHUNK],
         }

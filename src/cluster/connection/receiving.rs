@@ -59,7 +59,7 @@ impl ClusterConnection {
                         body.extend_from_slice(&bytes[..bytes.len().min(room)]);
                     }
                 }
-                self.on_sse_events(ctx, sse_events);
+                self.on_sse_events(ctx, &sse_events);
             }
             ResponseEvent::End { reusable } => self.on_reply_end(ctx, reusable),
         }
@@ -155,9 +155,18 @@ impl ClusterConnection {
                 if self.stream_phase != StreamPhase::Open {
                     return;
                 }
-                let mut sse_events = Vec::new();
+                let mut sse_events = std::mem::take(&mut ctx.inbound.sse.events);
                 let ended_before = self.stream_sse.events_ended();
-                if let Err(e) = self.stream_sse.feed(&inbound[range], &mut sse_events) {
+                if let Some(spare) = ctx.inbound.sse.take_spare() {
+                    if let Some(unused) = self.stream_sse.lend(spare) {
+                        ctx.inbound.sse.give_back(unused);
+                    }
+                }
+                let fed = self.stream_sse.feed(&inbound[range], &mut sse_events);
+                if let Some(buffer) = self.stream_sse.reclaim() {
+                    ctx.inbound.sse.give_back(buffer);
+                }
+                if let Err(e) = fed {
                     return self.fail(ctx, "stream", e.to_string(), false);
                 }
                 let discarded = self.stream_sse.take_discarded();
@@ -171,7 +180,11 @@ impl ClusterConnection {
                 } else if new_event || self.timers[TimerKind::EventStall.slot()].is_none() {
                     self.arm(ctx, TimerKind::EventStall, ctx.settings.read_timeout);
                 }
-                self.on_sse_events(ctx, sse_events);
+                self.on_sse_events(ctx, &sse_events);
+                for event in sse_events.drain(..) {
+                    ctx.inbound.sse.give_back(event.data);
+                }
+                ctx.inbound.sse.events = sse_events;
             }
             ResponseEvent::End { .. } => self.on_closed(ctx, Channel::Stream),
         }
@@ -187,12 +200,12 @@ impl ClusterConnection {
         }
     }
 
-    pub(super) fn on_sse_events(&mut self, ctx: &mut ConnectionContext, events: Vec<SseEvent>) {
+    pub(super) fn on_sse_events(&mut self, ctx: &mut ConnectionContext, events: &[SseEvent]) {
         if events.is_empty() {
             return;
         }
         let mut outputs = Vec::new();
-        for event in &events {
+        for event in events {
             if event.event != "message" || event.data.is_empty() {
                 continue;
             }
