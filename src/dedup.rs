@@ -26,6 +26,16 @@ use crate::name_map::NameMap;
 /// shrinking them would only churn allocations.
 const SHRINK_FLOOR: usize = 256;
 
+/// What [`Deduplicator::record`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not seen within the window: recorded. `evicted`: the cluster's keys forgotten early
+    /// so far.
+    New { evicted: u64 },
+    /// Seen within the window.
+    Repeat,
+}
+
 #[derive(Debug)]
 pub struct Deduplicator {
     window: Duration,
@@ -78,6 +88,12 @@ impl Deduplicator {
     /// true if this key is new (not seen within the window) — records it; false if a
     /// duplicate (does NOT extend the window).
     pub fn check_and_record(&mut self, cluster: &str, fault_id: &str, now: Instant) -> bool {
+        matches!(self.record(cluster, fault_id, now), Seen::New { .. })
+    }
+
+    /// [`Deduplicator::check_and_record`], telling for a new key how many keys the cluster
+    /// has had evicted so far (the bound may just have evicted one).
+    pub fn record(&mut self, cluster: &str, fault_id: &str, now: Instant) -> Seen {
         let origin = *self.origin.get_or_insert(now);
         let now_at = nanos_since(origin, now);
         let window = self.window;
@@ -92,7 +108,7 @@ impl Deduplicator {
         self.len -= before - keys.order.len();
         let hash = self.hasher.hash_one(fault_id);
         if keys.keys.find(hash, |key| **key == *fault_id).is_some() {
-            return false;
+            return Seen::Repeat;
         }
         while keys.keys.len() >= self.max_entries {
             match keys.order.pop_front() {
@@ -117,7 +133,9 @@ impl Deduplicator {
         if keys.order.len() == 1 {
             self.earliest = Some(self.earliest.map_or(now_at, |e| e.min(now_at)));
         }
-        true
+        Seen::New {
+            evicted: keys.evicted,
+        }
     }
 
     /// Forgets every key recorded `window` or longer ago.
@@ -340,6 +358,16 @@ mod tests {
         assert!(dedup.check_and_record("prod", "f1", t0 + ms(11)));
         assert_eq!(dedup.evicted(), 2);
         assert_eq!(dedup.len(), 3);
+        // `record` tells the count with each new key, per cluster.
+        assert_eq!(
+            dedup.record("prod", "f5", t0 + ms(12)),
+            Seen::New { evicted: 3 }
+        );
+        assert_eq!(dedup.record("prod", "f5", t0 + ms(13)), Seen::Repeat);
+        assert_eq!(
+            dedup.record("dev", "f5", t0 + ms(14)),
+            Seen::New { evicted: 0 }
+        );
     }
 
     #[test]

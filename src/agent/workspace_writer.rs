@@ -351,6 +351,10 @@ impl WorkspaceWriter {
     /// Results since the last call, in the order the jobs ran; gives the thread more of the
     /// backlog as it makes room. Never blocks.
     pub fn results(&mut self) -> Vec<WriteDone> {
+        if self.is_idle() {
+            // The loop asks on every turn; with nothing out, that costs nothing.
+            return Vec::new();
+        }
         let mut out: Vec<WriteDone> = self.inline_done.drain(..).collect();
         if let Some(worker) = &self.worker {
             let before = out.len();

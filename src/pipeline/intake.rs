@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
 use crate::config::{ClusterConfig, Severity};
+use crate::dedup::Seen;
 use crate::events::{ClusterEvent, FaultEvent, FaultView};
 use crate::limited;
 use crate::logging::excerpt;
@@ -103,17 +104,17 @@ impl TriagePipeline {
             );
             return;
         }
-        let new = self.dedup.check_and_record(name, fault.fault_id(), now);
-        if !new {
-            slot.counters.faults_deduplicated += 1;
-            log::debug!(
-                "cluster={name} fault {} seen within the dedup window",
-                fault.fault_id()
-            );
-            return;
+        match self.dedup.record(name, fault.fault_id(), now) {
+            Seen::New { evicted } => slot.counters.dedup_evictions = evicted,
+            Seen::Repeat => {
+                slot.counters.faults_deduplicated += 1;
+                log::debug!(
+                    "cluster={name} fault {} seen within the dedup window",
+                    fault.fault_id()
+                );
+                return;
+            }
         }
-        // Only recording a new key evicts one.
-        slot.counters.dedup_evictions = self.dedup.evicted_for(name);
         if !config.triage_ready() {
             slot.counters.faults_skipped += 1;
             limited!(
