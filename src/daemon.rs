@@ -6,12 +6,14 @@ use std::sync::Arc;
 use crate::admin::server::AdminServer;
 use crate::cluster::connection::ConnectionSettings;
 use crate::config::{ClusterConfig, Config, LoadOptions};
-use crate::event_loop::{EventLoop, LoopOptions, SignalSet};
+use crate::event_loop::{Command, EventLoop, LoopOptions, SignalSet};
 use crate::health::board::HealthBoard;
 use crate::health::server::HealthServer;
 use crate::pipeline::{PipelineSettings, TriagePipeline};
 use crate::registry::Registry;
 use crate::reload::Reloader;
+use crate::silence::api::SilenceApi;
+use crate::silence::store::{Publish, SilenceStore, SILENCES_FILE};
 
 /// The enabled clusters of this replica, shared between the connections and the pipeline.
 pub fn enabled_clusters(config: &Config) -> Vec<Arc<ClusterConfig>> {
@@ -76,26 +78,51 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
     } else {
         None
     };
-    // Kept alive for the run too; its own listener, never the health one.
-    let _admin = match config.admin.listen {
-        Some(listen) => {
-            let router = crate::admin::router(config.workspace_root.clone());
-            let server = AdminServer::start(listen, router).map_err(|e| e.to_string())?;
-            log::info!("incident pages on http://{}/incidents", server.local_addr());
-            Some(server)
-        }
-        None => None,
-    };
     let mut options = loop_options(&config, SignalSet::All);
     if !config.health.enabled {
         options.publish_interval = None;
     }
+    let admin = config.admin.clone();
+    let workspace_root = config.workspace_root.clone();
     options.reloader = Some(Reloader::new(
         config,
         Box::new(move || crate::config::load(&load)),
     ));
     let mut event_loop =
         EventLoop::new(options, pipeline, board).map_err(|e| format!("event loop: {e}"))?;
+    // The API's silences hold whether or not the admin listener is on this time.
+    let handle = event_loop.handle();
+    let publish: Publish = Box::new(move |silences| handle.send(Command::Silences(silences)));
+    let store = SilenceStore::open(&workspace_root, publish)?;
+    let silences = store.compiled();
+    if !silences.is_empty() {
+        log::info!(
+            "{} silences of the admin API restored from {}",
+            silences.len(),
+            workspace_root.join(SILENCES_FILE).display()
+        );
+    }
+    event_loop.handle().send(Command::Silences(silences));
+    // Kept alive for the run too; its own listener, never the health one.
+    let _admin = match admin.listen {
+        Some(listen) => {
+            if admin.token.is_none() {
+                log::warn!(
+                    "admin.token is not set: the silences API only lists; creating and \
+                     expiring silences is refused"
+                );
+            }
+            let api = SilenceApi::new(Arc::new(store), admin.token.clone());
+            let router = crate::admin::router(workspace_root.clone(), api);
+            let server = AdminServer::start(listen, router).map_err(|e| e.to_string())?;
+            log::info!(
+                "incident pages on http://{0}/incidents, silences API on http://{0}/api/v2/silences",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     event_loop
         .run(&clusters)
         .map_err(|e| format!("event loop: {e}"))?;

@@ -37,6 +37,8 @@ pub enum Command {
     Shutdown,
     /// Same as SIGHUP.
     Reload,
+    /// The silences made through the admin API, all of them, after a change.
+    Silences(Arc<Vec<crate::silence::Silence>>),
 }
 
 /// A cloneable way to reach a running loop.
@@ -367,6 +369,7 @@ impl<S: Stage> EventLoop<S> {
             match command {
                 Command::Shutdown => stop = true,
                 Command::Reload => reload = true,
+                Command::Silences(silences) => self.stage.set_runtime_silences(silences),
             }
         }
         (stop, reload)

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod registry;
 pub mod reload;
+pub mod silence;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod stage;

@@ -60,6 +60,8 @@ pub trait Stage: EventSink {
     fn apply_reload(&mut self, _ctx: &mut StageContext, _config: &Config, _plan: &ReloadPlan) {}
     /// A reload was refused (invalid file); the stage only counts it.
     fn reload_failed(&mut self) {}
+    /// The silences made through the admin API changed; these are all of them now.
+    fn set_runtime_silences(&mut self, _silences: Arc<Vec<crate::silence::Silence>>) {}
 }
 
 impl Stage for Sender<ClusterEvent> {}

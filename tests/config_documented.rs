@@ -19,13 +19,18 @@ fn accepted() -> BTreeSet<String> {
 }
 
 /// Keys of the example file, dotted by the table they are in, commented-out ones included
-/// (`# key = value`); comment prose is recognized by needing ` = ` after one bare word.
+/// (`# key = value`, under `[table]` or a commented-out `# [[table]]`); comment prose is
+/// recognized by needing ` = ` after one bare word.
 fn example_keys(text: &str) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     let mut table = String::new();
     for line in text.lines() {
         let line = line.trim();
-        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+        let uncommented = line.strip_prefix('#').map_or(line, str::trim_start);
+        if let Some(header) = uncommented
+            .strip_prefix("[[")
+            .and_then(|l| l.strip_suffix("]]"))
+        {
             table = header.to_string();
             continue;
         }

@@ -45,6 +45,7 @@ fn snapshot() -> Published {
             faults_triaged: 4,
             faults_skipped: 0,
             faults_breaker_open: 1,
+            faults_silenced: 5,
             agents_investigated: 2,
             agents_failed: 1,
             agents_timed_out: 1,
@@ -79,6 +80,9 @@ fn snapshot() -> Published {
     pipeline.config_last_reload_successful = true;
     pipeline.config_last_reload_timestamp_seconds = 1_795_490_000.5;
     pipeline.config_reload_failures = 1;
+    pipeline
+        .faults_silenced
+        .insert("file:db-upgrade".to_string(), 5);
 
     Published {
         clusters: vec![alpha, beta],
@@ -116,6 +120,8 @@ fn per_cluster_counters_carry_cluster_and_environment() {
             r#"nightcrier_faults_dropped_total{cluster="alpha",environment="prod"} 1"#,
             r#"nightcrier_faults_triaged_total{cluster="alpha",environment="prod"} 4"#,
             r#"nightcrier_faults_breaker_open_total{cluster="alpha",environment="prod"} 1"#,
+            r#"nightcrier_faults_silenced_total{cluster="alpha",environment="prod"} 5"#,
+            r#"nightcrier_silence_faults_total{silence="file:db-upgrade"} 5"#,
             r#"nightcrier_faults_received_total{cluster="beta",environment="stag\"ing\n\\x"} 0"#,
             r#"nightcrier_faults_received_total{cluster="gone",environment=""} 5"#,
             r#"nightcrier_agent_runs_total{cluster="alpha",environment="prod",outcome="timed_out"} 1"#,

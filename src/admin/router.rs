@@ -1,6 +1,6 @@
 //! The admin listener's routing, without I/O: a request (method, path, query) goes to the
-//! section mounted at the longest matching path prefix (`/incidents`, `/assets`; the
-//! silences API mounts the same way), which answers with a [`Reply`]. The server adds the
+//! section mounted at the longest matching path prefix (`/incidents`, `/assets`, the
+//! silences API), which answers with a [`Reply`]. The server adds the
 //! security headers every reply carries.
 
 use std::fmt::Write as _;
@@ -13,6 +13,10 @@ pub struct AdminRequest<'a> {
     /// The path, without query or fragment.
     pub path: &'a str,
     pub query: Option<&'a str>,
+    /// The `Authorization` header, when sent.
+    pub authorization: Option<&'a str>,
+    /// The body (bounded by the server; empty for most requests).
+    pub body: &'a [u8],
 }
 
 impl<'a> AdminRequest<'a> {
@@ -27,6 +31,8 @@ impl<'a> AdminRequest<'a> {
             method,
             path,
             query,
+            authorization: None,
+            body: &[],
         }
     }
 
@@ -36,6 +42,19 @@ impl<'a> AdminRequest<'a> {
             .split('&')
             .filter_map(|pair| pair.split_once('='))
             .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// Every raw value of `name` in the query, in order (`filter=a&filter=b`).
+    pub fn query_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n
+    where
+        'a: 'n,
+    {
+        self.query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(move |(key, _)| *key == name)
             .map(|(_, value)| value)
     }
 }

@@ -40,6 +40,8 @@ pub mod status {
     pub const INVESTIGATED: &str = "investigated";
     pub const AGENT_FAILED: &str = "agent_failed";
     pub const TIMED_OUT: &str = "timed_out";
+    /// A silence held for the fault: no agent ran (`silence_id` names the silence).
+    pub const SILENCED: &str = "silenced";
 }
 
 /// A new incident id: `20261124T041500Z-<cluster>-<6 hex>`.
@@ -211,6 +213,9 @@ pub struct IncidentRecord {
     pub received_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// The silence that held for the fault (status `silenced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silence_id: Option<String>,
 }
 
 impl IncidentRecord {
@@ -233,6 +238,7 @@ impl IncidentRecord {
             received_at: rfc3339(received_at),
             started_at: None,
             finished_at: None,
+            silence_id: None,
         }
     }
 }

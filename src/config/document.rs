@@ -100,6 +100,22 @@ impl<'t, 'i> Table<'t, 'i> {
         self.entries.and_then(|t| t.get(key))
     }
 
+    /// Its keys, in file order.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let Some(entries) = self.entries else {
+            return Vec::new();
+        };
+        let mut keys: Vec<_> = entries.keys().collect();
+        keys.sort_by_key(|key| key.span().start);
+        keys.iter().map(|key| key.get_ref().to_string()).collect()
+    }
+
+    /// Whether `key` holds a table.
+    pub(crate) fn is_table(&self, key: &str) -> bool {
+        self.get(key)
+            .is_some_and(|value| matches!(value.get_ref(), DeValue::Table(_)))
+    }
+
     /// The same table seen as belonging to `cluster`.
     pub(crate) fn in_cluster(mut self, cluster: String) -> Table<'t, 'i> {
         self.scope.cluster = Some(cluster);

@@ -19,6 +19,7 @@ use super::sections::{
 };
 use super::severity::Severity;
 use super::shard::Shard;
+use super::silences::{read_silences, SILENCE_KEYS};
 use super::values::SecretKeys;
 use super::Config;
 
@@ -42,6 +43,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "health",
     "admin",
     "slack",
+    "silences",
     "mcp_endpoint",
     "kubeconfig",
     "api_key",
@@ -85,7 +87,7 @@ pub(crate) const BREAKER_KEYS: &[&str] =
     &["failure_threshold", "cooldown", "global_failure_threshold"];
 pub(crate) const PREFLIGHT_KEYS: &[&str] = &["kubectl", "timeout", "require_read_only"];
 pub(crate) const HEALTH_KEYS: &[&str] = &["enabled", "listen", "publish_interval"];
-pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
+pub(crate) const ADMIN_KEYS: &[&str] = &["listen", "token", "token_file", "token_env"];
 pub(crate) const SLACK_KEYS: &[&str] = &[
     "webhook_url",
     "webhook_url_file",
@@ -127,6 +129,7 @@ pub fn accepted_keys() -> Vec<String> {
         ("health", HEALTH_KEYS),
         ("admin", ADMIN_KEYS),
         ("slack", SLACK_KEYS),
+        ("silences", SILENCE_KEYS),
     ];
     let cluster_sections: &[(&str, &[&str])] = &[("mcp", MCP_KEYS), ("triage", TRIAGE_KEYS)];
     let mut keys = Vec::new();
@@ -151,6 +154,12 @@ pub fn accepted_keys() -> Vec<String> {
     keys
 }
 
+const ADMIN_TOKEN: SecretKeys = SecretKeys {
+    inline: "token",
+    file: "token_file",
+    env: "token_env",
+};
+
 const SLACK_WEBHOOK: SecretKeys = SecretKeys {
     inline: "webhook_url",
     file: "webhook_url_file",
@@ -170,6 +179,8 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
     let agent = read_agent(ctx, root);
     let health = read_health(ctx, root);
     let admin = read_admin(ctx, root, &health);
+    let clusters = read_clusters(ctx, root, &agent.cli);
+    let silences = read_silences(ctx, root, &clusters);
     Config {
         source: defaults.source,
         log_level: ctx
@@ -189,7 +200,8 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
             .map_or(defaults.workspace_root, |p| p.value),
         workspace: read_workspace(ctx, root),
         shard: ctx.optional_parsed::<Shard>(root, "shard").map(|s| s.value),
-        clusters: read_clusters(ctx, root, &agent.cli),
+        clusters,
+        silences,
         reconnect: read_reconnect(ctx, root),
         connection: read_connection(ctx, root),
         queue: read_queue(ctx, root),
@@ -504,12 +516,19 @@ fn read_health(ctx: &mut Context, root: &Table) -> HealthConfig {
 fn read_admin(ctx: &mut Context, root: &Table, health: &HealthConfig) -> AdminConfig {
     let table = ctx.table(root, "admin");
     ctx.allow_keys(&table, ADMIN_KEYS, &[]);
+    let token = ctx
+        .secret(&table, ADMIN_TOKEN)
+        .map(|(_, token)| token.value);
+    let off = AdminConfig {
+        listen: None,
+        token: token.clone(),
+    };
     let Some(text) = ctx.string(&table, "listen") else {
-        return AdminConfig::default();
+        return off;
     };
     let value = text.value.trim();
     if value.eq_ignore_ascii_case("off") {
-        return AdminConfig::default();
+        return off;
     }
     let problem = match value.parse::<SocketAddr>() {
         Err(_) => format!(
@@ -525,10 +544,15 @@ fn read_admin(ctx: &mut Context, root: &Table, health: &HealthConfig) -> AdminCo
             "{addr} is also health.listen: the admin listener is never served on the health \
              and metrics listener; give it its own port"
         ),
-        Ok(addr) => return AdminConfig { listen: Some(addr) },
+        Ok(addr) => {
+            return AdminConfig {
+                listen: Some(addr),
+                token,
+            }
+        }
     };
     ctx.error(&table.scope, "listen", &text.origin, problem);
-    AdminConfig::default()
+    off
 }
 
 fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {

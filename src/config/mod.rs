@@ -18,6 +18,7 @@ mod secret;
 mod sections;
 mod severity;
 mod shard;
+mod silences;
 mod suggest;
 mod summary;
 mod values;
@@ -73,6 +74,8 @@ pub struct Config {
     pub health: HealthConfig,
     pub admin: AdminConfig,
     pub slack: SlackConfig,
+    /// `[[silences]]`, in file order.
+    pub silences: Vec<crate::silence::Silence>,
     pub shutdown_timeout: Duration,
 }
 
@@ -179,6 +182,7 @@ impl Config {
             health: HealthConfig::default(),
             admin: AdminConfig::default(),
             slack: SlackConfig::default(),
+            silences: Vec::new(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }

@@ -341,12 +341,14 @@ impl Default for HealthConfig {
     }
 }
 
-/// `[admin]`: the admin listener (incident pages). Off by default; when on, a loopback
-/// address only, never the health listener's.
+/// `[admin]`: the admin listener (incident pages, silences API). Off by default; when on,
+/// a loopback address only, never the health listener's.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AdminConfig {
     /// `None`: off.
     pub listen: Option<SocketAddr>,
+    /// The bearer token the silences API's writes need; without one they are refused.
+    pub token: Option<Secret>,
 }
 
 /// `[slack]`: incident notifications.

@@ -19,6 +19,7 @@ pub fn render_summary(config: &Config) -> String {
     for cluster in &config.clusters {
         write_cluster(&mut out, config, cluster);
     }
+    write_silences(&mut out, config);
     let warnings = config.warnings();
     if !warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings:");
@@ -27,6 +28,23 @@ pub fn render_summary(config: &Config) -> String {
         }
     }
     out
+}
+
+/// The file's silences: id, matchers, when, author and comment.
+fn write_silences(out: &mut String, config: &Config) {
+    let _ = writeln!(out, "\nsilences: {} in the file", config.silences.len());
+    for silence in &config.silences {
+        let matchers: Vec<String> = silence.matchers.iter().map(|m| m.to_string()).collect();
+        let _ = writeln!(out, "  {}", silence.id);
+        row(out, "    ", "matchers", matchers.join(", "));
+        row(out, "    ", "when", silence.active.describe());
+        if !silence.created_by.is_empty() {
+            row(out, "    ", "created_by", &silence.created_by);
+        }
+        if !silence.comment.is_empty() {
+            row(out, "    ", "comment", &silence.comment);
+        }
+    }
 }
 
 fn row(out: &mut String, indent: &str, key: &str, value: impl std::fmt::Display) {
@@ -54,9 +72,14 @@ fn write_globals(out: &mut String, c: &Config) {
         "off".to_string()
     };
     row(out, g, "health", health);
-    let admin = match c.admin.listen {
-        Some(addr) => format!("http://{addr}/incidents"),
-        None => "off".to_string(),
+    let admin = match (c.admin.listen, &c.admin.token) {
+        (Some(addr), Some(_)) => format!(
+            "http://{addr}/incidents, silences API http://{addr}/api/v2/silences (token set, redacted)"
+        ),
+        (Some(addr), None) => format!(
+            "http://{addr}/incidents, silences API http://{addr}/api/v2/silences (read-only: no token)"
+        ),
+        (None, _) => "off".to_string(),
     };
     row(out, g, "admin", admin);
     row(

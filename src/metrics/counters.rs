@@ -28,6 +28,8 @@ pub struct ClusterCounters {
     pub faults_skipped: u64,
     /// Not run because the cluster's circuit breaker was open.
     pub faults_breaker_open: u64,
+    /// Faults a silence held for.
+    pub faults_silenced: u64,
     pub agents_investigated: u64,
     pub agents_failed: u64,
     pub agents_timed_out: u64,
@@ -114,6 +116,8 @@ pub struct PipelineSnapshot {
     /// Unix time of the last reload attempt (or of the start).
     pub config_last_reload_timestamp_seconds: f64,
     pub config_reload_failures: u64,
+    /// Faults silenced, by silence id.
+    pub faults_silenced: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

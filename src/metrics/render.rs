@@ -24,7 +24,7 @@ pub fn render(published: &Published) -> String {
     let clusters = ClusterRows::new(published, &zero);
     let mut out = Exposition::default();
     render_process(&mut out, published);
-    render_pipeline(&mut out, &clusters);
+    render_pipeline(&mut out, &clusters, &published.pipeline.faults_silenced);
     render_connections(&mut out, &clusters, published.wall);
     render_agents(&mut out, published, &clusters);
     render_slack_and_config(&mut out, published);
@@ -125,8 +125,12 @@ fn render_process(out: &mut Exposition, published: &Published) {
 type CounterField = fn(&ClusterCounters) -> u64;
 type ConnectionField = fn(&HealthSnapshot) -> u64;
 
-fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
-    let families: [(&str, &str, CounterField); 9] = [
+fn render_pipeline(
+    out: &mut Exposition,
+    clusters: &ClusterRows,
+    silenced: &std::collections::BTreeMap<String, u64>,
+) {
+    let families: [(&str, &str, CounterField); 10] = [
         (
             "nightcrier_faults_received_total",
             "Fault events received from the cluster.",
@@ -172,12 +176,30 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
             "Faults not triaged because the cluster's circuit breaker was open.",
             |c| c.faults_breaker_open,
         ),
+        (
+            "nightcrier_faults_silenced_total",
+            "Faults a silence held for: recorded, not triaged.",
+            |c| c.faults_silenced,
+        ),
     ];
     for (name, help, field) in families {
         out.family(name, "counter", help);
         for row in &clusters.rows {
             out.sample(name, &row.labels(), field(row.counters));
         }
+    }
+
+    out.family(
+        "nightcrier_silence_faults_total",
+        "counter",
+        "Faults each silence held for since the start, by silence id.",
+    );
+    for (silence, count) in silenced {
+        out.sample(
+            "nightcrier_silence_faults_total",
+            &[("silence", silence)],
+            count,
+        );
     }
 
     out.family(

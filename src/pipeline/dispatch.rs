@@ -159,6 +159,10 @@ impl TriagePipeline {
         workspace: io::Result<Workspace>,
     ) {
         let Some(preparing) = self.preparing.remove(incident_id) else {
+            // A workspace no agent waits for (a silenced fault's record).
+            if let Err(e) = workspace {
+                log::warn!("incident {incident_id} not recorded: {e}");
+            }
             return;
         };
         if preparing.handed_to_pending {

@@ -1,5 +1,6 @@
-//! Intake: every fault a connection delivers passes the severity filter, the dedup window
-//! and the bounded queue, in that order; each way out is counted per cluster and logged.
+//! Intake: every fault a connection delivers passes the severity filter, the silences, the
+//! dedup window and the bounded queue, in that order; each way out is counted per cluster
+//! and logged.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -25,14 +26,14 @@ pub(super) enum Arrival<'a> {
 }
 
 impl Arrival<'_> {
-    fn fault_id(&self) -> &str {
+    pub(super) fn fault_id(&self) -> &str {
         match self {
             Arrival::Owned(fault, _) => &fault.fault_id,
             Arrival::InPlace(view) => &view.fault_id,
         }
     }
 
-    fn fault_type(&self) -> &str {
+    pub(super) fn fault_type(&self) -> &str {
         match self {
             Arrival::Owned(fault, _) => &fault.fault_type,
             Arrival::InPlace(view) => &view.fault_type,
@@ -102,6 +103,11 @@ impl TriagePipeline {
                 excerpt(fault.severity(), FIELD_CHARS),
                 threshold.as_str()
             );
+            return;
+        }
+        if let Some(silenced) = self.silences.matching(config, &fault) {
+            slot.counters.faults_silenced += 1;
+            self.record_silenced(cluster, fault, silenced, now);
             return;
         }
         match self.dedup.record(name, fault.fault_id(), now) {

@@ -7,6 +7,7 @@
 mod dispatch;
 mod intake;
 pub mod pending;
+mod silence;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct PipelineSettings {
     pub notify_on_agent_failure: bool,
     /// Take `pending.jsonl` from the workspace root at start.
     pub resume_pending: bool,
+    /// `[[silences]]` of the file; the API's are handed in by the loop.
+    pub silences: Vec<crate::silence::Silence>,
 }
 
 impl PipelineSettings {
@@ -71,6 +74,7 @@ impl PipelineSettings {
             dedup_max_entries: config.dedup.max_entries,
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
+            silences: config.silences.clone(),
         }
     }
 }
@@ -135,6 +139,7 @@ pub struct TriagePipeline {
     /// forgotten as soon as that work is done.
     removed: HashSet<String>,
     queue: ShardedQueue<QueuedFault>,
+    silences: silence::SilenceStage,
     dedup: Deduplicator,
     executor: AgentExecutor,
     /// Agent timeouts (few: at most `max_concurrent_agents`).
@@ -202,6 +207,7 @@ impl TriagePipeline {
                 settings.overflow_policy,
             )
             .with_byte_bound(QUEUE_MAX_BYTES, |queued| queued.event.event.held_bytes()),
+            silences: silence::SilenceStage::new(settings.silences.clone()),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
@@ -577,6 +583,7 @@ impl Stage for TriagePipeline {
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0),
             config_reload_failures: self.reload_failures,
+            faults_silenced: self.silences.set.silenced_counts().clone(),
             ..PipelineSnapshot::default()
         };
         for (name, slot) in &self.clusters {
@@ -632,6 +639,10 @@ impl Stage for TriagePipeline {
         self.settings.agent = fresh.agent;
         self.settings.preflight = fresh.preflight;
         self.settings.notify_on_agent_failure = fresh.notify_on_agent_failure;
+        if self.silences.set.file() != fresh.silences.as_slice() {
+            log::info!("silences in the file: {} now", fresh.silences.len());
+            self.silences.set.set_file(fresh.silences);
+        }
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
@@ -664,6 +675,10 @@ impl Stage for TriagePipeline {
             .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
         self.reload_ok = true;
         self.reload_at = SystemTime::now();
+    }
+
+    fn set_runtime_silences(&mut self, silences: Arc<Vec<crate::silence::Silence>>) {
+        self.silences.set.set_runtime(silences);
     }
 
     fn reload_failed(&mut self) {
