@@ -12,7 +12,10 @@
 #   - the interop peers under .peers (scripts/install-peers.sh);
 #   - promtool under .peers/prometheus, taken out of Debian's prometheus package (not
 #     installed: that would start a Prometheus server), for the alert rules of
-#     config/kubernetes; systemd-analyze (package systemd) for config/systemd.
+#     config/kubernetes; systemd-analyze (package systemd) for config/systemd;
+#   - amtool under .peers/alertmanager, taken out of Debian's prometheus-alertmanager
+#     package (not installed: that would start an Alertmanager), for the silences API; the
+#     tz database (tzdata) for the silences' time zones.
 #
 # Safe to run again: each step checks before it changes anything, and a second run
 # installs nothing and needs no network. The demo needs none of this (scripts/demo.sh).
@@ -54,6 +57,8 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # scripts/fuzz.sh builds libFuzzer, which is C++.
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
+# Silences' weekly windows name zones of the system's tz database.
+[[ -e /usr/share/zoneinfo/Europe/Berlin ]] || missing+=(tzdata)
 if ((${#missing[@]} > 0)); then
     step "installing system packages: ${missing[*]}"
     command -v apt-get >/dev/null 2>&1 ||
@@ -67,7 +72,7 @@ if ((${#missing[@]} > 0)); then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc, c++, systemd-analyze)"
+    step "system packages present (python3, python3-venv, nodejs, npm, openssl, bubblewrap, strace, chromium, cc, c++, systemd-analyze, tzdata)"
 fi
 
 as_root() {
@@ -98,6 +103,28 @@ else
     install -m 0755 "${work}/root/usr/bin/promtool" "${promtool}"
     rm -rf "${work}"
     "${promtool}" --version >/dev/null 2>&1 || fail "promtool from the prometheus package does not run"
+fi
+
+# --- amtool ------------------------------------------------------------------------
+# Only the amtool binary of Debian's prometheus-alertmanager package: installing the
+# package would also start an Alertmanager.
+amtool="${root}/.peers/alertmanager/amtool"
+if [[ -x "${amtool}" ]] && "${amtool}" --version >/dev/null 2>&1; then
+    step "amtool present (${amtool})"
+else
+    step "taking amtool out of Debian's prometheus-alertmanager package into .peers/alertmanager"
+    command -v apt-get >/dev/null 2>&1 || fail "amtool needs apt-get (Debian's prometheus-alertmanager package)"
+    work="$(mktemp -d)"
+    if ! (cd "${work}" && apt-get download prometheus-alertmanager >/dev/null 2>&1); then
+        as_root apt-get update -qq
+        (cd "${work}" && apt-get download prometheus-alertmanager >/dev/null) ||
+            fail "apt-get download prometheus-alertmanager failed"
+    fi
+    dpkg-deb -x "${work}"/prometheus-alertmanager_*.deb "${work}/root"
+    mkdir -p "${root}/.peers/alertmanager"
+    install -m 0755 "${work}/root/usr/bin/amtool" "${amtool}"
+    rm -rf "${work}"
+    "${amtool}" --version >/dev/null 2>&1 || fail "amtool from the prometheus-alertmanager package does not run"
 fi
 
 # --- Node.js >= 20 -----------------------------------------------------------------

@@ -252,6 +252,10 @@ impl SilenceStore {
         silences: &mut MutexGuard<'_, Vec<StoredSilence>>,
         next: Vec<StoredSilence>,
     ) -> Result<(), StoreError> {
+        if let Some(root) = self.path.parent() {
+            std::fs::create_dir_all(root)
+                .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", root.display())))?;
+        }
         write_json_atomic(&self.path, &next).map_err(|e| StoreError::Io(e.to_string()))?;
         **silences = next;
         let compiled = silences.iter().filter_map(|s| s.compile().ok()).collect();

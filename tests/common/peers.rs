@@ -251,3 +251,11 @@ pub fn parse_metrics_with_python(input: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// amtool, taken out of Debian's prometheus-alertmanager package by scripts/setup.sh.
+pub fn peer_amtool() -> PathBuf {
+    required(
+        "NIGHTCRIER_PEER_AMTOOL",
+        repo_root().join(".peers/alertmanager/amtool"),
+    )
+}
