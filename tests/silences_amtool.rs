@@ -328,3 +328,78 @@ fn amtool_creates_queries_and_expires_a_silence_that_holds_across_a_restart() {
     assert!(text.contains(&format!("by silence {id}")), "{text}");
     assert!(text.contains(&format!("silence {id} expired")), "{text}");
 }
+
+#[test]
+fn a_silence_added_to_the_file_holds_after_a_reload_and_stops_when_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("incidents");
+    let sim = quiet_sim(1);
+    let cluster = &sim.clusters()[0];
+    let health = free_port();
+    let config = dir.path().join("nightcrier.toml");
+    let write_config = |silences: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "workspace_root = \"{root}\"\nseverity_threshold = \"info\"\n{FAST_TIMINGS}\n\
+                 [health]\nlisten = \"127.0.0.1:{health}\"\npublish_interval = \"100ms\"\n\
+                 [[clusters]]\nname = \"{name}\"\nenvironment = \"staging\"\n\
+                 labels = {{ team = \"shop\" }}\n[clusters.mcp]\nendpoint = \"{endpoint}\"\n{silences}",
+                root = root.display(),
+                name = cluster.name(),
+                endpoint = cluster.endpoint(),
+            ),
+        )
+        .unwrap()
+    };
+    write_config("");
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Daemon::start(&config, &log);
+    let pid = daemon.child.as_ref().unwrap().id() as libc::pid_t;
+    wait_for("the cluster active", || {
+        let (_, body) = request(health, "GET", "/health/clusters", "", "")?;
+        body.contains("\"status\":\"active\"").then_some(())
+    });
+    let skipped = |n: u64| {
+        let line = format!(
+            "nightcrier_faults_skipped_total{{cluster=\"{}\",environment=\"staging\"}} {n}",
+            cluster.name()
+        );
+        wait_for(&line.clone(), || {
+            let (_, body) = request(health, "GET", "/metrics", "", "")?;
+            body.lines().any(|l| l == line).then_some(())
+        })
+    };
+    assert!(cluster.emit_fault("critical", FAULT_TYPE).is_some());
+    skipped(1);
+
+    write_config(&format!(
+        "[[silences]]\nname = \"shop-window\"\ncomment = \"shop maintenance\"\n\
+         weekly = {{ days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"], \
+         start = \"00:00\", end = \"00:00\", time_zone = \"Europe/Berlin\" }}\n\
+         matchers = {{ team = \"shop\", environment = \"stag*\", fault_type = {{ regex = \"{FAULT_TYPE}|Other\" }} }}\n"
+    ));
+    // SAFETY: kill(2) on the daemon this test started, by its PID.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_for("the reload applied", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("silences in the file: 1 now").then_some(())
+    });
+    assert!(cluster.emit_fault("critical", FAULT_TYPE).is_some());
+    let recorded = wait_for("a silenced incident", || {
+        with_status(&root, "silenced").into_iter().next()
+    });
+    assert_eq!(recorded["silence_id"], "file:shop-window");
+
+    write_config("");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_for("the second reload applied", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("silences in the file: 0 now").then_some(())
+    });
+    assert!(cluster.emit_fault("critical", FAULT_TYPE).is_some());
+    skipped(2);
+    daemon.stop();
+    assert_eq!(with_status(&root, "silenced").len(), 1);
+}

@@ -313,15 +313,6 @@ fn read_weekly(ctx: &mut Context, silence: &Table) -> Option<WeeklyWindow> {
         }
     };
     let (start, end, (zone_name, zone)) = (start?, end?, zone?);
-    if start == end {
-        ctx.error(
-            &table.scope,
-            "end",
-            &table_origin,
-            "end equals start; a window needs a length",
-        );
-        return None;
-    }
     ok.then_some(WeeklyWindow {
         days,
         start,

@@ -11,7 +11,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 /// Every week, on `days`, from `start` to `end` on the zone's clock; an `end` not after
-/// `start` ends on the next day (`22:00`–`02:00`).
+/// `start` ends on the next day (`22:00`–`02:00`; `00:00`–`00:00` is the whole day).
 #[derive(Clone, Debug)]
 pub struct WeeklyWindow {
     pub days: Vec<Weekday>,
@@ -270,6 +270,17 @@ mod tests {
             !window.contains(at("2026-12-06T04:00:00Z")),
             "Saturday night"
         );
+        // 00:00 to 00:00 is the whole day: Saturday in New York is 05:00Z to 05:00Z.
+        let whole_saturday = WeeklyWindow {
+            days: vec![Weekday::Saturday],
+            start: parse_clock("00:00").unwrap(),
+            end: parse_clock("00:00").unwrap(),
+            ..window
+        };
+        assert!(!whole_saturday.contains(at("2026-12-05T04:59:59Z")));
+        assert!(whole_saturday.contains(at("2026-12-05T05:00:00Z")));
+        assert!(whole_saturday.contains(at("2026-12-06T04:59:59Z")));
+        assert!(!whole_saturday.contains(at("2026-12-06T05:00:00Z")));
     }
 
     #[test]
