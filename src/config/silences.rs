@@ -321,3 +321,91 @@ fn read_weekly(ctx: &mut Context, silence: &Table) -> Option<WeeklyWindow> {
         zone,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse_str, FlagOverrides};
+
+    const CLUSTER: &str = "[[clusters]]\nname = \"a\"\nlabels = { team = \"shop\" }\n\
+                           [clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n";
+
+    fn errors(silences: &str) -> String {
+        match parse_str(
+            &format!("{CLUSTER}{silences}"),
+            Path::new("n.toml"),
+            &[],
+            &FlagOverrides::default(),
+        ) {
+            Ok(_) => panic!("accepted:\n{silences}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn valid_silences_are_read_with_their_ids_and_forms() {
+        let text = format!(
+            "{CLUSTER}[[silences]]\nname = \"w\"\ncreated_by = \"alice\"\n\
+             weekly = {{ days = [\"Sat\", \"sunday\"], start = \"22:00\", end = \"02:00\", time_zone = \"UTC\" }}\n\
+             [silences.matchers]\nteam = \"shop\"\nnamespace = {{ not_regex = \"kube-.*\" }}\n\
+             [[silences]]\nstarts_at = \"2026-12-01T22:00:00+01:00\"\nends_at = \"2026-12-02T02:00:00Z\"\n\
+             matchers = {{ resource_name = {{ not = \"db-*\" }}, cluster = \"a\" }}\n"
+        );
+        let config = parse_str(&text, Path::new("n.toml"), &[], &FlagOverrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<&str> = config.silences.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["file:w", "file:1"]);
+        let shown: Vec<String> = config.silences[1]
+            .matchers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["resource_name!=\"db-*\"", "cluster=\"a\""]);
+        assert_eq!(
+            config.silences[0].active.describe(),
+            "weekly sat,sun 22:00–02:00 UTC"
+        );
+    }
+
+    #[test]
+    fn bad_silences_are_refused_naming_the_place() {
+        let e = errors(
+            "[[silences]]\nstarts_at = \"2026-12-02T00:00:00Z\"\nends_at = \"2026-12-01T00:00:00Z\"\n\
+             matchers = { cluster = \"a\" }\n",
+        );
+        assert!(
+            e.contains(
+                "silences[0].ends_at: ends_at (2026-12-01T00:00:00Z) is not after starts_at"
+            ),
+            "{e}"
+        );
+        let e = errors(
+            "[[silences]]\nweekly = { days = [\"sun\"], start = \"01:00\", end = \"04:00\", time_zone = \"Mars/Olympus\" }\n\
+             matchers = { namespace = { regex = \"(\" } }\n",
+        );
+        assert!(
+            e.contains("silences[0].weekly.time_zone: \"Mars/Olympus\" is not a time zone"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                "silences[0].matchers.namespace.regex: \"(\" is not a valid regular expression"
+            ),
+            "{e}"
+        );
+        let e = errors("[[silences]]\nstarts_at = \"2026-12-01\"\nends_at = \"2026-12-02T00:00:00Z\"\nmatchers = { tema = \"shop\" }\n");
+        assert!(
+            e.contains("silences[0].starts_at: \"2026-12-01\" is not an RFC 3339 time"),
+            "{e}"
+        );
+        assert!(e.contains("\"tema\" is neither a fault label"), "{e}");
+        assert!(e.contains("did you mean `team`?"), "{e}");
+        let e = errors("[[silences]]\nstarts_at = \"2026-12-01T00:00:00Z\"\nends_at = \"2026-12-02T00:00:00Z\"\nmatchers = { namespace = \"*\" }\n");
+        assert!(e.contains("would silence everything"), "{e}");
+        let e = errors(
+            "[[silences]]\nstarts_at = \"2026-12-01T00:00:00Z\"\nmatchers = { cluster = \"a\" }\n",
+        );
+        assert!(e.contains("set both starts_at and ends_at"), "{e}");
+    }
+}
