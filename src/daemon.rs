@@ -97,9 +97,9 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
     let silences = store.compiled();
     if !silences.is_empty() {
         log::info!(
-            "{} silences of the admin API restored from {}",
-            silences.len(),
-            workspace_root.join(SILENCES_FILE).display()
+            "silences of the admin API restored from {}: {}",
+            workspace_root.join(SILENCES_FILE).display(),
+            silences.len()
         );
     }
     event_loop.handle().send(Command::Silences(silences));

@@ -78,9 +78,9 @@ impl ActiveTime {
 
 impl WeeklyWindow {
     /// A window that started on today's date or yesterday's (when it crosses midnight) on
-    /// the zone's clock, and has not ended. Wall-clock times that do not exist (skipped by a
-    /// change to summer time) are taken as the first instant after the gap, times that
-    /// occur twice as the first of the two.
+    /// the zone's clock, and has not ended. A wall-clock time that does not exist (skipped
+    /// by a change to summer time) is moved forward by the gap (02:30 becomes 03:30), one
+    /// that occurs twice is the first of the two.
     pub fn contains(&self, at: Timestamp) -> bool {
         let local = at.to_zoned(self.zone.clone());
         let today = local.date();
@@ -237,6 +237,17 @@ mod tests {
             !window.contains(at("2026-03-29T02:30:00Z")),
             "04:30 CEST is past the end, though 03:30 at the winter offset"
         );
+    }
+
+    #[test]
+    fn a_start_in_the_skipped_hour_moves_forward_by_the_gap() {
+        let window = WeeklyWindow {
+            start: parse_clock("02:30").unwrap(),
+            ..berlin_sunday_night()
+        };
+        // 02:30 does not exist on 2026-03-29; it becomes 03:30 CEST, 01:30Z.
+        assert!(!window.contains(at("2026-03-29T01:29:59Z")));
+        assert!(window.contains(at("2026-03-29T01:30:00Z")));
     }
 
     #[test]
