@@ -678,7 +678,7 @@ impl Stage for TriagePipeline {
     }
 
     fn set_runtime_silences(&mut self, silences: Arc<Vec<crate::silence::Silence>>) {
-        self.silences.set.set_runtime(silences);
+        self.silences.set_runtime(silences);
     }
 
     fn reload_failed(&mut self) {

@@ -46,6 +46,13 @@ impl SilenceStage {
         }
     }
 
+    /// The silences of the API after a change; what silences gone recorded is forgotten.
+    pub(super) fn set_runtime(&mut self, runtime: Arc<Vec<Silence>>) {
+        self.set.set_runtime(runtime);
+        let counted = self.set.silenced_counts();
+        self.recorded.retain(|id, _| counted.contains_key(id));
+    }
+
     /// The silence holding for `fault` on `cluster` now, counted; `None` when none does
     /// (at once when there are no silences).
     pub(super) fn matching(
