@@ -24,7 +24,8 @@ use crate::agent::retention::{RetentionWorker, SweepRequest};
 use crate::agent::workspace::IncidentRecord;
 use crate::agent::workspace_writer::{Disk, WorkspaceWriter};
 use crate::config::{
-    AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Severity, WorkspaceConfig,
+    AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Secret, Severity,
+    WorkspaceConfig,
 };
 use crate::dedup::Deduplicator;
 use crate::events::{ClusterEvent, EventSink, FaultView};
@@ -56,6 +57,8 @@ pub struct PipelineSettings {
     pub resume_pending: bool,
     /// `[[silences]]` of the file; the API's are handed in by the loop.
     pub silences: Vec<crate::silence::Silence>,
+    /// The silences API's token: hidden from agents like the other secrets.
+    pub admin_token: Option<Secret>,
 }
 
 impl PipelineSettings {
@@ -75,6 +78,7 @@ impl PipelineSettings {
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
             silences: config.silences.clone(),
+            admin_token: config.admin.token.clone(),
         }
     }
 }
@@ -185,10 +189,12 @@ impl TriagePipeline {
         slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
     ) -> Result<TriagePipeline, String> {
         let webhook = slack.as_ref().map(|(url, ..)| url.expose().to_owned());
+        // The admin token too: an agent that could change silences could hide faults.
+        let admin_token = settings.admin_token.as_ref().map(Secret::expose);
         let hidden = hidden_env(
             std::env::vars_os(),
             clusters.iter().map(|c| c.as_ref()),
-            webhook.as_deref(),
+            &[webhook.as_deref(), admin_token],
         );
         let slack = match slack {
             Some((url, ca_file, attempts, timeout)) => {
@@ -669,7 +675,11 @@ impl Stage for TriagePipeline {
         let hidden = hidden_env(
             std::env::vars_os(),
             config.clusters.iter(),
-            self.webhook.as_deref(),
+            &[
+                self.webhook.as_deref(),
+                self.settings.admin_token.as_ref().map(Secret::expose),
+                config.admin.token.as_ref().map(Secret::expose),
+            ],
         );
         self.executor
             .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
@@ -702,12 +712,12 @@ impl Stage for TriagePipeline {
 fn hidden_env<'a>(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     clusters: impl Iterator<Item = &'a ClusterConfig>,
-    webhook: Option<&str>,
+    others: &[Option<&str>],
 ) -> Vec<String> {
     let mut secrets: Vec<String> = clusters
         .filter_map(|c| c.mcp.api_key.as_ref().map(|k| k.expose().to_owned()))
         .collect();
-    secrets.extend(webhook.map(str::to_owned));
+    secrets.extend(others.iter().flatten().map(|s| s.to_string()));
     vars.filter_map(|(name, value)| Some((name.into_string().ok()?, value)))
         .filter(|(name, value)| {
             name.starts_with("NIGHTCRIER_")
@@ -725,7 +735,7 @@ mod tests {
     use crate::config::{Endpoint, Secret};
 
     #[test]
-    fn agents_never_see_api_keys_webhook_or_nightcrier_variables() {
+    fn agents_never_see_api_keys_webhook_admin_token_or_nightcrier_variables() {
         let mut cluster =
             ClusterConfig::new("a", Endpoint::parse("http://127.0.0.1:1/mcp").unwrap());
         cluster.mcp.api_key = Some(Secret::new("key-123"));
@@ -733,6 +743,7 @@ mod tests {
             ("MY_MCP_KEY", "key-123"),
             ("HOOK", "https://hooks.example/services/T/B/X"),
             ("NIGHTCRIER_ANYTHING", "x"),
+            ("ADMIN_TOKEN", "admin-s3cret"),
             ("PATH", "/usr/bin"),
             ("EMPTY", ""),
         ]
@@ -740,10 +751,16 @@ mod tests {
         let mut hidden = hidden_env(
             vars.into_iter(),
             std::iter::once(&cluster),
-            Some("https://hooks.example/services/T/B/X"),
+            &[
+                Some("https://hooks.example/services/T/B/X"),
+                Some("admin-s3cret"),
+            ],
         );
         hidden.sort();
-        assert_eq!(hidden, ["HOOK", "MY_MCP_KEY", "NIGHTCRIER_ANYTHING"]);
+        assert_eq!(
+            hidden,
+            ["ADMIN_TOKEN", "HOOK", "MY_MCP_KEY", "NIGHTCRIER_ANYTHING"]
+        );
     }
 
     #[test]
