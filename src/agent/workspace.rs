@@ -211,6 +211,18 @@ pub struct IncidentRecord {
     pub received_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// A correlated incident: every cluster that had the fault, with its fault id and
+    /// when it arrived (the incident's own cluster first).
+    #[serde(rename = "clusters", default, skip_serializing_if = "Vec::is_empty")]
+    pub correlated: Vec<CorrelatedFault>,
+}
+
+/// One cluster's fault in a correlated incident.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CorrelatedFault {
+    pub cluster: String,
+    pub fault_id: String,
+    pub received_at: String,
 }
 
 impl IncidentRecord {
@@ -233,6 +245,7 @@ impl IncidentRecord {
             received_at: rfc3339(received_at),
             started_at: None,
             finished_at: None,
+            correlated: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "priority",
     "enabled",
     "severity_threshold",
+    "correlate",
     "mcp",
     "triage",
 ];
@@ -191,6 +192,7 @@ fn read_cluster(
     let severity_threshold = ctx
         .optional_parsed::<Severity>(entry, "severity_threshold")
         .map(|s| s.value);
+    let correlate = ctx.flag(entry, "correlate", true);
     let mcp = read_mcp(ctx, entry);
     let triage = read_triage(ctx, entry, cli);
     Some(ClusterConfig {
@@ -202,6 +204,7 @@ fn read_cluster(
         severity_threshold,
         mcp: mcp?,
         triage,
+        correlate,
     })
 }
 
@@ -340,6 +343,7 @@ fn read_single_cluster(
             model: None,
             require_read_only: None,
         },
+        correlate: true,
     })
 }
 

@@ -13,9 +13,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
-    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
-    SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, CorrelationConfig,
+    DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig,
+    ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -36,6 +36,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "connection",
     "queue",
     "dedup",
+    "correlation",
     "agent",
     "breaker",
     "preflight",
@@ -65,6 +66,7 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
 pub(crate) const QUEUE_KEYS: &[&str] =
     &["cluster_queue_size", "global_queue_size", "overflow_policy"];
 pub(crate) const DEDUP_KEYS: &[&str] = &["window", "max_entries"];
+pub(crate) const CORRELATION_KEYS: &[&str] = &["enabled", "window", "hold"];
 pub(crate) const AGENT_KEYS: &[&str] = &[
     "script",
     "cli",
@@ -101,6 +103,7 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[connection]", CONNECTION_KEYS),
     ("[queue]", QUEUE_KEYS),
     ("[dedup]", DEDUP_KEYS),
+    ("[correlation]", CORRELATION_KEYS),
     ("[agent]", AGENT_KEYS),
     ("[workspace]", WORKSPACE_KEYS),
     ("[breaker]", BREAKER_KEYS),
@@ -121,6 +124,7 @@ pub fn accepted_keys() -> Vec<String> {
         ("connection", CONNECTION_KEYS),
         ("queue", QUEUE_KEYS),
         ("dedup", DEDUP_KEYS),
+        ("correlation", CORRELATION_KEYS),
         ("agent", AGENT_KEYS),
         ("breaker", BREAKER_KEYS),
         ("preflight", PREFLIGHT_KEYS),
@@ -194,6 +198,7 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         connection: read_connection(ctx, root),
         queue: read_queue(ctx, root),
         dedup: read_dedup(ctx, root),
+        correlation: read_correlation(ctx, root),
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
@@ -337,6 +342,17 @@ fn read_dedup(ctx: &mut Context, root: &Table) -> DedupConfig {
     DedupConfig {
         window: ctx.duration(&table, "window", d.window).value,
         max_entries: size(ctx, &table, "max_entries", d.max_entries, 1, 10_000_000),
+    }
+}
+
+fn read_correlation(ctx: &mut Context, root: &Table) -> CorrelationConfig {
+    let table = ctx.table(root, "correlation");
+    ctx.allow_keys(&table, CORRELATION_KEYS, &[]);
+    let d = CorrelationConfig::default();
+    CorrelationConfig {
+        enabled: ctx.flag(&table, "enabled", d.enabled),
+        window: ctx.duration(&table, "window", d.window).value,
+        hold: ctx.duration(&table, "hold", d.hold).value,
     }
 }
 

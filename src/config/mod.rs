@@ -39,9 +39,9 @@ pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
-    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
-    SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, CorrelationConfig,
+    DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig,
+    ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -67,6 +67,7 @@ pub struct Config {
     pub connection: ConnectionConfig,
     pub queue: QueueConfig,
     pub dedup: DedupConfig,
+    pub correlation: CorrelationConfig,
     pub agent: AgentConfig,
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
@@ -89,6 +90,8 @@ pub struct ClusterConfig {
     pub severity_threshold: Option<Severity>,
     pub mcp: McpConfig,
     pub triage: TriageConfig,
+    /// Its faults may join (or open) an incident with other clusters (`correlate`).
+    pub correlate: bool,
 }
 
 /// How to reach a cluster's MCP server.
@@ -130,6 +133,7 @@ impl ClusterConfig {
                 insecure_skip_tls_verify: false,
             },
             triage: TriageConfig::default(),
+            correlate: true,
         }
     }
 
@@ -173,6 +177,7 @@ impl Config {
             connection: ConnectionConfig::default(),
             queue: QueueConfig::default(),
             dedup: DedupConfig::default(),
+            correlation: CorrelationConfig::default(),
             agent: AgentConfig::default(),
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),

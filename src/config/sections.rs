@@ -176,6 +176,28 @@ impl Default for DedupConfig {
     }
 }
 
+/// `[correlation]`: the same fault (by [signature](crate::pipeline::correlation)) on
+/// several clusters within `window` of the first is one incident with one agent run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorrelationConfig {
+    pub enabled: bool,
+    /// Counted from the incident's creation, whatever its agent's state.
+    pub window: Duration,
+    /// How long the first fault waits for the same fault from other clusters before its
+    /// agent may start.
+    pub hold: Duration,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            enabled: true,
+            window: Duration::from_secs(600),
+            hold: Duration::from_secs(2),
+        }
+    }
+}
+
 /// `[agent]`: how triage agents are started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {

@@ -81,6 +81,20 @@ fn write_globals(out: &mut String, c: &Config) {
     row(
         out,
         g,
+        "correlation",
+        if c.correlation.enabled {
+            format!(
+                "window {}, hold {}",
+                format_duration(c.correlation.window),
+                format_duration(c.correlation.hold)
+            )
+        } else {
+            "off".to_string()
+        },
+    );
+    row(
+        out,
+        g,
         "reconnect",
         format!(
             "{} to {}, x{}, jitter {}%",

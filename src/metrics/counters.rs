@@ -28,6 +28,8 @@ pub struct ClusterCounters {
     pub faults_skipped: u64,
     /// Not run because the cluster's circuit breaker was open.
     pub faults_breaker_open: u64,
+    /// Joined the incident of the same fault on other clusters (no agent of its own).
+    pub faults_correlated: u64,
     pub agents_investigated: u64,
     pub agents_failed: u64,
     pub agents_timed_out: u64,
@@ -92,6 +94,47 @@ impl DurationHistogram {
     }
 }
 
+/// Correlation across clusters: incidents opened, and how many clusters each had when its
+/// window ended (a cumulative histogram).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CorrelationCounters {
+    pub incidents: u64,
+    pub cluster_bounds: Vec<u64>,
+    pub cluster_cumulative: Vec<u64>,
+    pub cluster_sum: u64,
+    pub cluster_count: u64,
+}
+
+impl Default for CorrelationCounters {
+    fn default() -> Self {
+        let bounds = vec![1, 2, 3, 5, 10, 20, 50, 100];
+        CorrelationCounters {
+            incidents: 0,
+            cluster_cumulative: vec![0; bounds.len()],
+            cluster_bounds: bounds,
+            cluster_sum: 0,
+            cluster_count: 0,
+        }
+    }
+}
+
+impl CorrelationCounters {
+    pub fn observe_clusters(&mut self, clusters: usize) {
+        let clusters = clusters as u64;
+        for (bound, count) in self
+            .cluster_bounds
+            .iter()
+            .zip(self.cluster_cumulative.iter_mut())
+        {
+            if clusters <= *bound {
+                *count += 1;
+            }
+        }
+        self.cluster_sum += clusters;
+        self.cluster_count += 1;
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SlackCounters {
     pub delivered: u64,
@@ -106,7 +149,10 @@ pub struct PipelineSnapshot {
     pub permissions: BTreeMap<String, ClusterPermissions>,
     pub agents_running: usize,
     pub queue_depth: usize,
+    /// Faults held by correlation, not queued yet.
+    pub faults_held: usize,
     pub agent_duration: DurationHistogram,
+    pub correlation: CorrelationCounters,
     pub slack: SlackCounters,
     /// True while agent failures across clusters exceed the global threshold.
     pub system_degraded: bool,

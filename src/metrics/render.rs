@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cluster::status::{ConnectionStatus, HealthSnapshot};
 use crate::health::board::Published;
-use crate::metrics::counters::ClusterCounters;
+use crate::metrics::counters::{ClusterCounters, CorrelationCounters};
 
 /// The content type of the output, for the HTTP response.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -126,7 +126,7 @@ type CounterField = fn(&ClusterCounters) -> u64;
 type ConnectionField = fn(&HealthSnapshot) -> u64;
 
 fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
-    let families: [(&str, &str, CounterField); 9] = [
+    let families: [(&str, &str, CounterField); 10] = [
         (
             "nightcrier_faults_received_total",
             "Fault events received from the cluster.",
@@ -171,6 +171,11 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
             "nightcrier_faults_breaker_open_total",
             "Faults not triaged because the cluster's circuit breaker was open.",
             |c| c.faults_breaker_open,
+        ),
+        (
+            "nightcrier_faults_correlated_total",
+            "Faults that joined the incident of the same fault on other clusters instead of starting an agent.",
+            |c| c.faults_correlated,
         ),
     ];
     for (name, help, field) in families {
@@ -343,6 +348,13 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample("nightcrier_queue_depth_total", &[], pipeline.queue_depth);
 
     out.family(
+        "nightcrier_faults_held",
+        "gauge",
+        "Faults waiting correlation.hold for the same fault from other clusters before they are queued.",
+    );
+    out.sample("nightcrier_faults_held", &[], pipeline.faults_held);
+
+    out.family(
         "nightcrier_agents_running",
         "gauge",
         "Triage agents running now.",
@@ -428,6 +440,38 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample(&bucket, &[("le", "+Inf")], histogram.count);
     out.sample(&format!("{name}_sum"), &[], Float(histogram.sum_seconds));
     out.sample(&format!("{name}_count"), &[], histogram.count);
+    render_correlation(out, &pipeline.correlation);
+}
+
+fn render_correlation(out: &mut Exposition, correlation: &CorrelationCounters) {
+    out.family(
+        "nightcrier_correlated_incidents_total",
+        "counter",
+        "Incidents opened by a fault that other clusters' same faults could join.",
+    );
+    out.sample(
+        "nightcrier_correlated_incidents_total",
+        &[],
+        correlation.incidents,
+    );
+    let name = "nightcrier_correlated_incident_clusters";
+    out.family(
+        name,
+        "histogram",
+        "Clusters per correlated incident, observed when its window ends.",
+    );
+    let bucket = format!("{name}_bucket");
+    for (bound, cumulative) in correlation
+        .cluster_bounds
+        .iter()
+        .zip(&correlation.cluster_cumulative)
+    {
+        let le = bound.to_string();
+        out.sample(&bucket, &[("le", &le)], *cumulative);
+    }
+    out.sample(&bucket, &[("le", "+Inf")], correlation.cluster_count);
+    out.sample(&format!("{name}_sum"), &[], correlation.cluster_sum);
+    out.sample(&format!("{name}_count"), &[], correlation.cluster_count);
 }
 
 fn render_slack_and_config(out: &mut Exposition, published: &Published) {

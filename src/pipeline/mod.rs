@@ -4,6 +4,8 @@
 //! carries queued faults across a restart. Every workspace file is written (and the
 //! agent's report read) by the workspace writer's thread, never here.
 
+mod correlated_incidents;
+pub mod correlation;
 mod dispatch;
 mod intake;
 pub mod pending;
@@ -50,6 +52,7 @@ pub struct PipelineSettings {
     pub overflow_policy: OverflowPolicy,
     pub dedup_window: Duration,
     pub dedup_max_entries: usize,
+    pub correlation: crate::config::CorrelationConfig,
     pub notify_on_agent_failure: bool,
     /// Take `pending.jsonl` from the workspace root at start.
     pub resume_pending: bool,
@@ -69,6 +72,7 @@ impl PipelineSettings {
             overflow_policy: config.queue.overflow_policy,
             dedup_window: config.dedup.window,
             dedup_max_entries: config.dedup.max_entries,
+            correlation: config.correlation.clone(),
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
         }
@@ -93,6 +97,8 @@ pub const QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A fault waiting for an agent.
 struct QueuedFault {
     event: ClusterEvent,
+    /// The correlation group it was released from: its incident lists the group's faults.
+    correlation: Option<u64>,
 }
 
 /// A fault whose workspace the writer is making; its agent starts once it is made.
@@ -136,6 +142,7 @@ pub struct TriagePipeline {
     removed: HashSet<String>,
     queue: ShardedQueue<QueuedFault>,
     dedup: Deduplicator,
+    correlation: correlated_incidents::Correlation,
     executor: AgentExecutor,
     /// Agent timeouts (few: at most `max_concurrent_agents`).
     deadlines: Vec<(Instant, AgentId)>,
@@ -203,6 +210,7 @@ impl TriagePipeline {
             )
             .with_byte_bound(QUEUE_MAX_BYTES, |queued| queued.event.event.held_bytes()),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
+            correlation: correlated_incidents::Correlation::new(&settings.correlation),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
@@ -248,6 +256,7 @@ impl TriagePipeline {
             self.removed.remove(&config.name);
             self.queue.add_shard(slot.shard, config.priority);
             slot.config = config;
+            self.count_correlating();
             return;
         }
         let shard = match self.free_shards.pop() {
@@ -279,6 +288,7 @@ impl TriagePipeline {
                 log_budget: crate::logging::LogBudget::default(),
             },
         );
+        self.count_correlating();
     }
 
     pub fn counters(&self, cluster: &str) -> Option<&ClusterCounters> {
@@ -343,10 +353,11 @@ impl TriagePipeline {
         incidents
     }
 
-    /// A cluster's work not done yet: workspaces being made, agents running, ends being
-    /// written.
+    /// A cluster's work not done yet: faults held for correlation, workspaces being made,
+    /// agents running, ends being written.
     fn work_in_flight(&self, cluster: &str) -> usize {
-        self.executor.running_for(cluster)
+        self.correlation.groups.held_for(cluster)
+            + self.executor.running_for(cluster)
             + self
                 .preparing
                 .values()
@@ -369,6 +380,7 @@ impl TriagePipeline {
         }
         self.preflight_waiting.remove(name);
         self.dedup.forget_cluster(name);
+        self.count_correlating();
     }
 
     /// Forgets removed clusters whose remaining work is done.
@@ -476,6 +488,7 @@ impl Stage for TriagePipeline {
         [
             self.deadlines.iter().map(|(at, _)| *at).min(),
             self.dedup.next_expiry(),
+            self.correlation.groups.next_deadline(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
             self.next_sweep,
             self.disk_full_until,
@@ -489,6 +502,7 @@ impl Stage for TriagePipeline {
         let now = ctx.now;
         self.take_write_results(ctx);
         self.dedup.expire(now);
+        self.tick_correlation(ctx);
         let due: Vec<AgentId> = self
             .deadlines
             .iter()
@@ -563,7 +577,9 @@ impl Stage for TriagePipeline {
         let mut snapshot = PipelineSnapshot {
             agents_running: self.executor.running(),
             queue_depth: self.queue.len(),
+            faults_held: self.correlation.groups.held(),
             agent_duration: self.agent_duration.clone(),
+            correlation: self.correlation.counters.clone(),
             slack: self
                 .slack
                 .as_ref()
@@ -594,7 +610,8 @@ impl Stage for TriagePipeline {
         snapshot
     }
 
-    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {
+    fn begin_shutdown(&mut self, ctx: &mut StageContext) {
+        self.release_held(ctx.now);
         self.accepting = false;
         self.save_pending();
         if self.executor.running() > 0 {
@@ -632,6 +649,12 @@ impl Stage for TriagePipeline {
         self.settings.agent = fresh.agent;
         self.settings.preflight = fresh.preflight;
         self.settings.notify_on_agent_failure = fresh.notify_on_agent_failure;
+        // Open incidents keep their window; new ones take the new settings.
+        self.correlation.enabled = fresh.correlation.enabled;
+        self.correlation
+            .groups
+            .set_timing(fresh.correlation.window, fresh.correlation.hold);
+        self.settings.correlation = fresh.correlation;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
@@ -772,7 +795,12 @@ mod tests {
                  kubeconfig = \"kc-{name}\"\n"
             )
         };
-        let both = parse(&format!("{}{}", cluster("gone", 1), cluster("kept", 2)));
+        // Both have the same fault: correlation would hold it, which is tested on its own.
+        let both = parse(&format!(
+            "[correlation]\nenabled = false\n{}{}",
+            cluster("gone", 1),
+            cluster("kept", 2)
+        ));
         let clusters: Vec<_> = both.clusters.iter().cloned().map(Arc::new).collect();
         let mut settings = PipelineSettings::from_config(&both);
         settings.resume_pending = false;
