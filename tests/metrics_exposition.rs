@@ -46,6 +46,8 @@ fn snapshot() -> Published {
             faults_skipped: 0,
             faults_breaker_open: 1,
             faults_correlated: 7,
+            faults_budget_exhausted: 4,
+            budget_remaining: Some(11),
             agents_investigated: 2,
             agents_failed: 1,
             agents_timed_out: 1,
@@ -68,6 +70,7 @@ fn snapshot() -> Published {
     pipeline.agents_running = 1;
     pipeline.queue_depth = 3;
     pipeline.faults_held = 2;
+    pipeline.budget.runs_per_hour = Some(5);
     for seconds in [3, 45, 5000] {
         pipeline
             .agent_duration
@@ -145,6 +148,9 @@ fn correlation_counts_incidents_and_clusters_per_incident() {
         &[
             "nightcrier_correlated_incidents_total 3",
             "nightcrier_faults_held 2",
+            r#"nightcrier_budget_remaining{budget="runs_per_hour"} 5"#,
+            r#"nightcrier_cluster_budget_remaining{cluster="alpha",environment="prod"} 11"#,
+            r#"nightcrier_faults_budget_exhausted_total{cluster="alpha",environment="prod"} 4"#,
             r#"nightcrier_correlated_incident_clusters_bucket{le="1"} 1"#,
             r#"nightcrier_correlated_incident_clusters_bucket{le="5"} 2"#,
             r#"nightcrier_correlated_incident_clusters_bucket{le="20"} 2"#,

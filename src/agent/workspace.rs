@@ -40,6 +40,8 @@ pub mod status {
     pub const INVESTIGATED: &str = "investigated";
     pub const AGENT_FAILED: &str = "agent_failed";
     pub const TIMED_OUT: &str = "timed_out";
+    /// Over a spend ceiling (`[budget]`): recorded, no agent started.
+    pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
 }
 
 /// A new incident id: `20261124T041500Z-<cluster>-<6 hex>`.

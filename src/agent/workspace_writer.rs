@@ -59,6 +59,8 @@ pub enum WriteJob {
         dir: PathBuf,
         record: IncidentRecord,
     },
+    /// Replace the budget ledger (`budget.json`), making the root if needed.
+    Ledger { path: PathBuf, text: String },
     /// Remove a workspace no agent will run in (made while the daemon was stopping).
     Discard { dir: PathBuf },
     /// Write `pending.jsonl` (the faults still queued at shutdown).
@@ -80,6 +82,10 @@ pub enum WriteDone {
     },
     Recorded {
         incident_id: String,
+        written: io::Result<()>,
+    },
+    Ledger {
+        path: PathBuf,
         written: io::Result<()>,
     },
     Discarded {
@@ -196,6 +202,17 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
                 written,
             }
         }
+        WriteJob::Ledger { path, text } => {
+            let written = path
+                .parent()
+                .map_or(Ok(()), |root| {
+                    fs::create_dir_all(root).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot create {}: {e}", root.display()))
+                    })
+                })
+                .and_then(|()| files.replace(&path, text.as_bytes()));
+            WriteDone::Ledger { path, written }
+        }
         WriteJob::Discard { dir } => {
             let removed = files.remove_dir(&dir);
             WriteDone::Discarded { dir, removed }
@@ -219,6 +236,7 @@ enum JobKey {
     Create(String),
     Finish(String),
     Record(String),
+    Ledger(PathBuf),
     Discard(PathBuf),
     Pending(PathBuf),
 }
@@ -229,6 +247,7 @@ impl JobKey {
             WriteJob::Create { record, .. } => JobKey::Create(record.incident_id.clone()),
             WriteJob::Finish { workspace, .. } => JobKey::Finish(workspace.incident_id.clone()),
             WriteJob::Record { record, .. } => JobKey::Record(record.incident_id.clone()),
+            WriteJob::Ledger { path, .. } => JobKey::Ledger(path.clone()),
             WriteJob::Discard { dir } => JobKey::Discard(dir.clone()),
             WriteJob::Pending { path, .. } => JobKey::Pending(path.clone()),
         }
@@ -250,6 +269,10 @@ impl JobKey {
             JobKey::Record(incident_id) => WriteDone::Recorded {
                 written: Err(err(&format!("incident {incident_id}"))),
                 incident_id,
+            },
+            JobKey::Ledger(path) => WriteDone::Ledger {
+                written: Err(err(&path.display().to_string())),
+                path,
             },
             JobKey::Discard(dir) => WriteDone::Discarded {
                 removed: Err(err(&dir.display().to_string())),
@@ -450,9 +473,9 @@ impl WriteDone {
             WriteDone::Created { workspace, .. } => workspace.as_ref().err().into_iter().collect(),
             WriteDone::Finished { errors, .. } => errors.iter().collect(),
             WriteDone::Discarded { removed, .. } => removed.as_ref().err().into_iter().collect(),
-            WriteDone::Pending { written, .. } | WriteDone::Recorded { written, .. } => {
-                written.as_ref().err().into_iter().collect()
-            }
+            WriteDone::Pending { written, .. }
+            | WriteDone::Recorded { written, .. }
+            | WriteDone::Ledger { written, .. } => written.as_ref().err().into_iter().collect(),
         }
     }
 }

@@ -35,6 +35,7 @@ pub(crate) const TRIAGE_KEYS: &[&str] = &[
     "allow_secrets_access",
     "model",
     "require_read_only",
+    "max_runs_per_day",
 ];
 /// Top-level keys that only make sense in the single-cluster form.
 pub(crate) const SINGLE_CLUSTER_KEYS: &[&str] = &[
@@ -282,6 +283,12 @@ fn read_triage(ctx: &mut Context, entry: &Table, cli: &str) -> TriageConfig {
         allow_secrets_access: ctx.flag(&table, "allow_secrets_access", false),
         model: ctx.agent_model(&table, "model", cli),
         require_read_only: ctx.boolean(&table, "require_read_only").map(|b| b.value),
+        max_runs_per_day: table.has("max_runs_per_day").then(|| {
+            let value = ctx
+                .count(&table, "max_runs_per_day", 0, 0..=1_000_000_000)
+                .value;
+            u64::try_from(value).unwrap_or(0)
+        }),
     }
 }
 
@@ -342,6 +349,7 @@ fn read_single_cluster(
             allow_secrets_access: false,
             model: None,
             require_read_only: None,
+            max_runs_per_day: None,
         },
         correlate: true,
     })

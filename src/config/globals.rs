@@ -13,9 +13,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, CorrelationConfig,
-    DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig,
-    ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, BudgetConfig, Confinement, ConnectionConfig,
+    CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig,
+    QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -37,6 +37,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "queue",
     "dedup",
     "correlation",
+    "budget",
     "agent",
     "breaker",
     "preflight",
@@ -67,6 +68,12 @@ pub(crate) const QUEUE_KEYS: &[&str] =
     &["cluster_queue_size", "global_queue_size", "overflow_policy"];
 pub(crate) const DEDUP_KEYS: &[&str] = &["window", "max_entries"];
 pub(crate) const CORRELATION_KEYS: &[&str] = &["enabled", "window", "hold"];
+pub(crate) const BUDGET_KEYS: &[&str] = &[
+    "runs_per_hour",
+    "runs_per_day",
+    "runs_per_day_per_fault_type",
+    "agent_seconds_per_day",
+];
 pub(crate) const AGENT_KEYS: &[&str] = &[
     "script",
     "cli",
@@ -104,6 +111,7 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[queue]", QUEUE_KEYS),
     ("[dedup]", DEDUP_KEYS),
     ("[correlation]", CORRELATION_KEYS),
+    ("[budget]", BUDGET_KEYS),
     ("[agent]", AGENT_KEYS),
     ("[workspace]", WORKSPACE_KEYS),
     ("[breaker]", BREAKER_KEYS),
@@ -125,6 +133,7 @@ pub fn accepted_keys() -> Vec<String> {
         ("queue", QUEUE_KEYS),
         ("dedup", DEDUP_KEYS),
         ("correlation", CORRELATION_KEYS),
+        ("budget", BUDGET_KEYS),
         ("agent", AGENT_KEYS),
         ("breaker", BREAKER_KEYS),
         ("preflight", PREFLIGHT_KEYS),
@@ -199,6 +208,7 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         queue: read_queue(ctx, root),
         dedup: read_dedup(ctx, root),
         correlation: read_correlation(ctx, root),
+        budget: read_budget(ctx, root),
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
@@ -353,6 +363,23 @@ fn read_correlation(ctx: &mut Context, root: &Table) -> CorrelationConfig {
         enabled: ctx.flag(&table, "enabled", d.enabled),
         window: ctx.duration(&table, "window", d.window).value,
         hold: ctx.duration(&table, "hold", d.hold).value,
+    }
+}
+
+fn read_budget(ctx: &mut Context, root: &Table) -> BudgetConfig {
+    let table = ctx.table(root, "budget");
+    ctx.allow_keys(&table, BUDGET_KEYS, &[]);
+    let mut ceiling = |key: &str| {
+        table.has(key).then(|| {
+            let value = ctx.count(&table, key, 0, 0..=1_000_000_000).value;
+            u64::try_from(value).unwrap_or(0)
+        })
+    };
+    BudgetConfig {
+        runs_per_hour: ceiling("runs_per_hour"),
+        runs_per_day: ceiling("runs_per_day"),
+        runs_per_day_per_fault_type: ceiling("runs_per_day_per_fault_type"),
+        agent_seconds_per_day: ceiling("agent_seconds_per_day"),
     }
 }
 

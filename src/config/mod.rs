@@ -39,9 +39,9 @@ pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, CorrelationConfig,
-    DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig,
-    ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, BreakerConfig, BudgetConfig, Confinement, ConnectionConfig,
+    CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig,
+    QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -68,6 +68,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub dedup: DedupConfig,
     pub correlation: CorrelationConfig,
+    pub budget: BudgetConfig,
     pub agent: AgentConfig,
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
@@ -114,6 +115,8 @@ pub struct TriageConfig {
     pub model: Option<String>,
     /// Overrides `preflight.require_read_only` for this cluster.
     pub require_read_only: Option<bool>,
+    /// Agent runs per UTC day for this cluster; unset is unlimited.
+    pub max_runs_per_day: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -178,6 +181,7 @@ impl Config {
             queue: QueueConfig::default(),
             dedup: DedupConfig::default(),
             correlation: CorrelationConfig::default(),
+            budget: BudgetConfig::default(),
             agent: AgentConfig::default(),
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),

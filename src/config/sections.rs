@@ -198,6 +198,27 @@ impl Default for CorrelationConfig {
     }
 }
 
+/// `[budget]`: ceilings on agent runs (and agent time) per UTC hour and day; unset is
+/// unlimited. A fault over a ceiling is recorded as incident `budget_exhausted`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BudgetConfig {
+    pub runs_per_hour: Option<u64>,
+    pub runs_per_day: Option<u64>,
+    /// For each fault type on its own.
+    pub runs_per_day_per_fault_type: Option<u64>,
+    pub agent_seconds_per_day: Option<u64>,
+}
+
+impl BudgetConfig {
+    /// True when any ceiling is set, per cluster included.
+    pub fn any(&self) -> bool {
+        self.runs_per_hour.is_some()
+            || self.runs_per_day.is_some()
+            || self.runs_per_day_per_fault_type.is_some()
+            || self.agent_seconds_per_day.is_some()
+    }
+}
+
 /// `[agent]`: how triage agents are started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {

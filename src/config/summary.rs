@@ -92,6 +92,28 @@ fn write_globals(out: &mut String, c: &Config) {
             "off".to_string()
         },
     );
+    let budget: Vec<String> = [
+        ("runs per hour", c.budget.runs_per_hour),
+        ("runs per day", c.budget.runs_per_day),
+        (
+            "runs per day per fault type",
+            c.budget.runs_per_day_per_fault_type,
+        ),
+        ("agent seconds per day", c.budget.agent_seconds_per_day),
+    ]
+    .into_iter()
+    .filter_map(|(what, limit)| limit.map(|limit| format!("{what} {limit}")))
+    .collect();
+    row(
+        out,
+        g,
+        "budget",
+        if budget.is_empty() {
+            "unlimited".to_string()
+        } else {
+            budget.join(", ")
+        },
+    );
     row(
         out,
         g,

@@ -30,6 +30,10 @@ pub struct ClusterCounters {
     pub faults_breaker_open: u64,
     /// Joined the incident of the same fault on other clusters (no agent of its own).
     pub faults_correlated: u64,
+    /// Over a `[budget]` ceiling: recorded as a `budget_exhausted` incident, no agent.
+    pub faults_budget_exhausted: u64,
+    /// Runs left today under the cluster's `max_runs_per_day`, when it has one.
+    pub budget_remaining: Option<u64>,
     pub agents_investigated: u64,
     pub agents_failed: u64,
     pub agents_timed_out: u64,
@@ -153,6 +157,7 @@ pub struct PipelineSnapshot {
     pub faults_held: usize,
     pub agent_duration: DurationHistogram,
     pub correlation: CorrelationCounters,
+    pub budget: crate::pipeline::budget::BudgetRemaining,
     pub slack: SlackCounters,
     /// True while agent failures across clusters exceed the global threshold.
     pub system_degraded: bool,

@@ -126,7 +126,7 @@ type CounterField = fn(&ClusterCounters) -> u64;
 type ConnectionField = fn(&HealthSnapshot) -> u64;
 
 fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
-    let families: [(&str, &str, CounterField); 10] = [
+    let families: [(&str, &str, CounterField); 11] = [
         (
             "nightcrier_faults_received_total",
             "Fault events received from the cluster.",
@@ -176,6 +176,11 @@ fn render_pipeline(out: &mut Exposition, clusters: &ClusterRows) {
             "nightcrier_faults_correlated_total",
             "Faults that joined the incident of the same fault on other clusters instead of starting an agent.",
             |c| c.faults_correlated,
+        ),
+        (
+            "nightcrier_faults_budget_exhausted_total",
+            "Faults over a [budget] ceiling, recorded as budget_exhausted incidents without an agent.",
+            |c| c.faults_budget_exhausted,
         ),
     ];
     for (name, help, field) in families {
@@ -441,6 +446,35 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample(&format!("{name}_sum"), &[], Float(histogram.sum_seconds));
     out.sample(&format!("{name}_count"), &[], histogram.count);
     render_correlation(out, &pipeline.correlation);
+    render_budget(out, published, clusters);
+}
+
+fn render_budget(out: &mut Exposition, published: &Published, clusters: &ClusterRows) {
+    let budget = &published.pipeline.budget;
+    out.family(
+        "nightcrier_budget_remaining",
+        "gauge",
+        "What is left of each [budget] ceiling that is set, in its current UTC hour or day.",
+    );
+    for (name, left) in [
+        ("runs_per_hour", budget.runs_per_hour),
+        ("runs_per_day", budget.runs_per_day),
+        ("agent_seconds_per_day", budget.agent_seconds_per_day),
+    ] {
+        if let Some(left) = left {
+            out.sample("nightcrier_budget_remaining", &[("budget", name)], left);
+        }
+    }
+    out.family(
+        "nightcrier_cluster_budget_remaining",
+        "gauge",
+        "Agent runs left today under the cluster's max_runs_per_day (clusters that have one).",
+    );
+    for row in &clusters.rows {
+        if let Some(left) = row.counters.budget_remaining {
+            out.sample("nightcrier_cluster_budget_remaining", &row.labels(), left);
+        }
+    }
 }
 
 fn render_correlation(out: &mut Exposition, correlation: &CorrelationCounters) {

@@ -191,14 +191,14 @@ impl TriagePipeline {
                 event.event.fault_id
             );
         }
-        self.enqueue(event, Some(id), now);
+        self.admit_within_budget(event, Some(id), now);
     }
 
     /// The daemon is stopping: held faults go to the queue (and from there to
     /// `pending.jsonl`) at once.
     pub(super) fn release_held(&mut self, now: Instant) {
         for (event, id) in self.correlation.groups.release_all() {
-            self.enqueue(event, Some(id), now);
+            self.admit_within_budget(event, Some(id), now);
         }
     }
 

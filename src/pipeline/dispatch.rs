@@ -157,6 +157,11 @@ impl TriagePipeline {
                         log::warn!("incident {incident_id}: joined clusters not recorded: {e}");
                     }
                 }
+                WriteDone::Ledger { path, written } => {
+                    if let Err(e) = written {
+                        log::error!("{}: budget ledger not saved: {e}", path.display());
+                    }
+                }
                 WriteDone::Discarded { removed, .. } => {
                     if let Err(e) = removed {
                         log::warn!("{e}");
@@ -330,6 +335,7 @@ impl TriagePipeline {
     /// end, and the run is counted (and sent to Slack) once that is done.
     fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
         self.agent_duration.observe(agent.duration);
+        self.spend_agent_time(agent.duration);
         let record = self.running.remove(&agent.incident_id);
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;

@@ -190,7 +190,7 @@ impl TriagePipeline {
         }
         let event = fault.into_event(cluster);
         if let Some((event, correlation)) = self.hold_for_joiners(event, now) {
-            self.enqueue(event, correlation, now);
+            self.admit_within_budget(event, correlation, now);
         }
     }
 

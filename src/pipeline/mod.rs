@@ -4,6 +4,8 @@
 //! carries queued faults across a restart. Every workspace file is written (and the
 //! agent's report read) by the workspace writer's thread, never here.
 
+pub mod budget;
+mod budget_gate;
 mod correlated_incidents;
 pub mod correlation;
 mod dispatch;
@@ -53,6 +55,7 @@ pub struct PipelineSettings {
     pub dedup_window: Duration,
     pub dedup_max_entries: usize,
     pub correlation: crate::config::CorrelationConfig,
+    pub budget: crate::config::BudgetConfig,
     pub notify_on_agent_failure: bool,
     /// Take `pending.jsonl` from the workspace root at start.
     pub resume_pending: bool,
@@ -73,6 +76,7 @@ impl PipelineSettings {
             dedup_window: config.dedup.window,
             dedup_max_entries: config.dedup.max_entries,
             correlation: config.correlation.clone(),
+            budget: config.budget.clone(),
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
         }
@@ -143,6 +147,7 @@ pub struct TriagePipeline {
     queue: ShardedQueue<QueuedFault>,
     dedup: Deduplicator,
     correlation: correlated_incidents::Correlation,
+    budget: budget_gate::Budget,
     executor: AgentExecutor,
     /// Agent timeouts (few: at most `max_concurrent_agents`).
     deadlines: Vec<(Instant, AgentId)>,
@@ -211,6 +216,7 @@ impl TriagePipeline {
             .with_byte_bound(QUEUE_MAX_BYTES, |queued| queued.event.event.held_bytes()),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
             correlation: correlated_incidents::Correlation::new(&settings.correlation),
+            budget: budget_gate::Budget::load(&settings.workspace_root),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
@@ -503,6 +509,7 @@ impl Stage for TriagePipeline {
         self.take_write_results(ctx);
         self.dedup.expire(now);
         self.tick_correlation(ctx);
+        self.tick_budget(ctx);
         let due: Vec<AgentId> = self
             .deadlines
             .iter()
@@ -580,6 +587,7 @@ impl Stage for TriagePipeline {
             faults_held: self.correlation.groups.held(),
             agent_duration: self.agent_duration.clone(),
             correlation: self.correlation.counters.clone(),
+            budget: self.budget_remaining(),
             slack: self
                 .slack
                 .as_ref()
@@ -600,6 +608,8 @@ impl Stage for TriagePipeline {
             counters.queue_depth = self.queue.shard_len(slot.shard);
             counters.agents_running = self.executor.running_for(name);
             counters.breaker = slot.breaker.state_name();
+            counters.budget_remaining =
+                self.cluster_budget_remaining(slot.config.triage.max_runs_per_day, name);
             snapshot.clusters.insert(name.clone(), counters);
             if let Some(permissions) = &slot.permissions {
                 snapshot
@@ -614,6 +624,7 @@ impl Stage for TriagePipeline {
         self.release_held(ctx.now);
         self.accepting = false;
         self.save_pending();
+        self.save_budget();
         if self.executor.running() > 0 {
             log::info!(
                 "waiting for {} running agents to finish",
@@ -655,6 +666,8 @@ impl Stage for TriagePipeline {
             .groups
             .set_timing(fresh.correlation.window, fresh.correlation.hold);
         self.settings.correlation = fresh.correlation;
+        // New ceilings apply at once to what was already spent.
+        self.settings.budget = fresh.budget;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
