@@ -86,10 +86,8 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
         }
         None => None,
     };
+    // Snapshots are published with health off too: the silent-cluster watch reads them.
     let mut options = loop_options(&config, SignalSet::All);
-    if !config.health.enabled {
-        options.publish_interval = None;
-    }
     options.reloader = Some(Reloader::new(
         config,
         Box::new(move || crate::config::load(&load)),

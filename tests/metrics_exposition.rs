@@ -71,6 +71,7 @@ fn snapshot() -> Published {
     pipeline.queue_depth = 3;
     pipeline.faults_held = 2;
     pipeline.budget.runs_per_hour = Some(5);
+    pipeline.silent_clusters = vec!["beta".to_string()];
     for seconds in [3, 45, 5000] {
         pipeline
             .agent_duration
@@ -148,6 +149,8 @@ fn correlation_counts_incidents_and_clusters_per_incident() {
         &[
             "nightcrier_correlated_incidents_total 3",
             "nightcrier_faults_held 2",
+            r#"nightcrier_cluster_silent{cluster="alpha",environment="prod"} 0"#,
+            r#"nightcrier_cluster_silent{cluster="beta",environment="stag\"ing\n\\x"} 1"#,
             r#"nightcrier_budget_remaining{budget="runs_per_hour"} 5"#,
             r#"nightcrier_cluster_budget_remaining{cluster="alpha",environment="prod"} 11"#,
             r#"nightcrier_faults_budget_exhausted_total{cluster="alpha",environment="prod"} 4"#,

@@ -13,9 +13,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AdminConfig, AgentConfig, BreakerConfig, BudgetConfig, Confinement, ConnectionConfig,
-    CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig,
-    QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
+    ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -38,6 +38,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "dedup",
     "correlation",
     "budget",
+    "alerts",
     "agent",
     "breaker",
     "preflight",
@@ -68,6 +69,7 @@ pub(crate) const QUEUE_KEYS: &[&str] =
     &["cluster_queue_size", "global_queue_size", "overflow_policy"];
 pub(crate) const DEDUP_KEYS: &[&str] = &["window", "max_entries"];
 pub(crate) const CORRELATION_KEYS: &[&str] = &["enabled", "window", "hold"];
+pub(crate) const ALERTS_KEYS: &[&str] = &["cluster_down_after", "flap_window"];
 pub(crate) const BUDGET_KEYS: &[&str] = &[
     "runs_per_hour",
     "runs_per_day",
@@ -112,6 +114,7 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[dedup]", DEDUP_KEYS),
     ("[correlation]", CORRELATION_KEYS),
     ("[budget]", BUDGET_KEYS),
+    ("[alerts]", ALERTS_KEYS),
     ("[agent]", AGENT_KEYS),
     ("[workspace]", WORKSPACE_KEYS),
     ("[breaker]", BREAKER_KEYS),
@@ -134,6 +137,7 @@ pub fn accepted_keys() -> Vec<String> {
         ("dedup", DEDUP_KEYS),
         ("correlation", CORRELATION_KEYS),
         ("budget", BUDGET_KEYS),
+        ("alerts", ALERTS_KEYS),
         ("agent", AGENT_KEYS),
         ("breaker", BREAKER_KEYS),
         ("preflight", PREFLIGHT_KEYS),
@@ -209,6 +213,7 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         dedup: read_dedup(ctx, root),
         correlation: read_correlation(ctx, root),
         budget: read_budget(ctx, root),
+        alerts: read_alerts(ctx, root),
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
@@ -363,6 +368,18 @@ fn read_correlation(ctx: &mut Context, root: &Table) -> CorrelationConfig {
         enabled: ctx.flag(&table, "enabled", d.enabled),
         window: ctx.duration(&table, "window", d.window).value,
         hold: ctx.duration(&table, "hold", d.hold).value,
+    }
+}
+
+fn read_alerts(ctx: &mut Context, root: &Table) -> AlertsConfig {
+    let table = ctx.table(root, "alerts");
+    ctx.allow_keys(&table, ALERTS_KEYS, &[]);
+    let d = AlertsConfig::default();
+    AlertsConfig {
+        cluster_down_after: ctx
+            .duration(&table, "cluster_down_after", d.cluster_down_after)
+            .value,
+        flap_window: ctx.duration(&table, "flap_window", d.flap_window).value,
     }
 }
 

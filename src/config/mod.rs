@@ -39,9 +39,9 @@ pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AdminConfig, AgentConfig, BreakerConfig, BudgetConfig, Confinement, ConnectionConfig,
-    CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy, PreflightConfig,
-    QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
+    ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -69,6 +69,7 @@ pub struct Config {
     pub dedup: DedupConfig,
     pub correlation: CorrelationConfig,
     pub budget: BudgetConfig,
+    pub alerts: AlertsConfig,
     pub agent: AgentConfig,
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
@@ -182,6 +183,7 @@ impl Config {
             dedup: DedupConfig::default(),
             correlation: CorrelationConfig::default(),
             budget: BudgetConfig::default(),
+            alerts: AlertsConfig::default(),
             agent: AgentConfig::default(),
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),

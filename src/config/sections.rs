@@ -219,6 +219,24 @@ impl BudgetConfig {
     }
 }
 
+/// `[alerts]`: Slack messages about nightcrier's own watching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// A cluster not `active` (or whose subscription is lost) this long is reported silent.
+    pub cluster_down_after: Duration,
+    /// At most one silent/recovered pair of messages per cluster in this window.
+    pub flap_window: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            cluster_down_after: Duration::from_secs(300),
+            flap_window: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// `[agent]`: how triage agents are started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {

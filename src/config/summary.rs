@@ -92,6 +92,16 @@ fn write_globals(out: &mut String, c: &Config) {
             "off".to_string()
         },
     );
+    row(
+        out,
+        g,
+        "alerts",
+        format!(
+            "cluster silent after {}, at most one silent/recovered pair per {}",
+            format_duration(c.alerts.cluster_down_after),
+            format_duration(c.alerts.flap_window)
+        ),
+    );
     let budget: Vec<String> = [
         ("runs per hour", c.budget.runs_per_hour),
         ("runs per day", c.budget.runs_per_day),

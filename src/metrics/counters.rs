@@ -158,6 +158,8 @@ pub struct PipelineSnapshot {
     pub agent_duration: DurationHistogram,
     pub correlation: CorrelationCounters,
     pub budget: crate::pipeline::budget::BudgetRemaining,
+    /// Clusters reported silent and not recovered yet.
+    pub silent_clusters: Vec<String>,
     pub slack: SlackCounters,
     /// True while agent failures across clusters exceed the global threshold.
     pub system_degraded: bool,

@@ -447,6 +447,19 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample(&format!("{name}_count"), &[], histogram.count);
     render_correlation(out, &pipeline.correlation);
     render_budget(out, published, clusters);
+    out.family(
+        "nightcrier_cluster_silent",
+        "gauge",
+        "1 while the cluster is reported silent: not active, or its subscription lost, for alerts.cluster_down_after.",
+    );
+    for row in &clusters.rows {
+        let silent = published
+            .pipeline
+            .silent_clusters
+            .iter()
+            .any(|c| c == row.name);
+        out.sample("nightcrier_cluster_silent", &row.labels(), u8::from(silent));
+    }
 }
 
 fn render_budget(out: &mut Exposition, published: &Published, clusters: &ClusterRows) {

@@ -11,6 +11,7 @@ pub mod correlation;
 mod dispatch;
 mod intake;
 pub mod pending;
+pub mod silent_clusters;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ pub struct PipelineSettings {
     pub dedup_max_entries: usize,
     pub correlation: crate::config::CorrelationConfig,
     pub budget: crate::config::BudgetConfig,
+    pub alerts: crate::config::AlertsConfig,
     pub notify_on_agent_failure: bool,
     /// Take `pending.jsonl` from the workspace root at start.
     pub resume_pending: bool,
@@ -77,6 +79,7 @@ impl PipelineSettings {
             dedup_max_entries: config.dedup.max_entries,
             correlation: config.correlation.clone(),
             budget: config.budget.clone(),
+            alerts: config.alerts.clone(),
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
         }
@@ -148,6 +151,7 @@ pub struct TriagePipeline {
     dedup: Deduplicator,
     correlation: correlated_incidents::Correlation,
     budget: budget_gate::Budget,
+    silent_clusters: silent_clusters::SilentClusterWatch,
     executor: AgentExecutor,
     /// Agent timeouts (few: at most `max_concurrent_agents`).
     deadlines: Vec<(Instant, AgentId)>,
@@ -217,6 +221,10 @@ impl TriagePipeline {
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
             correlation: correlated_incidents::Correlation::new(&settings.correlation),
             budget: budget_gate::Budget::load(&settings.workspace_root),
+            silent_clusters: silent_clusters::SilentClusterWatch::new(
+                settings.alerts.cluster_down_after,
+                settings.alerts.flap_window,
+            ),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
@@ -588,6 +596,7 @@ impl Stage for TriagePipeline {
             agent_duration: self.agent_duration.clone(),
             correlation: self.correlation.counters.clone(),
             budget: self.budget_remaining(),
+            silent_clusters: self.silent_cluster_names(),
             slack: self
                 .slack
                 .as_ref()
@@ -618,6 +627,14 @@ impl Stage for TriagePipeline {
             }
         }
         snapshot
+    }
+
+    fn on_cluster_health(
+        &mut self,
+        ctx: &mut StageContext,
+        clusters: &[crate::cluster::status::HealthSnapshot],
+    ) {
+        self.watch_clusters(ctx, clusters);
     }
 
     fn begin_shutdown(&mut self, ctx: &mut StageContext) {
@@ -666,6 +683,8 @@ impl Stage for TriagePipeline {
             .groups
             .set_timing(fresh.correlation.window, fresh.correlation.hold);
         self.settings.correlation = fresh.correlation;
+        self.silent_clusters
+            .set_timing(fresh.alerts.cluster_down_after, fresh.alerts.flap_window);
         // New ceilings apply at once to what was already spent.
         self.settings.budget = fresh.budget;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
