@@ -21,11 +21,13 @@ use common::*;
 use nightcrier::metrics::counters::ClusterCounters;
 use nightcrier::sim::SimCluster;
 
-/// What the loop thread may still do under the workspace root: look for `pending.jsonl` at
-/// start, and make what a starting agent's process needs before it exists (its home and
-/// tmp directories, its two log files, opened without a write or a sync).
-const LOOP_MAY_TOUCH: [&str; 5] = [
+/// What the loop thread may still do under the workspace root: look for `pending.jsonl` and
+/// read `budget.json` at start, and make what a starting agent's process needs before it
+/// exists (its home and tmp directories, its two log files, opened without a write or a
+/// sync).
+const LOOP_MAY_TOUCH: [&str; 6] = [
     "pending.jsonl",
+    "budget.json",
     ".agent-home",
     "/tmp",
     "agent-stdout.log",

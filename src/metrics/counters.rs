@@ -103,6 +103,8 @@ impl DurationHistogram {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CorrelationCounters {
     pub incidents: u64,
+    /// Faults not grouped because `MAX_OPEN_GROUPS` groups were open.
+    pub not_grouped: u64,
     pub cluster_bounds: Vec<u64>,
     pub cluster_cumulative: Vec<u64>,
     pub cluster_sum: u64,
@@ -114,6 +116,7 @@ impl Default for CorrelationCounters {
         let bounds = vec![1, 2, 3, 5, 10, 20, 50, 100];
         CorrelationCounters {
             incidents: 0,
+            not_grouped: 0,
             cluster_cumulative: vec![0; bounds.len()],
             cluster_bounds: bounds,
             cluster_sum: 0,

@@ -501,6 +501,16 @@ fn render_correlation(out: &mut Exposition, correlation: &CorrelationCounters) {
         &[],
         correlation.incidents,
     );
+    out.family(
+        "nightcrier_correlation_ungrouped_total",
+        "counter",
+        "Faults that ran on their own because 10000 correlated incidents were open.",
+    );
+    out.sample(
+        "nightcrier_correlation_ungrouped_total",
+        &[],
+        correlation.not_grouped,
+    );
     let name = "nightcrier_correlated_incident_clusters";
     out.family(
         name,

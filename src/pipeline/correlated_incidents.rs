@@ -79,8 +79,7 @@ impl TriagePipeline {
         {
             return Some(fault);
         }
-        let mut member = fault.member();
-        member.cluster.clone_from(&cluster.name);
+        let member = fault.member(&cluster.name);
         let runnable = slot.config.triage_ready() && self.accepting;
         let priority = slot.config.priority;
         let candidate = runnable.then(|| (priority, fault.into_event(cluster)));
@@ -144,6 +143,16 @@ impl TriagePipeline {
         if self.correlation.groups.is_open(&signature, now) {
             // The same fault again on a cluster already in the incident: its own run.
             return Some((event, None));
+        }
+        if self.correlation.groups.is_full() {
+            // Windows that ended are closed first; if that frees nothing, it runs alone.
+            for closed in self.correlation.groups.close_due(now) {
+                self.on_group_closed(closed);
+            }
+            if self.correlation.groups.is_full() {
+                self.correlation.counters.not_grouped += 1;
+                return Some((event, None));
+            }
         }
         let priority = event.cluster.priority;
         let (outcome, closed) = self

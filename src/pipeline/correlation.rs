@@ -70,6 +70,10 @@ pub fn workload_of<'a>(kind: &str, name: &'a str) -> &'a str {
     }
 }
 
+/// Open groups at most: about 300 bytes each, so a few MiB. When all are taken, a new
+/// fault is not grouped (it runs on its own, as without correlation) until windows end.
+pub const MAX_OPEN_GROUPS: usize = 10_000;
+
 /// How a fault went through correlation.
 #[derive(Debug)]
 pub enum Correlated {
@@ -139,6 +143,11 @@ impl CorrelationGroups {
     /// Open groups.
     pub fn open_groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// No group can be opened now.
+    pub fn is_full(&self) -> bool {
+        self.groups.len() >= MAX_OPEN_GROUPS
     }
 
     /// Faults waiting for their group's hold to end.
@@ -458,6 +467,23 @@ mod tests {
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].clusters, 5);
         assert_eq!(groups.open_groups(), 0);
+    }
+
+    #[test]
+    fn open_groups_are_bounded_and_freed_when_their_windows_end() {
+        let mut groups = CorrelationGroups::new(Duration::from_secs(60), Duration::ZERO);
+        let t0 = Instant::now();
+        for i in 0..MAX_OPEN_GROUPS {
+            let signature = Signature::of("CrashLoop", "Pod", Some("shop"), &format!("w{i}"));
+            groups.open(signature, 0, event("a"), t0);
+        }
+        assert!(groups.is_full());
+        assert_eq!(groups.close_due(t0 + Duration::from_secs(59)).len(), 0);
+        assert_eq!(
+            groups.close_due(t0 + Duration::from_secs(60)).len(),
+            MAX_OPEN_GROUPS
+        );
+        assert!(!groups.is_full());
     }
 
     #[test]

@@ -58,13 +58,14 @@ impl Arrival<'_> {
         }
     }
 
-    pub(super) fn member(&self) -> CorrelatedFault {
+    /// The fault as a correlated incident lists it.
+    pub(super) fn member(&self, cluster: &str) -> CorrelatedFault {
         let received_at = match self {
             Arrival::Owned(_, at) => *at,
             Arrival::InPlace(_) => SystemTime::now(),
         };
         CorrelatedFault {
-            cluster: String::new(),
+            cluster: cluster.to_owned(),
             fault_id: self.fault_id().to_owned(),
             received_at: rfc3339(received_at),
         }
@@ -196,8 +197,9 @@ impl TriagePipeline {
 
     /// The last stage: the bounded queue.
     pub(super) fn enqueue(&mut self, event: ClusterEvent, correlation: Option<u64>, now: Instant) {
-        let name = event.cluster_name().to_owned();
-        let Some(slot) = self.clusters.get_mut(&name) else {
+        let cluster = Arc::clone(&event.cluster);
+        let name = &cluster.name;
+        let Some(slot) = self.clusters.get_mut(name) else {
             return;
         };
         let fault_id = event.event.fault_id.clone();
@@ -220,7 +222,7 @@ impl TriagePipeline {
                 if let Some(old_slot) = self.clusters.get_mut(&old_cluster) {
                     old_slot.counters.faults_dropped += 1;
                 }
-                if let Some(slot) = self.clusters.get_mut(&name) {
+                if let Some(slot) = self.clusters.get_mut(name) {
                     limited!(
                         slot.log_budget,
                         now,
