@@ -364,10 +364,21 @@ fn read_correlation(ctx: &mut Context, root: &Table) -> CorrelationConfig {
     let table = ctx.table(root, "correlation");
     ctx.allow_keys(&table, CORRELATION_KEYS, &[]);
     let d = CorrelationConfig::default();
+    let enabled = ctx.flag(&table, "enabled", d.enabled);
+    let window = ctx.duration(&table, "window", d.window).value;
+    let hold = ctx.duration(&table, "hold", d.hold);
+    if hold.value > window {
+        let message = format!(
+            "must be at most correlation.window ({}), got {}",
+            format_duration(window),
+            format_duration(hold.value)
+        );
+        ctx.error(&table.scope, "hold", &hold.origin, message);
+    }
     CorrelationConfig {
-        enabled: ctx.flag(&table, "enabled", d.enabled),
-        window: ctx.duration(&table, "window", d.window).value,
-        hold: ctx.duration(&table, "hold", d.hold).value,
+        enabled,
+        window,
+        hold: hold.value.min(window),
     }
 }
 
