@@ -80,7 +80,12 @@ impl TriagePipeline {
             return Some(fault);
         }
         let member = fault.member(&cluster.name);
-        let runnable = slot.config.triage_ready() && self.accepting;
+        // Only a fault that could run itself may be the one that runs for the incident.
+        let breaker_open = matches!(
+            slot.breaker.state(),
+            crate::agent::breaker::BreakerState::Open { until } if now < until
+        );
+        let runnable = slot.config.triage_ready() && self.accepting && !breaker_open;
         let priority = slot.config.priority;
         let candidate = runnable.then(|| (priority, fault.into_event(cluster)));
         let fault_id = member.fault_id.clone();
