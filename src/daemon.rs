@@ -78,10 +78,8 @@ pub fn run(config: Config, mut load: LoadOptions) -> Result<(), String> {
     } else {
         None
     };
+    // Snapshots are published with health off too: the silent-cluster watch reads them.
     let mut options = loop_options(&config, SignalSet::All);
-    if !config.health.enabled {
-        options.publish_interval = None;
-    }
     let admin = config.admin.clone();
     let workspace_root = config.workspace_root.clone();
     options.reloader = Some(Reloader::new(

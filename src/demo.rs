@@ -7,7 +7,9 @@
 //! once (it deduplicates for 15 minutes). Midway, each healthy simulated server drops its
 //! subscription silently, as the real server does when a fault finds no event stream;
 //! nightcrier notices at its next subscription check, subscribes again, and the repeated
-//! fault the new subscription brings is caught by nightcrier's own deduplication.
+//! fault the new subscription brings is caught by nightcrier's own deduplication. Last,
+//! the first two clusters report the same crash-looping pod of one Deployment: one
+//! incident lists both, and one agent investigates it.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -176,6 +178,8 @@ pub fn run(args: &[String]) -> Result<(), CommandError> {
     let mut last_print = Instant::now() - Duration::from_secs(10);
     let mut last = board.latest();
     let mut dropped = vec![false; sim.clusters().len()];
+    // Investigations done when the same fault went to two clusters.
+    let mut fleet_fault_sent: Option<u64> = None;
     while started.elapsed() < options.duration && !last.stopping {
         let (published, _) =
             board.wait_for(Duration::from_millis(500), |p| p.sequence > last.sequence);
@@ -202,7 +206,38 @@ pub fn run(args: &[String]) -> Result<(), CommandError> {
             last_print = Instant::now();
         }
         if finished(&last, sim.clusters()[garbage].name()) {
-            break;
+            let investigated: u64 = last
+                .pipeline
+                .clusters
+                .values()
+                .map(|c| c.agents_investigated + c.agents_failed + c.agents_timed_out)
+                .sum();
+            let correlated: u64 = last
+                .pipeline
+                .clusters
+                .values()
+                .map(|c| c.faults_correlated)
+                .sum();
+            if let Some(before) = fleet_fault_sent {
+                if correlated > 0 && investigated > before {
+                    break;
+                }
+            } else {
+                // Last, the same fault on the first two clusters: one incident, one run.
+                let sent = sim.clusters()[..2]
+                    .iter()
+                    .filter(|c| c.emit_fleet_fault("critical", "CrashLoop").is_some())
+                    .count();
+                fleet_fault_sent = Some(investigated);
+                println!(
+                    "  (the same pod of Deployment shop/api crash-loops on {} and {})",
+                    sim.clusters()[0].name(),
+                    sim.clusters()[1].name()
+                );
+                if sent < 2 {
+                    break;
+                }
+            }
         }
     }
     handle.shutdown();
@@ -282,7 +317,11 @@ fn demo_config(
             "[[clusters]]\nname = \"{}\"\nenvironment = \"{environment}\"\npriority = {}\nlabels = {{ region = \"demo-{index}\" }}\n\
              [clusters.mcp]\nendpoint = \"{}\"\n[clusters.triage]\nenabled = {triage}\nkubeconfig = {}\n",
             cluster.name(),
-            if index == garbage { 0 } else { 10 },
+            match index {
+                _ if index == garbage => 0,
+                0 => 20,
+                _ => 10,
+            },
             cluster.endpoint(),
             quote(&kubeconfig),
         );
@@ -297,6 +336,7 @@ fn finished(p: &Published, garbage: &str) -> bool {
         && healthy.iter().all(|c| c.event_count >= FAULTS_PER_CLUSTER)
         && p.pipeline.agents_running == 0
         && p.pipeline.queue_depth == 0
+        && p.pipeline.faults_held == 0
 }
 
 /// A cluster's pipeline counters; zero before its first fault.
@@ -340,10 +380,11 @@ fn summary(p: &Published, dir: &Path) -> String {
         investigated += c.agents_investigated;
         let _ = writeln!(
             out,
-            "  {:<10} faults {:>2}  deduplicated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  resubscribed {:>2}  reconnects {:>2}",
+            "  {:<10} faults {:>2}  deduplicated {:>2}  correlated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  resubscribed {:>2}  reconnects {:>2}",
             cluster.name,
             c.faults_received,
             c.faults_deduplicated,
+            c.faults_correlated,
             c.faults_skipped,
             c.agents_investigated,
             c.agents_failed + c.agents_timed_out,
@@ -360,7 +401,34 @@ fn summary(p: &Published, dir: &Path) -> String {
     if let Some(report) = first_report(&incidents) {
         let _ = writeln!(out, "for example: {}", report.display());
     }
+    for (incident, clusters) in correlated_incidents(&incidents) {
+        let _ = writeln!(
+            out,
+            "one investigation for the same fault on {}: {}",
+            clusters.join(", "),
+            incident.display()
+        );
+    }
     out
+}
+
+/// Incidents that list more than one cluster, with the clusters they list.
+fn correlated_incidents(incidents: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir(incidents) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, Vec<String>)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path().join("incident.json")))
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let record: crate::agent::workspace::IncidentRecord =
+                serde_json::from_str(&text).ok()?;
+            let clusters: Vec<String> = record.correlated.into_iter().map(|m| m.cluster).collect();
+            (clusters.len() > 1).then_some((path, clusters))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 fn first_report(incidents: &Path) -> Option<PathBuf> {

@@ -460,9 +460,11 @@ impl<S: Stage> EventLoop<S> {
         true
     }
 
-    fn publish(&self, now: Instant, stopping: bool) {
+    fn publish(&mut self, now: Instant, stopping: bool) {
+        let clusters = self.manager.snapshots(now);
+        self.with_stage(now, |stage, ctx| stage.on_cluster_health(ctx, &clusters));
         self.board.publish(Published {
-            clusters: self.manager.snapshots(now),
+            clusters,
             summary: self.manager.summary(),
             pipeline: self.stage.snapshot(),
             at: now,

@@ -45,6 +45,13 @@ pub trait Stage: EventSink {
     fn snapshot(&self) -> PipelineSnapshot {
         PipelineSnapshot::default()
     }
+    /// The clusters' connection states, each time the loop publishes them.
+    fn on_cluster_health(
+        &mut self,
+        _ctx: &mut StageContext,
+        _clusters: &[crate::cluster::status::HealthSnapshot],
+    ) {
+    }
     /// Stop taking work; let running work finish.
     fn begin_shutdown(&mut self, _ctx: &mut StageContext) {}
     fn is_drained(&self) -> bool {

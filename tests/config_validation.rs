@@ -1034,3 +1034,42 @@ fn an_admin_address_from_the_environment_is_checked_as_well() {
         "{error}"
     );
 }
+
+#[test]
+fn correlation_hold_longer_than_its_window_is_refused() {
+    let text = format!(
+        "[correlation]\nwindow = \"5s\"\nhold = \"10s\"\n{}",
+        cluster("a", "")
+    );
+    assert_rule(
+        &text,
+        None,
+        "correlation.hold",
+        "at most correlation.window (5s)",
+    );
+}
+
+#[test]
+fn budgets_and_alerts_are_read_and_bounded() {
+    let text = format!(
+        "[budget]\nruns_per_hour = 20\nagent_seconds_per_day = 3600\n\
+         [alerts]\ncluster_down_after = \"2m\"\n{}",
+        cluster(
+            "a",
+            "correlate = false\n[clusters.triage]\nmax_runs_per_day = 7"
+        )
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(config.budget.runs_per_hour, Some(20));
+    assert_eq!(config.budget.runs_per_day, None, "unset is unlimited");
+    assert_eq!(config.budget.agent_seconds_per_day, Some(3600));
+    assert_eq!(config.alerts.cluster_down_after.as_secs(), 120);
+    assert_eq!(config.clusters[0].triage.max_runs_per_day, Some(7));
+    assert!(!config.clusters[0].correlate);
+    assert_rule(
+        &format!("[budget]\nruns_per_day = -1\n{}", cluster("a", "")),
+        None,
+        "budget.runs_per_day",
+        "must be from 0 to 1000000000",
+    );
+}

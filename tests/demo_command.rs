@@ -90,12 +90,24 @@ fn demo_recovers_dropped_subscriptions_and_deduplicates_the_repeats() {
             let at = words.iter().position(|w| *w == name).unwrap();
             words[at + 1].parse::<u64>().unwrap()
         };
-        assert_eq!(value("faults"), 3, "{line}");
+        // Three faults of its own, and the fault both clusters share.
+        assert_eq!(value("faults"), 4, "{line}");
         assert_eq!(value("deduplicated"), 1, "{line}");
-        assert_eq!(value("investigated"), 2, "{line}");
         assert_eq!(value("resubscribed"), 1, "{line}");
+        // The shared fault runs once, on the higher-priority demo-000.
+        let (investigated, correlated) = if cluster == "demo-000" {
+            (3, 0)
+        } else {
+            (2, 1)
+        };
+        assert_eq!(value("investigated"), investigated, "{line}");
+        assert_eq!(value("correlated"), correlated, "{line}");
     }
-    assert_eq!(reports(&cwd.path().join("run/incidents")), 4, "{stdout}");
+    assert_eq!(reports(&cwd.path().join("run/incidents")), 5, "{stdout}");
+    assert!(
+        summary.contains("one investigation for the same fault on demo-000, demo-001: "),
+        "{summary}"
+    );
 }
 
 #[test]

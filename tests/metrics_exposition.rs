@@ -46,6 +46,9 @@ fn snapshot() -> Published {
             faults_skipped: 0,
             faults_breaker_open: 1,
             faults_silenced: 5,
+            faults_correlated: 7,
+            faults_budget_exhausted: 4,
+            budget_remaining: Some(11),
             agents_investigated: 2,
             agents_failed: 1,
             agents_timed_out: 1,
@@ -67,10 +70,17 @@ fn snapshot() -> Published {
     );
     pipeline.agents_running = 1;
     pipeline.queue_depth = 3;
+    pipeline.faults_held = 2;
+    pipeline.budget.runs_per_hour = Some(5);
+    pipeline.silent_clusters = vec!["beta".to_string()];
     for seconds in [3, 45, 5000] {
         pipeline
             .agent_duration
             .observe(Duration::from_secs(seconds));
+    }
+    pipeline.correlation.incidents = 3;
+    for clusters in [1, 5, 30] {
+        pipeline.correlation.observe_clusters(clusters);
     }
     pipeline.slack = SlackCounters {
         delivered: 4,
@@ -122,6 +132,7 @@ fn per_cluster_counters_carry_cluster_and_environment() {
             r#"nightcrier_faults_breaker_open_total{cluster="alpha",environment="prod"} 1"#,
             r#"nightcrier_faults_silenced_total{cluster="alpha",environment="prod"} 5"#,
             r#"nightcrier_silence_faults_total{silence="file:db-upgrade"} 5"#,
+            r#"nightcrier_faults_correlated_total{cluster="alpha",environment="prod"} 7"#,
             r#"nightcrier_faults_received_total{cluster="beta",environment="stag\"ing\n\\x"} 0"#,
             r#"nightcrier_faults_received_total{cluster="gone",environment=""} 5"#,
             r#"nightcrier_agent_runs_total{cluster="alpha",environment="prod",outcome="timed_out"} 1"#,
@@ -132,6 +143,30 @@ fn per_cluster_counters_carry_cluster_and_environment() {
             r#"nightcrier_queue_depth{cluster="alpha",environment="prod"} 3"#,
             r#"nightcrier_circuit_breaker_open{cluster="alpha",environment="prod"} 1"#,
             r#"nightcrier_circuit_breaker_open{cluster="beta",environment="stag\"ing\n\\x"} 0"#,
+        ],
+    );
+}
+
+#[test]
+fn correlation_counts_incidents_and_clusters_per_incident() {
+    let text = render(&snapshot());
+    assert_lines(
+        &text,
+        &[
+            "nightcrier_correlated_incidents_total 3",
+            "nightcrier_faults_held 2",
+            r#"nightcrier_cluster_silent{cluster="alpha",environment="prod"} 0"#,
+            r#"nightcrier_cluster_silent{cluster="beta",environment="stag\"ing\n\\x"} 1"#,
+            r#"nightcrier_budget_remaining{budget="runs_per_hour"} 5"#,
+            r#"nightcrier_cluster_budget_remaining{cluster="alpha",environment="prod"} 11"#,
+            r#"nightcrier_faults_budget_exhausted_total{cluster="alpha",environment="prod"} 4"#,
+            r#"nightcrier_correlated_incident_clusters_bucket{le="1"} 1"#,
+            r#"nightcrier_correlated_incident_clusters_bucket{le="5"} 2"#,
+            r#"nightcrier_correlated_incident_clusters_bucket{le="20"} 2"#,
+            r#"nightcrier_correlated_incident_clusters_bucket{le="50"} 3"#,
+            r#"nightcrier_correlated_incident_clusters_bucket{le="+Inf"} 3"#,
+            "nightcrier_correlated_incident_clusters_sum 36",
+            "nightcrier_correlated_incident_clusters_count 3",
         ],
     );
 }

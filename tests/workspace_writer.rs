@@ -22,12 +22,14 @@ use nightcrier::metrics::counters::ClusterCounters;
 use nightcrier::sim::SimCluster;
 
 /// What the loop thread may still do under the workspace root: look for `pending.jsonl` and
-/// `silences.json` at start, and make what a starting agent's process needs before it
+/// `silences.json` and `budget.json` at start, and make what a starting agent's process
+/// needs before it
 /// exists (its home and tmp directories, its two log files, opened without a write or a
 /// sync).
-const LOOP_MAY_TOUCH: [&str; 6] = [
+const LOOP_MAY_TOUCH: [&str; 7] = [
     "pending.jsonl",
     "silences.json",
+    "budget.json",
     ".agent-home",
     "/tmp",
     "agent-stdout.log",

@@ -42,6 +42,8 @@ pub mod status {
     pub const TIMED_OUT: &str = "timed_out";
     /// A silence held for the fault: no agent ran (`silence_id` names the silence).
     pub const SILENCED: &str = "silenced";
+    /// Over a spend ceiling (`[budget]`): recorded, no agent started.
+    pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
 }
 
 /// A new incident id: `20261124T041500Z-<cluster>-<6 hex>`.
@@ -216,6 +218,18 @@ pub struct IncidentRecord {
     /// The silence that held for the fault (status `silenced`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub silence_id: Option<String>,
+    /// A correlated incident: every cluster that had the fault, with its fault id and
+    /// when it arrived (the incident's own cluster first).
+    #[serde(rename = "clusters", default, skip_serializing_if = "Vec::is_empty")]
+    pub correlated: Vec<CorrelatedFault>,
+}
+
+/// One cluster's fault in a correlated incident.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CorrelatedFault {
+    pub cluster: String,
+    pub fault_id: String,
+    pub received_at: String,
 }
 
 impl IncidentRecord {
@@ -239,6 +253,7 @@ impl IncidentRecord {
             started_at: None,
             finished_at: None,
             silence_id: None,
+            correlated: Vec::new(),
         }
     }
 }

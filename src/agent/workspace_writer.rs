@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::agent::permissions::ClusterPermissions;
 use crate::agent::workspace::{
     json_bytes, read_regular_file, write_atomic, AgentResult, IncidentRecord, Workspace,
-    MAX_REPORT_BYTES,
+    INCIDENT_FILE, MAX_REPORT_BYTES,
 };
 use crate::notify::report::{extract_report, InvestigationSummary};
 
@@ -53,6 +53,14 @@ pub enum WriteJob {
         result: AgentResult,
         summarize_report: bool,
     },
+    /// Rewrite `incident.json` of a workspace asked for earlier (a correlated incident
+    /// that another cluster joined).
+    Record {
+        dir: PathBuf,
+        record: IncidentRecord,
+    },
+    /// Replace the budget ledger (`budget.json`), making the root if needed.
+    Ledger { path: PathBuf, text: String },
     /// Remove a workspace no agent will run in (made while the daemon was stopping).
     Discard { dir: PathBuf },
     /// Write `pending.jsonl` (the faults still queued at shutdown).
@@ -71,6 +79,14 @@ pub enum WriteDone {
         errors: Vec<io::Error>,
         /// `None` when not asked for, or when no report could be read.
         summary: Option<InvestigationSummary>,
+    },
+    Recorded {
+        incident_id: String,
+        written: io::Result<()>,
+    },
+    Ledger {
+        path: PathBuf,
+        written: io::Result<()>,
     },
     Discarded {
         dir: PathBuf,
@@ -178,6 +194,25 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
                 summary,
             }
         }
+        WriteJob::Record { dir, record } => {
+            let path = dir.join(INCIDENT_FILE);
+            let written = json_bytes(&path, &record).and_then(|bytes| files.replace(&path, &bytes));
+            WriteDone::Recorded {
+                incident_id: record.incident_id,
+                written,
+            }
+        }
+        WriteJob::Ledger { path, text } => {
+            let written = path
+                .parent()
+                .map_or(Ok(()), |root| {
+                    fs::create_dir_all(root).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot create {}: {e}", root.display()))
+                    })
+                })
+                .and_then(|()| files.replace(&path, text.as_bytes()));
+            WriteDone::Ledger { path, written }
+        }
         WriteJob::Discard { dir } => {
             let removed = files.remove_dir(&dir);
             WriteDone::Discarded { dir, removed }
@@ -200,6 +235,8 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
 enum JobKey {
     Create(String),
     Finish(String),
+    Record(String),
+    Ledger(PathBuf),
     Discard(PathBuf),
     Pending(PathBuf),
 }
@@ -209,6 +246,8 @@ impl JobKey {
         match job {
             WriteJob::Create { record, .. } => JobKey::Create(record.incident_id.clone()),
             WriteJob::Finish { workspace, .. } => JobKey::Finish(workspace.incident_id.clone()),
+            WriteJob::Record { record, .. } => JobKey::Record(record.incident_id.clone()),
+            WriteJob::Ledger { path, .. } => JobKey::Ledger(path.clone()),
             WriteJob::Discard { dir } => JobKey::Discard(dir.clone()),
             WriteJob::Pending { path, .. } => JobKey::Pending(path.clone()),
         }
@@ -226,6 +265,14 @@ impl JobKey {
                 errors: vec![err(&format!("incident {incident_id}"))],
                 incident_id,
                 summary: None,
+            },
+            JobKey::Record(incident_id) => WriteDone::Recorded {
+                written: Err(err(&format!("incident {incident_id}"))),
+                incident_id,
+            },
+            JobKey::Ledger(path) => WriteDone::Ledger {
+                written: Err(err(&path.display().to_string())),
+                path,
             },
             JobKey::Discard(dir) => WriteDone::Discarded {
                 removed: Err(err(&dir.display().to_string())),
@@ -430,7 +477,9 @@ impl WriteDone {
             WriteDone::Created { workspace, .. } => workspace.as_ref().err().into_iter().collect(),
             WriteDone::Finished { errors, .. } => errors.iter().collect(),
             WriteDone::Discarded { removed, .. } => removed.as_ref().err().into_iter().collect(),
-            WriteDone::Pending { written, .. } => written.as_ref().err().into_iter().collect(),
+            WriteDone::Pending { written, .. }
+            | WriteDone::Recorded { written, .. }
+            | WriteDone::Ledger { written, .. } => written.as_ref().err().into_iter().collect(),
         }
     }
 }

@@ -17,6 +17,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "priority",
     "enabled",
     "severity_threshold",
+    "correlate",
     "mcp",
     "triage",
 ];
@@ -34,6 +35,7 @@ pub(crate) const TRIAGE_KEYS: &[&str] = &[
     "allow_secrets_access",
     "model",
     "require_read_only",
+    "max_runs_per_day",
 ];
 /// Top-level keys that only make sense in the single-cluster form.
 pub(crate) const SINGLE_CLUSTER_KEYS: &[&str] = &[
@@ -191,6 +193,7 @@ fn read_cluster(
     let severity_threshold = ctx
         .optional_parsed::<Severity>(entry, "severity_threshold")
         .map(|s| s.value);
+    let correlate = ctx.flag(entry, "correlate", true);
     let mcp = read_mcp(ctx, entry);
     let triage = read_triage(ctx, entry, cli);
     Some(ClusterConfig {
@@ -202,6 +205,7 @@ fn read_cluster(
         severity_threshold,
         mcp: mcp?,
         triage,
+        correlate,
     })
 }
 
@@ -279,6 +283,12 @@ fn read_triage(ctx: &mut Context, entry: &Table, cli: &str) -> TriageConfig {
         allow_secrets_access: ctx.flag(&table, "allow_secrets_access", false),
         model: ctx.agent_model(&table, "model", cli),
         require_read_only: ctx.boolean(&table, "require_read_only").map(|b| b.value),
+        max_runs_per_day: table.has("max_runs_per_day").then(|| {
+            let value = ctx
+                .count(&table, "max_runs_per_day", 0, 0..=1_000_000_000)
+                .value;
+            u64::try_from(value).unwrap_or(0)
+        }),
     }
 }
 
@@ -339,7 +349,9 @@ fn read_single_cluster(
             allow_secrets_access: false,
             model: None,
             require_read_only: None,
+            max_runs_per_day: None,
         },
+        correlate: true,
     })
 }
 

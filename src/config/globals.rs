@@ -13,9 +13,9 @@ use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
-    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
-    SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
+    ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -37,6 +37,9 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "connection",
     "queue",
     "dedup",
+    "correlation",
+    "budget",
+    "alerts",
     "agent",
     "breaker",
     "preflight",
@@ -67,6 +70,14 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
 pub(crate) const QUEUE_KEYS: &[&str] =
     &["cluster_queue_size", "global_queue_size", "overflow_policy"];
 pub(crate) const DEDUP_KEYS: &[&str] = &["window", "max_entries"];
+pub(crate) const CORRELATION_KEYS: &[&str] = &["enabled", "window", "hold"];
+pub(crate) const ALERTS_KEYS: &[&str] = &["cluster_down_after", "flap_window"];
+pub(crate) const BUDGET_KEYS: &[&str] = &[
+    "runs_per_hour",
+    "runs_per_day",
+    "runs_per_day_per_fault_type",
+    "agent_seconds_per_day",
+];
 pub(crate) const AGENT_KEYS: &[&str] = &[
     "script",
     "cli",
@@ -103,6 +114,9 @@ const SECTION_HINTS: &[(&str, &[&str])] = &[
     ("[connection]", CONNECTION_KEYS),
     ("[queue]", QUEUE_KEYS),
     ("[dedup]", DEDUP_KEYS),
+    ("[correlation]", CORRELATION_KEYS),
+    ("[budget]", BUDGET_KEYS),
+    ("[alerts]", ALERTS_KEYS),
     ("[agent]", AGENT_KEYS),
     ("[workspace]", WORKSPACE_KEYS),
     ("[breaker]", BREAKER_KEYS),
@@ -123,6 +137,9 @@ pub fn accepted_keys() -> Vec<String> {
         ("connection", CONNECTION_KEYS),
         ("queue", QUEUE_KEYS),
         ("dedup", DEDUP_KEYS),
+        ("correlation", CORRELATION_KEYS),
+        ("budget", BUDGET_KEYS),
+        ("alerts", ALERTS_KEYS),
         ("agent", AGENT_KEYS),
         ("breaker", BREAKER_KEYS),
         ("preflight", PREFLIGHT_KEYS),
@@ -206,6 +223,9 @@ pub(crate) fn read_config(ctx: &mut Context, root: &Table) -> Config {
         connection: read_connection(ctx, root),
         queue: read_queue(ctx, root),
         dedup: read_dedup(ctx, root),
+        correlation: read_correlation(ctx, root),
+        budget: read_budget(ctx, root),
+        alerts: read_alerts(ctx, root),
         agent,
         breaker: read_breaker(ctx, root),
         preflight: read_preflight(ctx, root),
@@ -349,6 +369,57 @@ fn read_dedup(ctx: &mut Context, root: &Table) -> DedupConfig {
     DedupConfig {
         window: ctx.duration(&table, "window", d.window).value,
         max_entries: size(ctx, &table, "max_entries", d.max_entries, 1, 10_000_000),
+    }
+}
+
+fn read_correlation(ctx: &mut Context, root: &Table) -> CorrelationConfig {
+    let table = ctx.table(root, "correlation");
+    ctx.allow_keys(&table, CORRELATION_KEYS, &[]);
+    let d = CorrelationConfig::default();
+    let enabled = ctx.flag(&table, "enabled", d.enabled);
+    let window = ctx.duration(&table, "window", d.window).value;
+    let hold = ctx.duration(&table, "hold", d.hold);
+    if hold.value > window {
+        let message = format!(
+            "must be at most correlation.window ({}), got {}",
+            format_duration(window),
+            format_duration(hold.value)
+        );
+        ctx.error(&table.scope, "hold", &hold.origin, message);
+    }
+    CorrelationConfig {
+        enabled,
+        window,
+        hold: hold.value.min(window),
+    }
+}
+
+fn read_alerts(ctx: &mut Context, root: &Table) -> AlertsConfig {
+    let table = ctx.table(root, "alerts");
+    ctx.allow_keys(&table, ALERTS_KEYS, &[]);
+    let d = AlertsConfig::default();
+    AlertsConfig {
+        cluster_down_after: ctx
+            .duration(&table, "cluster_down_after", d.cluster_down_after)
+            .value,
+        flap_window: ctx.duration(&table, "flap_window", d.flap_window).value,
+    }
+}
+
+fn read_budget(ctx: &mut Context, root: &Table) -> BudgetConfig {
+    let table = ctx.table(root, "budget");
+    ctx.allow_keys(&table, BUDGET_KEYS, &[]);
+    let mut ceiling = |key: &str| {
+        table.has(key).then(|| {
+            let value = ctx.count(&table, key, 0, 0..=1_000_000_000).value;
+            u64::try_from(value).unwrap_or(0)
+        })
+    };
+    BudgetConfig {
+        runs_per_hour: ceiling("runs_per_hour"),
+        runs_per_day: ceiling("runs_per_day"),
+        runs_per_day_per_fault_type: ceiling("runs_per_day_per_fault_type"),
+        agent_seconds_per_day: ceiling("agent_seconds_per_day"),
     }
 }
 

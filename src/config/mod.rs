@@ -40,9 +40,9 @@ pub use globals::{accepted_keys, parse_log_level};
 pub use overrides::{lookup_env, FlagOverrides, OverridableSetting, CONFIG_ENV, OVERRIDABLE};
 pub use secret::Secret;
 pub use sections::{
-    AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
-    HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
-    SlackConfig, SubscribeMode, WorkspaceConfig,
+    AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
+    ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
+    PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
@@ -68,6 +68,9 @@ pub struct Config {
     pub connection: ConnectionConfig,
     pub queue: QueueConfig,
     pub dedup: DedupConfig,
+    pub correlation: CorrelationConfig,
+    pub budget: BudgetConfig,
+    pub alerts: AlertsConfig,
     pub agent: AgentConfig,
     pub breaker: BreakerConfig,
     pub preflight: PreflightConfig,
@@ -92,6 +95,8 @@ pub struct ClusterConfig {
     pub severity_threshold: Option<Severity>,
     pub mcp: McpConfig,
     pub triage: TriageConfig,
+    /// Its faults may join (or open) an incident with other clusters (`correlate`).
+    pub correlate: bool,
 }
 
 /// How to reach a cluster's MCP server.
@@ -114,6 +119,8 @@ pub struct TriageConfig {
     pub model: Option<String>,
     /// Overrides `preflight.require_read_only` for this cluster.
     pub require_read_only: Option<bool>,
+    /// Agent runs per UTC day for this cluster; unset is unlimited.
+    pub max_runs_per_day: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -133,6 +140,7 @@ impl ClusterConfig {
                 insecure_skip_tls_verify: false,
             },
             triage: TriageConfig::default(),
+            correlate: true,
         }
     }
 
@@ -176,6 +184,9 @@ impl Config {
             connection: ConnectionConfig::default(),
             queue: QueueConfig::default(),
             dedup: DedupConfig::default(),
+            correlation: CorrelationConfig::default(),
+            budget: BudgetConfig::default(),
+            alerts: AlertsConfig::default(),
             agent: AgentConfig::default(),
             breaker: BreakerConfig::default(),
             preflight: PreflightConfig::default(),

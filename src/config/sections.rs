@@ -176,6 +176,67 @@ impl Default for DedupConfig {
     }
 }
 
+/// `[correlation]`: the same fault (by [signature](crate::pipeline::correlation)) on
+/// several clusters within `window` of the first is one incident with one agent run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorrelationConfig {
+    pub enabled: bool,
+    /// Counted from the incident's creation, whatever its agent's state.
+    pub window: Duration,
+    /// How long the first fault waits for the same fault from other clusters before its
+    /// agent may start.
+    pub hold: Duration,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            enabled: true,
+            window: Duration::from_secs(600),
+            hold: Duration::from_secs(2),
+        }
+    }
+}
+
+/// `[budget]`: ceilings on agent runs (and agent time) per UTC hour and day; unset is
+/// unlimited. A fault over a ceiling is recorded as incident `budget_exhausted`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BudgetConfig {
+    pub runs_per_hour: Option<u64>,
+    pub runs_per_day: Option<u64>,
+    /// For each fault type on its own.
+    pub runs_per_day_per_fault_type: Option<u64>,
+    pub agent_seconds_per_day: Option<u64>,
+}
+
+impl BudgetConfig {
+    /// True when any ceiling is set, per cluster included.
+    pub fn any(&self) -> bool {
+        self.runs_per_hour.is_some()
+            || self.runs_per_day.is_some()
+            || self.runs_per_day_per_fault_type.is_some()
+            || self.agent_seconds_per_day.is_some()
+    }
+}
+
+/// `[alerts]`: Slack messages about nightcrier's own watching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// A cluster not `active` (or whose subscription is lost) this long is reported silent.
+    pub cluster_down_after: Duration,
+    /// At most one silent/recovered pair of messages per cluster in this window.
+    pub flap_window: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            cluster_down_after: Duration::from_secs(300),
+            flap_window: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// `[agent]`: how triage agents are started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentConfig {

@@ -104,6 +104,52 @@ fn write_globals(out: &mut String, c: &Config) {
     row(
         out,
         g,
+        "correlation",
+        if c.correlation.enabled {
+            format!(
+                "window {}, hold {}",
+                format_duration(c.correlation.window),
+                format_duration(c.correlation.hold)
+            )
+        } else {
+            "off".to_string()
+        },
+    );
+    row(
+        out,
+        g,
+        "alerts",
+        format!(
+            "cluster silent after {}, at most one silent/recovered pair per {}",
+            format_duration(c.alerts.cluster_down_after),
+            format_duration(c.alerts.flap_window)
+        ),
+    );
+    let budget: Vec<String> = [
+        ("runs per hour", c.budget.runs_per_hour),
+        ("runs per day", c.budget.runs_per_day),
+        (
+            "runs per day per fault type",
+            c.budget.runs_per_day_per_fault_type,
+        ),
+        ("agent seconds per day", c.budget.agent_seconds_per_day),
+    ]
+    .into_iter()
+    .filter_map(|(what, limit)| limit.map(|limit| format!("{what} {limit}")))
+    .collect();
+    row(
+        out,
+        g,
+        "budget",
+        if budget.is_empty() {
+            "unlimited".to_string()
+        } else {
+            budget.join(", ")
+        },
+    );
+    row(
+        out,
+        g,
         "reconnect",
         format!(
             "{} to {}, x{}, jitter {}%",

@@ -30,6 +30,12 @@ pub struct ClusterCounters {
     pub faults_breaker_open: u64,
     /// Faults a silence held for.
     pub faults_silenced: u64,
+    /// Joined the incident of the same fault on other clusters (no agent of its own).
+    pub faults_correlated: u64,
+    /// Over a `[budget]` ceiling: recorded as a `budget_exhausted` incident, no agent.
+    pub faults_budget_exhausted: u64,
+    /// Runs left today under the cluster's `max_runs_per_day`, when it has one.
+    pub budget_remaining: Option<u64>,
     pub agents_investigated: u64,
     pub agents_failed: u64,
     pub agents_timed_out: u64,
@@ -94,6 +100,50 @@ impl DurationHistogram {
     }
 }
 
+/// Correlation across clusters: incidents opened, and how many clusters each had when its
+/// window ended (a cumulative histogram).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CorrelationCounters {
+    pub incidents: u64,
+    /// Faults not grouped because `MAX_OPEN_GROUPS` groups were open.
+    pub not_grouped: u64,
+    pub cluster_bounds: Vec<u64>,
+    pub cluster_cumulative: Vec<u64>,
+    pub cluster_sum: u64,
+    pub cluster_count: u64,
+}
+
+impl Default for CorrelationCounters {
+    fn default() -> Self {
+        let bounds = vec![1, 2, 3, 5, 10, 20, 50, 100];
+        CorrelationCounters {
+            incidents: 0,
+            not_grouped: 0,
+            cluster_cumulative: vec![0; bounds.len()],
+            cluster_bounds: bounds,
+            cluster_sum: 0,
+            cluster_count: 0,
+        }
+    }
+}
+
+impl CorrelationCounters {
+    pub fn observe_clusters(&mut self, clusters: usize) {
+        let clusters = clusters as u64;
+        for (bound, count) in self
+            .cluster_bounds
+            .iter()
+            .zip(self.cluster_cumulative.iter_mut())
+        {
+            if clusters <= *bound {
+                *count += 1;
+            }
+        }
+        self.cluster_sum += clusters;
+        self.cluster_count += 1;
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SlackCounters {
     pub delivered: u64,
@@ -108,7 +158,13 @@ pub struct PipelineSnapshot {
     pub permissions: BTreeMap<String, ClusterPermissions>,
     pub agents_running: usize,
     pub queue_depth: usize,
+    /// Faults held by correlation, not queued yet.
+    pub faults_held: usize,
     pub agent_duration: DurationHistogram,
+    pub correlation: CorrelationCounters,
+    pub budget: crate::pipeline::budget::BudgetRemaining,
+    /// Clusters reported silent and not recovered yet.
+    pub silent_clusters: Vec<String>,
     pub slack: SlackCounters,
     /// True while agent failures across clusters exceed the global threshold.
     pub system_degraded: bool,

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cluster::status::{ConnectionStatus, HealthSnapshot};
 use crate::health::board::Published;
-use crate::metrics::counters::ClusterCounters;
+use crate::metrics::counters::{ClusterCounters, CorrelationCounters};
 
 /// The content type of the output, for the HTTP response.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -130,7 +130,7 @@ fn render_pipeline(
     clusters: &ClusterRows,
     silenced: &std::collections::BTreeMap<String, u64>,
 ) {
-    let families: [(&str, &str, CounterField); 10] = [
+    let families: [(&str, &str, CounterField); 12] = [
         (
             "nightcrier_faults_received_total",
             "Fault events received from the cluster.",
@@ -180,6 +180,16 @@ fn render_pipeline(
             "nightcrier_faults_silenced_total",
             "Faults a silence held for: recorded, not triaged.",
             |c| c.faults_silenced,
+        ),
+        (
+            "nightcrier_faults_correlated_total",
+            "Faults that joined the incident of the same fault on other clusters instead of starting an agent.",
+            |c| c.faults_correlated,
+        ),
+        (
+            "nightcrier_faults_budget_exhausted_total",
+            "Faults over a [budget] ceiling, recorded as budget_exhausted incidents without an agent.",
+            |c| c.faults_budget_exhausted,
         ),
     ];
     for (name, help, field) in families {
@@ -365,6 +375,13 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample("nightcrier_queue_depth_total", &[], pipeline.queue_depth);
 
     out.family(
+        "nightcrier_faults_held",
+        "gauge",
+        "Faults waiting correlation.hold for the same fault from other clusters before they are queued.",
+    );
+    out.sample("nightcrier_faults_held", &[], pipeline.faults_held);
+
+    out.family(
         "nightcrier_agents_running",
         "gauge",
         "Triage agents running now.",
@@ -450,6 +467,90 @@ fn render_agents(out: &mut Exposition, published: &Published, clusters: &Cluster
     out.sample(&bucket, &[("le", "+Inf")], histogram.count);
     out.sample(&format!("{name}_sum"), &[], Float(histogram.sum_seconds));
     out.sample(&format!("{name}_count"), &[], histogram.count);
+    render_correlation(out, &pipeline.correlation);
+    render_budget(out, published, clusters);
+    out.family(
+        "nightcrier_cluster_silent",
+        "gauge",
+        "1 while the cluster is reported silent: not active, or its subscription lost, for alerts.cluster_down_after.",
+    );
+    for row in &clusters.rows {
+        let silent = published
+            .pipeline
+            .silent_clusters
+            .iter()
+            .any(|c| c == row.name);
+        out.sample("nightcrier_cluster_silent", &row.labels(), u8::from(silent));
+    }
+}
+
+fn render_budget(out: &mut Exposition, published: &Published, clusters: &ClusterRows) {
+    let budget = &published.pipeline.budget;
+    out.family(
+        "nightcrier_budget_remaining",
+        "gauge",
+        "What is left of each [budget] ceiling that is set, in its current UTC hour or day.",
+    );
+    for (name, left) in [
+        ("runs_per_hour", budget.runs_per_hour),
+        ("runs_per_day", budget.runs_per_day),
+        ("agent_seconds_per_day", budget.agent_seconds_per_day),
+    ] {
+        if let Some(left) = left {
+            out.sample("nightcrier_budget_remaining", &[("budget", name)], left);
+        }
+    }
+    out.family(
+        "nightcrier_cluster_budget_remaining",
+        "gauge",
+        "Agent runs left today under the cluster's max_runs_per_day (clusters that have one).",
+    );
+    for row in &clusters.rows {
+        if let Some(left) = row.counters.budget_remaining {
+            out.sample("nightcrier_cluster_budget_remaining", &row.labels(), left);
+        }
+    }
+}
+
+fn render_correlation(out: &mut Exposition, correlation: &CorrelationCounters) {
+    out.family(
+        "nightcrier_correlated_incidents_total",
+        "counter",
+        "Incidents opened by a fault that other clusters' same faults could join.",
+    );
+    out.sample(
+        "nightcrier_correlated_incidents_total",
+        &[],
+        correlation.incidents,
+    );
+    out.family(
+        "nightcrier_correlation_ungrouped_total",
+        "counter",
+        "Faults that ran on their own because 10000 correlated incidents were open.",
+    );
+    out.sample(
+        "nightcrier_correlation_ungrouped_total",
+        &[],
+        correlation.not_grouped,
+    );
+    let name = "nightcrier_correlated_incident_clusters";
+    out.family(
+        name,
+        "histogram",
+        "Clusters per correlated incident, observed when its window ends.",
+    );
+    let bucket = format!("{name}_bucket");
+    for (bound, cumulative) in correlation
+        .cluster_bounds
+        .iter()
+        .zip(&correlation.cluster_cumulative)
+    {
+        let le = bound.to_string();
+        out.sample(&bucket, &[("le", &le)], *cumulative);
+    }
+    out.sample(&bucket, &[("le", "+Inf")], correlation.cluster_count);
+    out.sample(&format!("{name}_sum"), &[], correlation.cluster_sum);
+    out.sample(&format!("{name}_count"), &[], correlation.cluster_count);
 }
 
 fn render_slack_and_config(out: &mut Exposition, published: &Published) {

@@ -40,6 +40,8 @@ pub struct TriageNotification {
     pub duration: Duration,
     pub summary: InvestigationSummary,
     pub labels: Vec<(String, String)>,
+    /// A correlated incident: the other clusters that had the same fault.
+    pub also_on: Vec<String>,
 }
 
 /// The incoming-webhook body: a `text` fallback (notifications, screen readers) and the
@@ -80,6 +82,10 @@ pub fn build_payload(n: &TriageNotification) -> Value {
         }),
         json!({ "type": "section", "fields": fields }),
     ];
+    if !n.also_on.is_empty() {
+        let title = format!("Same fault on {} more clusters", n.also_on.len());
+        blocks.push(section(&title, &n.also_on.join(", ")));
+    }
     if let NotificationKind::AgentFailed { reason } = &n.kind_of {
         blocks.push(section("Agent failure", reason));
     }
@@ -408,6 +414,7 @@ mod tests {
                 confidence: Some("high".to_string()),
             },
             labels: vec![("team".to_string(), "payments".to_string())],
+            also_on: Vec::new(),
         }
     }
 
@@ -672,6 +679,7 @@ mod tests {
                 confidence: Some(huge.clone()),
             },
             labels: (0..1000).map(|i| (format!("k{i}"), huge.clone())).collect(),
+            also_on: vec![huge.clone(); 1000],
         };
         let payload = build_payload(&n);
         assert_within_slack_limits(&payload);
@@ -701,8 +709,24 @@ mod tests {
                 confidence: None,
             },
             labels: Vec::new(),
+            also_on: Vec::new(),
         };
         assert_within_slack_limits(&build_payload(&n));
+    }
+
+    #[test]
+    fn a_correlated_incident_names_its_other_clusters() {
+        let mut n = notification();
+        n.also_on = vec!["prod-eu-west-1".into(), "prod-ap-south-1".into()];
+        let payload = build_payload(&n);
+        let text = payload.to_string();
+        assert!(
+            text.contains("Same fault on 2 more clusters*\\nprod-eu-west-1, prod-ap-south-1"),
+            "{text}"
+        );
+        assert!(!build_payload(&notification())
+            .to_string()
+            .contains("Same fault"));
     }
 
     #[test]

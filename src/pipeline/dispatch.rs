@@ -51,12 +51,17 @@ impl TriagePipeline {
             let Some((_, queued)) = next else {
                 break;
             };
-            self.prepare_incident(ctx, queued.event);
+            self.prepare_incident(ctx, queued.event, queued.correlation);
         }
     }
 
     /// Asks the writer for the fault's workspace; the agent starts when it is made.
-    fn prepare_incident(&mut self, ctx: &mut StageContext, event: ClusterEvent) {
+    fn prepare_incident(
+        &mut self,
+        ctx: &mut StageContext,
+        event: ClusterEvent,
+        correlation: Option<u64>,
+    ) {
         let name = event.cluster_name().to_owned();
         let Some(slot) = self.clusters.get_mut(&name) else {
             return;
@@ -111,10 +116,12 @@ impl TriagePipeline {
         );
         record.status = status::RUNNING.to_string();
         record.started_at = Some(workspace::rfc3339(SystemTime::now()));
+        let permissions = slot.permissions.clone();
+        self.attach_correlated(correlation, &mut record);
         self.writer.submit(WriteJob::Create {
             root: self.settings.workspace_root.clone(),
             record: record.clone(),
-            permissions: slot.permissions.clone(),
+            permissions,
         });
         self.preparing.insert(
             incident_id,
@@ -142,6 +149,19 @@ impl TriagePipeline {
                     errors,
                     summary,
                 } => self.on_end_recorded(ctx, &incident_id, &errors, summary),
+                WriteDone::Recorded {
+                    incident_id,
+                    written,
+                } => {
+                    if let Err(e) = written {
+                        log::warn!("incident {incident_id}: joined clusters not recorded: {e}");
+                    }
+                }
+                WriteDone::Ledger { path, written } => {
+                    if let Err(e) = written {
+                        log::error!("{}: budget ledger not saved: {e}", path.display());
+                    }
+                }
                 WriteDone::Discarded { removed, .. } => {
                     if let Err(e) = removed {
                         log::warn!("{e}");
@@ -209,7 +229,8 @@ impl TriagePipeline {
             );
             let shard = slot.shard;
             self.disk_full_until = Some(ctx.now + DISK_FULL_PAUSE);
-            self.requeue(shard, event);
+            let correlation = self.correlation.groups.group_of_incident(incident_id);
+            self.requeue(shard, event, correlation);
             self.request_sweep(ctx.now);
             return;
         }
@@ -281,10 +302,10 @@ impl TriagePipeline {
     }
 
     /// Puts a fault whose workspace could not be created back into its cluster's queue.
-    fn requeue(&mut self, shard: usize, event: ClusterEvent) {
+    fn requeue(&mut self, shard: usize, event: ClusterEvent, correlation: Option<u64>) {
         let fault_id = event.event.fault_id.clone();
         let cluster = event.cluster_name().to_owned();
-        match self.queue.push(shard, QueuedFault { event }) {
+        match self.queue.push(shard, QueuedFault { event, correlation }) {
             Admission::Queued => {}
             Admission::QueuedDroppedOldest(old) => {
                 if let Some(slot) = self.clusters.get_mut(old.event.cluster_name()) {
@@ -318,6 +339,7 @@ impl TriagePipeline {
     /// end, and the run is counted (and sent to Slack) once that is done.
     fn on_finished(&mut self, ctx: &mut StageContext, agent: FinishedAgent) {
         self.agent_duration.observe(agent.duration);
+        self.spend_agent_time(agent.duration);
         let record = self.running.remove(&agent.incident_id);
         let Some(slot) = self.clusters.get_mut(&agent.cluster) else {
             return;
@@ -399,9 +421,25 @@ impl TriagePipeline {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                also_on: record
+                    .correlated
+                    .iter()
+                    .filter(|m| m.cluster != agent.cluster)
+                    .map(|m| m.cluster.clone())
+                    .collect(),
             }
         });
         agent.settle(&mut record);
+        if let Some(group) = self
+            .correlation
+            .groups
+            .group_of_incident(&agent.incident_id)
+        {
+            self.correlation.groups.update(group, &record);
+            if notification.is_some() {
+                self.correlation.groups.notified(group);
+            }
+        }
         self.writer.submit(WriteJob::Finish {
             workspace: agent.workspace.clone(),
             record,

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::correlation::Signature;
 use super::{QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
+use crate::agent::workspace::{rfc3339, CorrelatedFault};
 use crate::config::{ClusterConfig, Severity};
 use crate::dedup::Seen;
 use crate::events::{ClusterEvent, FaultEvent, FaultView};
@@ -47,12 +49,36 @@ impl Arrival<'_> {
         }
     }
 
+    /// Type, kind, namespace and name: what correlation's signature is made of.
+    pub(super) fn signature(&self) -> Signature {
+        match self {
+            Arrival::Owned(fault, _) => Signature::of_fault(fault),
+            Arrival::InPlace(view) => {
+                let r = &view.resource;
+                Signature::of(&view.fault_type, &r.kind, r.namespace.as_deref(), &r.name)
+            }
+        }
+    }
+
+    /// The fault as a correlated incident lists it.
+    pub(super) fn member(&self, cluster: &str) -> CorrelatedFault {
+        let received_at = match self {
+            Arrival::Owned(_, at) => *at,
+            Arrival::InPlace(_) => SystemTime::now(),
+        };
+        CorrelatedFault {
+            cluster: cluster.to_owned(),
+            fault_id: self.fault_id().to_owned(),
+            received_at: rfc3339(received_at),
+        }
+    }
+
     /// As [`FaultEvent::severity_level`]: a severity cut to its bound names no level either.
     fn severity_level(&self) -> Severity {
         Severity::named(self.severity()).unwrap_or(Severity::Warning)
     }
 
-    fn into_event(self, cluster: &Arc<ClusterConfig>) -> ClusterEvent {
+    pub(super) fn into_event(self, cluster: &Arc<ClusterConfig>) -> ClusterEvent {
         let (event, received_at) = match self {
             Arrival::Owned(fault, at) => (fault, at),
             Arrival::InPlace(view) => (view.to_event(), SystemTime::now()),
@@ -121,6 +147,13 @@ impl TriagePipeline {
                 return;
             }
         }
+        let Some(fault) = self.correlate(cluster, fault, now) else {
+            return;
+        };
+        let Some(slot) = self.clusters.get_mut(name) else {
+            return;
+        };
+        let config = &slot.config;
         if !config.triage_ready() {
             slot.counters.faults_skipped += 1;
             limited!(
@@ -164,10 +197,25 @@ impl TriagePipeline {
             return;
         }
         let event = fault.into_event(cluster);
+        if let Some((event, correlation)) = self.hold_for_joiners(event, now) {
+            self.admit_within_budget(event, correlation, now);
+        }
+    }
+
+    /// The last stage: the bounded queue.
+    pub(super) fn enqueue(&mut self, event: ClusterEvent, correlation: Option<u64>, now: Instant) {
+        let cluster = Arc::clone(&event.cluster);
+        let name = &cluster.name;
+        let Some(slot) = self.clusters.get_mut(name) else {
+            return;
+        };
         let fault_id = event.event.fault_id.clone();
         let labels = label_text(&event);
         let depth = self.queue.len();
-        match self.queue.push(slot.shard, QueuedFault { event }) {
+        match self
+            .queue
+            .push(slot.shard, QueuedFault { event, correlation })
+        {
             Admission::Queued => limited!(
                 slot.log_budget,
                 now,
@@ -231,8 +279,9 @@ mod tests {
     use crate::events::{ClusterEvent, FaultEvent};
 
     fn pipeline(extra: &str) -> TriagePipeline {
+        // Every fault here has the same signature: correlation is tested on its own.
         let text = format!(
-            "severity_threshold = \"warning\"\n{extra}\n\
+            "severity_threshold = \"warning\"\n{extra}\n[correlation]\nenabled = false\n\
              [[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
              [clusters.triage]\nenabled = true\nkubeconfig = \"kc-a\"\n\
              [[clusters]]\nname = \"b\"\nseverity_threshold = \"critical\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:2/mcp\"\n\

@@ -4,10 +4,15 @@
 //! carries queued faults across a restart. Every workspace file is written (and the
 //! agent's report read) by the workspace writer's thread, never here.
 
+pub mod budget;
+mod budget_gate;
+mod correlated_incidents;
+pub mod correlation;
 mod dispatch;
 mod intake;
 pub mod pending;
 mod silence;
+pub mod silent_clusters;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -52,6 +57,9 @@ pub struct PipelineSettings {
     pub overflow_policy: OverflowPolicy,
     pub dedup_window: Duration,
     pub dedup_max_entries: usize,
+    pub correlation: crate::config::CorrelationConfig,
+    pub budget: crate::config::BudgetConfig,
+    pub alerts: crate::config::AlertsConfig,
     pub notify_on_agent_failure: bool,
     /// Take `pending.jsonl` from the workspace root at start.
     pub resume_pending: bool,
@@ -75,6 +83,9 @@ impl PipelineSettings {
             overflow_policy: config.queue.overflow_policy,
             dedup_window: config.dedup.window,
             dedup_max_entries: config.dedup.max_entries,
+            correlation: config.correlation.clone(),
+            budget: config.budget.clone(),
+            alerts: config.alerts.clone(),
             notify_on_agent_failure: config.slack.notify_on_agent_failure,
             resume_pending: true,
             silences: config.silences.clone(),
@@ -101,6 +112,8 @@ pub const QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// A fault waiting for an agent.
 struct QueuedFault {
     event: ClusterEvent,
+    /// The correlation group it was released from: its incident lists the group's faults.
+    correlation: Option<u64>,
 }
 
 /// A fault whose workspace the writer is making; its agent starts once it is made.
@@ -145,6 +158,9 @@ pub struct TriagePipeline {
     queue: ShardedQueue<QueuedFault>,
     silences: silence::SilenceStage,
     dedup: Deduplicator,
+    correlation: correlated_incidents::Correlation,
+    budget: budget_gate::Budget,
+    silent_clusters: silent_clusters::SilentClusterWatch,
     executor: AgentExecutor,
     /// Agent timeouts (few: at most `max_concurrent_agents`).
     deadlines: Vec<(Instant, AgentId)>,
@@ -215,6 +231,12 @@ impl TriagePipeline {
             .with_byte_bound(QUEUE_MAX_BYTES, |queued| queued.event.event.held_bytes()),
             silences: silence::SilenceStage::new(settings.silences.clone()),
             dedup: Deduplicator::new(settings.dedup_window, settings.dedup_max_entries),
+            correlation: correlated_incidents::Correlation::new(&settings.correlation),
+            budget: budget_gate::Budget::load(&settings.workspace_root),
+            silent_clusters: silent_clusters::SilentClusterWatch::new(
+                settings.alerts.cluster_down_after,
+                settings.alerts.flap_window,
+            ),
             executor: AgentExecutor::new(settings.agent.kill_grace)
                 .with_policy(AgentPolicy::from_config(&settings.agent, hidden)),
             settings,
@@ -260,6 +282,7 @@ impl TriagePipeline {
             self.removed.remove(&config.name);
             self.queue.add_shard(slot.shard, config.priority);
             slot.config = config;
+            self.count_correlating();
             return;
         }
         let shard = match self.free_shards.pop() {
@@ -291,6 +314,7 @@ impl TriagePipeline {
                 log_budget: crate::logging::LogBudget::default(),
             },
         );
+        self.count_correlating();
     }
 
     pub fn counters(&self, cluster: &str) -> Option<&ClusterCounters> {
@@ -355,10 +379,11 @@ impl TriagePipeline {
         incidents
     }
 
-    /// A cluster's work not done yet: workspaces being made, agents running, ends being
-    /// written.
+    /// A cluster's work not done yet: faults held for correlation, workspaces being made,
+    /// agents running, ends being written.
     fn work_in_flight(&self, cluster: &str) -> usize {
-        self.executor.running_for(cluster)
+        self.correlation.groups.held_for(cluster)
+            + self.executor.running_for(cluster)
             + self
                 .preparing
                 .values()
@@ -381,6 +406,7 @@ impl TriagePipeline {
         }
         self.preflight_waiting.remove(name);
         self.dedup.forget_cluster(name);
+        self.count_correlating();
     }
 
     /// Forgets removed clusters whose remaining work is done.
@@ -488,6 +514,7 @@ impl Stage for TriagePipeline {
         [
             self.deadlines.iter().map(|(at, _)| *at).min(),
             self.dedup.next_expiry(),
+            self.correlation.groups.next_deadline(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
             self.next_sweep,
             self.disk_full_until,
@@ -501,6 +528,8 @@ impl Stage for TriagePipeline {
         let now = ctx.now;
         self.take_write_results(ctx);
         self.dedup.expire(now);
+        self.tick_correlation(ctx);
+        self.tick_budget(ctx);
         let due: Vec<AgentId> = self
             .deadlines
             .iter()
@@ -575,7 +604,11 @@ impl Stage for TriagePipeline {
         let mut snapshot = PipelineSnapshot {
             agents_running: self.executor.running(),
             queue_depth: self.queue.len(),
+            faults_held: self.correlation.groups.held(),
             agent_duration: self.agent_duration.clone(),
+            correlation: self.correlation.counters.clone(),
+            budget: self.budget_remaining(),
+            silent_clusters: self.silent_cluster_names(),
             slack: self
                 .slack
                 .as_ref()
@@ -597,6 +630,8 @@ impl Stage for TriagePipeline {
             counters.queue_depth = self.queue.shard_len(slot.shard);
             counters.agents_running = self.executor.running_for(name);
             counters.breaker = slot.breaker.state_name();
+            counters.budget_remaining =
+                self.cluster_budget_remaining(slot.config.triage.max_runs_per_day, name);
             snapshot.clusters.insert(name.clone(), counters);
             if let Some(permissions) = &slot.permissions {
                 snapshot
@@ -607,9 +642,19 @@ impl Stage for TriagePipeline {
         snapshot
     }
 
-    fn begin_shutdown(&mut self, _ctx: &mut StageContext) {
+    fn on_cluster_health(
+        &mut self,
+        ctx: &mut StageContext,
+        clusters: &[crate::cluster::status::HealthSnapshot],
+    ) {
+        self.watch_clusters(ctx, clusters);
+    }
+
+    fn begin_shutdown(&mut self, ctx: &mut StageContext) {
+        self.release_held(ctx.now);
         self.accepting = false;
         self.save_pending();
+        self.save_budget();
         if self.executor.running() > 0 {
             log::info!(
                 "waiting for {} running agents to finish",
@@ -649,6 +694,16 @@ impl Stage for TriagePipeline {
             log::info!("silences in the file: {} now", fresh.silences.len());
             self.silences.set.set_file(fresh.silences);
         }
+        // Open incidents keep their window; new ones take the new settings.
+        self.correlation.enabled = fresh.correlation.enabled;
+        self.correlation
+            .groups
+            .set_timing(fresh.correlation.window, fresh.correlation.hold);
+        self.settings.correlation = fresh.correlation;
+        self.silent_clusters
+            .set_timing(fresh.alerts.cluster_down_after, fresh.alerts.flap_window);
+        // New ceilings apply at once to what was already spent.
+        self.settings.budget = fresh.budget;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
@@ -804,7 +859,12 @@ mod tests {
                  kubeconfig = \"kc-{name}\"\n"
             )
         };
-        let both = parse(&format!("{}{}", cluster("gone", 1), cluster("kept", 2)));
+        // Both have the same fault: correlation would hold it, which is tested on its own.
+        let both = parse(&format!(
+            "[correlation]\nenabled = false\n{}{}",
+            cluster("gone", 1),
+            cluster("kept", 2)
+        ));
         let clusters: Vec<_> = both.clusters.iter().cloned().map(Arc::new).collect();
         let mut settings = PipelineSettings::from_config(&both);
         settings.resume_pending = false;

@@ -70,7 +70,7 @@ impl TriagePipeline {
             self.queue
                 .drain_all()
                 .into_iter()
-                .map(|(_, QueuedFault { event })| event),
+                .map(|(_, QueuedFault { event, .. })| event),
         );
         if faults.is_empty() {
             return;
@@ -202,7 +202,13 @@ impl TriagePipeline {
             let shard = slot.shard;
             self.dedup
                 .check_and_record(&entry.cluster, &event.event.fault_id, now);
-            match self.queue.push(shard, QueuedFault { event }) {
+            match self.queue.push(
+                shard,
+                QueuedFault {
+                    event,
+                    correlation: None,
+                },
+            ) {
                 Admission::Queued => resumed += 1,
                 Admission::QueuedDroppedOldest(old) => {
                     resumed += 1;

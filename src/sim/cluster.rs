@@ -62,6 +62,9 @@ pub(crate) struct State {
     pub fault_seq: u64,
     /// Rate-driven faults written or being written, for `faults_per_cluster`.
     pub rate_claims: u64,
+    /// Faults of the fleet-wide workload emitted (their own sequence, so that the
+    /// cluster's other faults are the same with or without them).
+    pub fleet_seq: u64,
     pub garbage_seq: u64,
 }
 
@@ -383,6 +386,7 @@ impl SimCluster {
                 stats: SimStats::default(),
                 live_threads: 0,
                 fault_seq: 0,
+                fleet_seq: 0,
                 rate_claims: 0,
                 garbage_seq: 0,
             }),
@@ -473,6 +477,19 @@ impl SimCluster {
                 fault_type,
                 severity,
             )
+        });
+        notify::deliver_fault(sh, &spec).then_some(spec.fault_id)
+    }
+
+    /// As [`emit_fault`](Self::emit_fault), for a Pod of the `api` Deployment that every
+    /// simulated cluster runs: the same fault on each cluster it is emitted on.
+    pub fn emit_fleet_fault(&self, severity: &str, fault_type: &str) -> Option<String> {
+        let sh = &self.shared;
+        let cluster = sh.cluster_field().to_string();
+        let spec = sh.update(|st| {
+            let seq = st.fleet_seq;
+            st.fleet_seq += 1;
+            FaultSpec::of_fleet_pod(&sh.name, &cluster, seq, fault_type, severity)
         });
         notify::deliver_fault(sh, &spec).then_some(spec.fault_id)
     }

@@ -58,6 +58,9 @@ pub(crate) struct FaultSpec {
     pub uid: String,
     /// Container name; empty for faults of a whole resource.
     pub container: String,
+    /// The pod's name when it belongs to the fleet-wide `api` Deployment (a name with a
+    /// ReplicaSet hash and a pod suffix, different on each cluster).
+    pub fleet_pod: Option<String>,
 }
 
 impl FaultSpec {
@@ -102,7 +105,42 @@ impl FaultSpec {
             severity: severity.to_string(),
             uid,
             container: container.to_string(),
+            fleet_pod: None,
         }
+    }
+
+    /// A fault of a Pod of the `api` Deployment that every simulated cluster runs: the same
+    /// fault on each cluster, with a pod name of the cluster's own.
+    pub(crate) fn of_fleet_pod(
+        name: &str,
+        payload_cluster: &str,
+        seq: u64,
+        fault_type: &str,
+        severity: &str,
+    ) -> FaultSpec {
+        let mut spec = FaultSpec::with_type(
+            name,
+            payload_cluster,
+            seq,
+            seq | (1 << 62),
+            fault_type,
+            severity,
+        );
+        let generated = |n: u64, len: usize| -> String {
+            const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+            let mut h = n;
+            (0..len)
+                .map(|_| {
+                    let c = ALPHABET[(h % ALPHABET.len() as u64) as usize] as char;
+                    h /= ALPHABET.len() as u64;
+                    c
+                })
+                .collect()
+        };
+        let hash = u64::from_str_radix(&stable_hex(name, 0x0a91), 16).unwrap_or(0);
+        let pod = u64::from_str_radix(&stable_hex(name, seq | (1 << 62)), 16).unwrap_or(0);
+        spec.fleet_pod = Some(format!("api-{}-{}", generated(hash, 9), generated(pod, 5)));
+        spec
     }
 
     /// Events mode: every third fault of the sequence (seq 2, 5, 8, ...) is reported as a
@@ -158,7 +196,18 @@ struct Resource {
 }
 
 fn resource_for(spec: &FaultSpec) -> Resource {
-    let tag = &spec.uid[..5];
+    // Eight hex digits: never taken for a generated pod suffix, so that the faults of
+    // different simulated clusters correlate only when they are meant to.
+    let tag = &spec.uid[..8];
+    if let Some(pod) = &spec.fleet_pod {
+        return Resource {
+            api_version: "v1",
+            kind: "Pod",
+            name: pod.clone(),
+            namespace: Some("shop"),
+            context: format!("Back-off restarting failed container api in pod {pod}"),
+        };
+    }
     let (api_version, kind, name, namespace, context) = match spec.fault_type.as_str() {
         "NodeUnhealthy" => (
             "v1",
