@@ -27,6 +27,10 @@ use crate::agent::workspace::{
     MAX_REPORT_BYTES,
 };
 use crate::notify::report::{extract_report, InvestigationSummary};
+use crate::notify::slack_thread::{SlackThreadRecord, MAX_THREAD_FILE_BYTES, THREAD_FILE};
+
+/// Incident directories looked at for Slack threads at start, at most.
+const MAX_THREAD_SCAN: usize = 100_000;
 
 /// Jobs the channel holds before the loop keeps them in its backlog.
 pub const WRITE_QUEUE_CAPACITY: usize = 64;
@@ -57,6 +61,13 @@ pub enum WriteJob {
     Discard { dir: PathBuf },
     /// Write `pending.jsonl` (the faults still queued at shutdown).
     Pending { path: PathBuf, text: Arc<str> },
+    /// Write the incident's Slack thread (`slack.json`) into its workspace.
+    SlackThread {
+        workspace: PathBuf,
+        record: SlackThreadRecord,
+    },
+    /// Read every workspace's `slack.json` under `root` (at start, in app mode).
+    ScanSlackThreads { root: PathBuf },
 }
 
 /// What a job did. Every error names the file it concerns.
@@ -79,6 +90,15 @@ pub enum WriteDone {
     Pending {
         path: PathBuf,
         written: io::Result<()>,
+    },
+    SlackThread {
+        workspace: PathBuf,
+        written: io::Result<()>,
+    },
+    SlackThreads {
+        records: Vec<SlackThreadRecord>,
+        /// Files that were there but could not be read or were not thread records.
+        unreadable: usize,
     },
 }
 
@@ -193,6 +213,48 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
                 .and_then(|()| files.replace(&path, text.as_bytes()));
             WriteDone::Pending { path, written }
         }
+        WriteJob::SlackThread { workspace, record } => {
+            let written = files.replace(&workspace.join(THREAD_FILE), &record.to_bytes());
+            WriteDone::SlackThread { workspace, written }
+        }
+        WriteJob::ScanSlackThreads { root } => scan_slack_threads(files, &root),
+    }
+}
+
+/// Every readable `slack.json` in the incident directories under `root`; symlinks and
+/// anything that is not a thread record are skipped.
+fn scan_slack_threads(files: &mut dyn WorkspaceFiles, root: &Path) -> WriteDone {
+    let mut records = Vec::new();
+    let mut unreadable = 0;
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(_) => {
+            return WriteDone::SlackThreads {
+                records,
+                unreadable,
+            }
+        }
+    };
+    for entry in entries.take(MAX_THREAD_SCAN).flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path().join(THREAD_FILE);
+        match files.read_regular(&path, MAX_THREAD_FILE_BYTES) {
+            Ok(bytes) => match SlackThreadRecord::parse(&bytes) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    log::warn!("{}: {e}; not used", path.display());
+                    unreadable += 1;
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    WriteDone::SlackThreads {
+        records,
+        unreadable,
     }
 }
 
@@ -202,6 +264,8 @@ enum JobKey {
     Finish(String),
     Discard(PathBuf),
     Pending(PathBuf),
+    SlackThread(PathBuf),
+    ScanSlackThreads,
 }
 
 impl JobKey {
@@ -211,6 +275,8 @@ impl JobKey {
             WriteJob::Finish { workspace, .. } => JobKey::Finish(workspace.incident_id.clone()),
             WriteJob::Discard { dir } => JobKey::Discard(dir.clone()),
             WriteJob::Pending { path, .. } => JobKey::Pending(path.clone()),
+            WriteJob::SlackThread { workspace, .. } => JobKey::SlackThread(workspace.clone()),
+            WriteJob::ScanSlackThreads { .. } => JobKey::ScanSlackThreads,
         }
     }
 
@@ -234,6 +300,14 @@ impl JobKey {
             JobKey::Pending(path) => WriteDone::Pending {
                 written: Err(err(&path.display().to_string())),
                 path,
+            },
+            JobKey::SlackThread(workspace) => WriteDone::SlackThread {
+                written: Err(err(&workspace.display().to_string())),
+                workspace,
+            },
+            JobKey::ScanSlackThreads => WriteDone::SlackThreads {
+                records: Vec::new(),
+                unreadable: 0,
             },
         }
     }
@@ -430,7 +504,10 @@ impl WriteDone {
             WriteDone::Created { workspace, .. } => workspace.as_ref().err().into_iter().collect(),
             WriteDone::Finished { errors, .. } => errors.iter().collect(),
             WriteDone::Discarded { removed, .. } => removed.as_ref().err().into_iter().collect(),
-            WriteDone::Pending { written, .. } => written.as_ref().err().into_iter().collect(),
+            WriteDone::Pending { written, .. } | WriteDone::SlackThread { written, .. } => {
+                written.as_ref().err().into_iter().collect()
+            }
+            WriteDone::SlackThreads { .. } => Vec::new(),
         }
     }
 }

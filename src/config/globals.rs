@@ -95,6 +95,12 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "notify_on_agent_failure",
     "max_attempts",
     "ca_file",
+    "bot_token",
+    "bot_token_file",
+    "bot_token_env",
+    "channel",
+    "api_url",
+    "channel_interval",
 ];
 
 /// Where a top-level key that belongs in a section should go.
@@ -164,6 +170,12 @@ const SLACK_WEBHOOK: SecretKeys = SecretKeys {
     inline: "webhook_url",
     file: "webhook_url_file",
     env: "webhook_url_env",
+};
+
+const SLACK_BOT_TOKEN: SecretKeys = SecretKeys {
+    inline: "bot_token",
+    file: "bot_token_file",
+    env: "bot_token_env",
 };
 
 /// Largest queue, in faults.
@@ -574,8 +586,39 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
         .count(&table, "max_attempts", i64::from(d.max_attempts), 1..=100)
         .value;
     let ca_file = ctx.readable_file(&table, "ca_file").map(|c| c.value);
+    let bot_token = ctx
+        .secret(&table, SLACK_BOT_TOKEN)
+        .map(|(key, token)| (key, token.origin, token.value));
+    let channel = ctx.text(&table, "channel");
+    let api_url = match ctx.text(&table, "api_url") {
+        None => d.api_url.clone(),
+        Some(Sourced { value, origin }) => match Endpoint::parse(&value) {
+            Ok(_) => value,
+            Err(e) => {
+                let message = format!("Slack Web API URL is not usable: {e}");
+                ctx.error(&table.scope, "api_url", &origin, message);
+                d.api_url.clone()
+            }
+        },
+    };
+    let channel_interval = ctx
+        .duration(&table, "channel_interval", d.channel_interval)
+        .value;
+    if let (Some(_), Some((key, origin, _))) = (&webhook_url, &bot_token) {
+        let message = "set either webhook_url (webhook mode) or bot_token (app mode), not both";
+        ctx.error(&table.scope, key, origin, message.to_string());
+    }
+    if let (None, Some((key, origin, _))) = (&channel, &bot_token) {
+        let message = "app mode needs a channel: set slack.channel to the channel id (C...) \
+                       incidents go to";
+        ctx.error(&table.scope, key, origin, message.to_string());
+    }
     SlackConfig {
         webhook_url,
+        bot_token: bot_token.map(|(_, _, token)| token),
+        channel: channel.map(|c| c.value),
+        api_url,
+        channel_interval,
         ca_file,
         notify_on_agent_failure: ctx.flag(
             &table,

@@ -360,11 +360,23 @@ pub struct SlackConfig {
     pub ca_file: Option<PathBuf>,
     pub notify_on_agent_failure: bool,
     pub max_attempts: u32,
+    /// App mode: the bot token (`xoxb-...`); exclusive with `webhook_url`.
+    pub bot_token: Option<Secret>,
+    /// App mode: the channel incidents are posted to.
+    pub channel: Option<String>,
+    /// App mode: the Web API base URL.
+    pub api_url: String,
+    /// App mode: at least this long between two messages to one channel.
+    pub channel_interval: Duration,
 }
 
 impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
+            bot_token: None,
+            channel: None,
+            api_url: "https://slack.com/api".to_string(),
+            channel_interval: Duration::from_secs(1),
             webhook_url: None,
             ca_file: None,
             notify_on_agent_failure: false,

@@ -165,10 +165,13 @@ fn write_globals(out: &mut String, c: &Config) {
         out,
         g,
         "slack",
-        if c.slack.webhook_url.is_some() {
-            "webhook set (redacted)"
-        } else {
-            "off"
+        match (&c.slack.webhook_url, &c.slack.bot_token) {
+            (Some(_), _) => "webhook set (redacted)".to_string(),
+            (None, Some(_)) => format!(
+                "app mode, bot token set (redacted), channel {}",
+                c.slack.channel.as_deref().unwrap_or("-")
+            ),
+            (None, None) => "off".to_string(),
         },
     );
 }

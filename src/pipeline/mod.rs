@@ -5,6 +5,7 @@
 //! agent's report read) by the workspace writer's thread, never here.
 
 mod dispatch;
+mod incident_slack;
 mod intake;
 pub mod pending;
 mod silence;
@@ -22,7 +23,7 @@ use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
 use crate::agent::retention::{RetentionWorker, SweepRequest};
 use crate::agent::workspace::IncidentRecord;
-use crate::agent::workspace_writer::{Disk, WorkspaceWriter};
+use crate::agent::workspace_writer::{Disk, WorkspaceWriter, WriteJob};
 use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Secret, Severity,
     WorkspaceConfig,
@@ -34,6 +35,7 @@ use crate::name_map::NameMap;
 use crate::net::dns::Answer;
 use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::{RetryPolicy, TriageNotification};
+use crate::notify::slack_app::{SlackApp, SlackAppSettings};
 use crate::queue::{OverflowPolicy, ShardedQueue};
 use crate::reload::ReloadPlan;
 use crate::stage::{Stage, StageContext};
@@ -59,6 +61,8 @@ pub struct PipelineSettings {
     pub silences: Vec<crate::silence::Silence>,
     /// The silences API's token: hidden from agents like the other secrets.
     pub admin_token: Option<Secret>,
+    /// Slack app mode (one thread per incident), when a bot token is set.
+    pub slack_app: Option<SlackAppSettings>,
 }
 
 impl PipelineSettings {
@@ -79,8 +83,30 @@ impl PipelineSettings {
             resume_pending: true,
             silences: config.silences.clone(),
             admin_token: config.admin.token.clone(),
+            slack_app: slack_app_settings(config),
         }
     }
+}
+
+/// App mode's settings, when the configuration asks for it (a bot token and a channel).
+fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
+    let slack = &config.slack;
+    if slack.webhook_url.is_some() {
+        return None;
+    }
+    let api_url = crate::config::Endpoint::parse(&slack.api_url).ok()?;
+    Some(SlackAppSettings {
+        channel: slack.channel.clone()?,
+        api_url,
+        bot_token: slack.bot_token.clone()?,
+        ca_file: slack.ca_file.clone(),
+        channel_interval: slack.channel_interval,
+        attempt_timeout: config.connection.read_timeout,
+        retry: RetryPolicy {
+            max_attempts: slack.max_attempts,
+            ..RetryPolicy::default()
+        },
+    })
 }
 
 /// One cluster as the pipeline sees it.
@@ -122,6 +148,8 @@ struct Ending {
     outcome: AgentOutcome,
     /// The message, lacking only the report's summary.
     notification: Option<TriageNotification>,
+    /// The agent's report, for the message to point to.
+    report: Option<PathBuf>,
 }
 
 /// `pending.jsonl` handed to the writer at shutdown, kept until it says how that went.
@@ -152,6 +180,7 @@ pub struct TriagePipeline {
     /// Clusters whose preflight is running: their agents wait for the permission record.
     preflight_waiting: HashSet<String>,
     slack: Option<SlackNotifier>,
+    slack_app: Option<SlackApp>,
     agent_duration: DurationHistogram,
     /// Agent failures in a row across all clusters, for the system-degraded alert.
     consecutive_failures: u32,
@@ -188,9 +217,18 @@ impl TriagePipeline {
         clusters: &[Arc<ClusterConfig>],
         slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
     ) -> Result<TriagePipeline, String> {
-        let webhook = slack.as_ref().map(|(url, ..)| url.expose().to_owned());
         // The admin token too: an agent that could change silences could hide faults.
         let admin_token = settings.admin_token.as_ref().map(Secret::expose);
+        // The webhook URL or the bot token: either is hidden from agents.
+        let webhook = slack
+            .as_ref()
+            .map(|(url, ..)| url.expose().to_owned())
+            .or_else(|| {
+                settings
+                    .slack_app
+                    .as_ref()
+                    .map(|app| app.bot_token.expose().to_owned())
+            });
         let hidden = hidden_env(
             std::env::vars_os(),
             clusters.iter().map(|c| c.as_ref()),
@@ -206,6 +244,7 @@ impl TriagePipeline {
             }
             None => None,
         };
+        let slack_app = settings.slack_app.clone().map(SlackApp::new);
         let mut pipeline = TriagePipeline {
             queue: ShardedQueue::new(
                 settings.cluster_queue_size,
@@ -226,6 +265,7 @@ impl TriagePipeline {
             preflight: None,
             preflight_waiting: HashSet::new(),
             slack,
+            slack_app,
             agent_duration: DurationHistogram::default(),
             consecutive_failures: 0,
             system_degraded: false,
@@ -479,6 +519,12 @@ impl Stage for TriagePipeline {
             ),
         }
         self.request_sweep(ctx.now);
+        if self.slack_app.is_some() {
+            // Before any incident is made: the writer runs jobs in order.
+            self.writer.submit(WriteJob::ScanSlackThreads {
+                root: self.settings.workspace_root.clone(),
+            });
+        }
         if self.settings.resume_pending {
             self.resume_pending(ctx.now);
         }
@@ -489,6 +535,7 @@ impl Stage for TriagePipeline {
             self.deadlines.iter().map(|(at, _)| *at).min(),
             self.dedup.next_expiry(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
+            self.slack_app.as_ref().and_then(SlackApp::next_deadline),
             self.next_sweep,
             self.disk_full_until,
         ]
@@ -518,6 +565,10 @@ impl Stage for TriagePipeline {
         if let Some(slack) = self.slack.as_mut() {
             slack.on_tick(ctx);
         }
+        if let Some(app) = self.slack_app.as_mut() {
+            app.on_tick(ctx);
+        }
+        self.persist_slack_threads();
         if self.next_sweep.is_some_and(|at| at <= now) {
             self.request_sweep(now);
         }
@@ -526,15 +577,30 @@ impl Stage for TriagePipeline {
     }
 
     fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
-        if let (Some(slack), crate::token::Owner::Stage(id)) =
-            (self.slack.as_mut(), crate::token::owner(token))
-        {
+        let crate::token::Owner::Stage(id) = crate::token::owner(token) else {
+            return;
+        };
+        if SlackApp::owns(id) {
+            if let Some(app) = self.slack_app.as_mut() {
+                app.on_ready(ctx, id);
+            }
+            self.persist_slack_threads();
+        } else if let Some(slack) = self.slack.as_mut() {
             slack.on_ready(ctx, id);
         }
     }
 
     fn on_resolved(&mut self, ctx: &mut StageContext, answer: Answer) {
-        if let Some(slack) = self.slack.as_mut() {
+        let app_call = matches!(
+            crate::token::dns_owner(answer.key),
+            crate::token::DnsOwner::Stage(id) if SlackApp::owns(id)
+        );
+        if app_call {
+            if let Some(app) = self.slack_app.as_mut() {
+                app.on_resolved(ctx, answer);
+            }
+            self.persist_slack_threads();
+        } else if let Some(slack) = self.slack.as_mut() {
             slack.on_resolved(ctx, answer);
         }
     }
@@ -576,11 +642,11 @@ impl Stage for TriagePipeline {
             agents_running: self.executor.running(),
             queue_depth: self.queue.len(),
             agent_duration: self.agent_duration.clone(),
-            slack: self
-                .slack
-                .as_ref()
-                .map(SlackNotifier::counters)
-                .unwrap_or_default(),
+            slack: match (&self.slack, &self.slack_app) {
+                (Some(webhook), _) => webhook.counters(),
+                (None, Some(app)) => app.counters(),
+                (None, None) => Default::default(),
+            },
             system_degraded: self.system_degraded,
             config_last_reload_successful: self.reload_ok,
             config_last_reload_timestamp_seconds: self
@@ -626,6 +692,7 @@ impl Stage for TriagePipeline {
             && self.endings.is_empty()
             && self.writer.is_idle()
             && self.slack.as_ref().is_none_or(SlackNotifier::is_idle)
+            && self.slack_app.as_ref().is_none_or(SlackApp::is_idle)
     }
 
     fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {

@@ -17,6 +17,7 @@ use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 use nightcrier::stage::Stage;
 
 pub mod exec;
+pub mod fake_slack;
 pub mod openssl;
 pub mod peers;
 pub mod snapshots;

@@ -1,0 +1,377 @@
+//! Slack app mode end to end against a local HTTPS fake of the Web API: the simulator's
+//! faults become incidents, the stub agent (a real child process) investigates, and each
+//! incident gets one root message, edited in place with the outcome, with repeats as replies
+//! in its thread, across a restart, within Slack's rate limits.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::exec::executable;
+use common::fake_slack::{FakeSlack, Message, Scripted, TOKEN};
+use common::peers::repo_root;
+use common::*;
+use nightcrier::cluster::status::ConnectionStatus;
+use nightcrier::sim::{SimCluster, SimOptions, Simulator};
+
+const CHANNEL: &str = "C0INCIDENTS";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    workspace: PathBuf,
+    agent: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let kubectl = executable(
+            dir.path(),
+            "kubectl",
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = nodes ] && { echo no; exit 1; }; done\necho yes\n",
+        );
+        let stub = repo_root().join("scripts/stub-agent.sh");
+        let agent = executable(
+            dir.path(),
+            "agent-ok",
+            &format!(
+                "#!/bin/sh\nSTUB_AGENT_MODE=ok STUB_AGENT_DELAY=0.05 exec {} \"$@\"\n",
+                stub.display()
+            ),
+        );
+        Setup {
+            workspace: dir.path().join("incidents"),
+            dir,
+            agent,
+            kubectl,
+        }
+    }
+
+    /// Triage of every cluster of `sim`, app mode against `slack`.
+    fn config(
+        &self,
+        sim: &Simulator,
+        slack: &FakeSlack,
+        extra_slack: &str,
+        agents: usize,
+    ) -> String {
+        let mut text = format!(
+            "workspace_root = {:?}\nseverity_threshold = \"info\"\n{FAST_TIMINGS}\n\
+             [dedup]\nwindow = \"1s\"\n\
+             [agent]\nscript = {:?}\ntimeout = \"20s\"\nkill_grace = \"500ms\"\nmax_concurrent_agents = {agents}\n\
+             [preflight]\nkubectl = {:?}\ntimeout = \"5s\"\n\
+             [slack]\nbot_token = {TOKEN:?}\nchannel = {CHANNEL:?}\napi_url = {:?}\nca_file = {:?}\n{extra_slack}\n",
+            self.workspace.display().to_string(),
+            self.agent.display().to_string(),
+            self.kubectl.display().to_string(),
+            slack.api_url(),
+            slack.ca_pem_path().display().to_string(),
+        );
+        for cluster in sim.clusters() {
+            let kubeconfig = self
+                .dir
+                .path()
+                .join(format!("kubeconfig-{}", cluster.name()));
+            std::fs::write(&kubeconfig, "# kubeconfig\n").unwrap();
+            text.push_str(&format!(
+                "{}[clusters.triage]\nenabled = true\nkubeconfig = {:?}\n",
+                cluster_toml(cluster, ""),
+                kubeconfig.display().to_string()
+            ));
+        }
+        text
+    }
+
+    fn thread_files(&self) -> Vec<serde_json::Value> {
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(&self.workspace)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path().join("slack.json");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                records.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        records
+    }
+}
+
+/// One fault on one resource, over and over: every emit is the same fault.
+fn repeating_sim(clusters: usize) -> Simulator {
+    Simulator::start(SimOptions {
+        clusters,
+        rate_per_sec: 0.0,
+        distinct_faults: 1,
+        fault_dedup_window: Duration::from_millis(1),
+        ..SimOptions::default()
+    })
+    .unwrap()
+}
+
+fn roots(messages: &[Message]) -> Vec<&Message> {
+    messages.iter().filter(|m| m.thread_ts.is_none()).collect()
+}
+
+fn emit(cluster: &SimCluster) {
+    assert!(cluster.emit_fault("critical", "CrashLoop").is_some());
+}
+
+fn outcome_landed(messages: &[Message], n: usize) -> bool {
+    roots(messages)
+        .iter()
+        .filter(|m| m.text.contains("(investigated)"))
+        .count()
+        >= n
+}
+
+#[test]
+fn incident_has_one_root_updated_with_the_outcome_and_a_repeat_replies_in_its_thread() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(
+        &setup.config(&sim, &slack, "channel_interval = \"50ms\"", 2),
+        setup.dir.path(),
+    );
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let calls = slack.calls();
+    assert_eq!(calls[0].method, "chat.postMessage");
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+    assert!(calls[0]
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("application/json")));
+    let first = calls[0].body.to_string();
+    assert!(first.contains("Investigating"), "{first}");
+    assert_eq!(calls[0].body["channel"], CHANNEL);
+    assert_eq!(calls[1].method, "chat.update");
+    let root = roots(&messages)[0].clone();
+    assert_eq!(calls[1].body["ts"], root.ts.as_str());
+    assert_eq!(root.updates, 1);
+    let header = root.blocks[0]["text"]["text"].as_str().unwrap().to_string();
+    assert!(header.contains("CRITICAL"), "{header}");
+    assert!(header.contains("CrashLoop"), "{header}");
+    assert!(header.contains(cluster.name()), "{header}");
+    assert!(!root.blocks.to_string().contains(TOKEN));
+    let threads = setup.thread_files();
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert_eq!(threads[0]["ts"], root.ts.as_str());
+    assert_eq!(threads[0]["channel"], CHANNEL);
+
+    // The same fault again, once the dedup window let it through: a reply in the thread
+    // and the root edited again; never a second root.
+    let mut replied = false;
+    for _ in 0..40 {
+        emit(cluster);
+        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
+            m.iter()
+                .any(|m| m.thread_ts.as_deref() == Some(root.ts.as_str()))
+        });
+        if seen {
+            replied = true;
+            break;
+        }
+    }
+    assert!(replied, "{:#?}", slack.messages());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter().any(|m| m.ts == root.ts && m.updates >= 3)
+    });
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
+    let reply = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();
+    assert!(reply.text.contains("Seen again (run 2)"), "{}", reply.text);
+    running.stop().unwrap();
+}
+
+#[test]
+fn restart_keeps_updating_the_same_root_message() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
+
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    running.stop().unwrap();
+    let root_ts = roots(&messages)[0].ts.clone();
+
+    // A new daemon: the fault comes back, and its thread is found in the workspace.
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter().any(|m| m.ts == root_ts && m.updates >= 3)
+            && m.iter()
+                .any(|m| m.thread_ts.as_deref() == Some(root_ts.as_str()))
+    });
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert!(root.text.contains("(investigated)"), "{}", root.text);
+    let posts = slack
+        .calls()
+        .iter()
+        .filter(|c| c.method == "chat.postMessage" && c.body.get("thread_ts").is_none())
+        .count();
+    assert_eq!(posts, 1, "one root message in all");
+    running.stop().unwrap();
+}
+
+#[test]
+fn rate_limits_and_long_messages_are_retried_and_refusals_are_counted() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    slack.script(
+        "chat.postMessage",
+        vec![Scripted::rate_limited("1"), Scripted::error("msg_too_long")],
+    );
+    slack.script("chat.update", vec![Scripted::error("internal_error")]);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let calls = slack.calls();
+    let statuses: Vec<(String, u16, bool)> = calls
+        .iter()
+        .map(|c| (c.method.clone(), c.status, c.ok))
+        .collect();
+    assert_eq!(
+        statuses[..5],
+        [
+            ("chat.postMessage".into(), 429, false),
+            ("chat.postMessage".into(), 200, false),
+            ("chat.postMessage".into(), 200, true),
+            ("chat.update".into(), 200, false),
+            ("chat.update".into(), 200, true),
+        ],
+        "{statuses:?}"
+    );
+    // Retry-After: 1 was waited for.
+    assert!(calls[1].at.duration_since(calls[0].at) >= Duration::from_millis(950));
+    // msg_too_long: sent again as text alone.
+    assert!(calls[2].body.get("blocks").is_none(), "{}", calls[2].body);
+    assert!(calls[2].body["text"]
+        .as_str()
+        .unwrap()
+        .contains("CrashLoop"));
+    let (published, done) = running
+        .board
+        .wait_for(WAIT, |p| p.pipeline.slack.delivered >= 2);
+    assert!(done, "{:?}", published.pipeline.slack);
+    let errors = &published.pipeline.slack.api_errors;
+    assert_eq!(errors.get("ratelimited"), Some(&1), "{errors:?}");
+    assert_eq!(errors.get("msg_too_long"), Some(&1), "{errors:?}");
+    assert_eq!(errors.get("internal_error"), Some(&1), "{errors:?}");
+    running.stop().unwrap();
+}
+
+#[test]
+fn channel_not_found_is_named_in_metrics_and_nothing_else_is_sent() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&["C0OTHER"], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        p.pipeline.slack.api_errors.get("channel_not_found") == Some(&1)
+            && p.pipeline
+                .clusters
+                .get(cluster.name())
+                .is_some_and(|c| c.agents_investigated == 1)
+    });
+    assert!(done, "{:?}", published.pipeline.slack);
+    // The outcome had no root message to edit: dropped, and counted as failed.
+    let (published, done) = running
+        .board
+        .wait_for(WAIT, |p| p.pipeline.slack.failed >= 2);
+    assert!(done, "{:?}", published.pipeline.slack);
+    let calls = slack.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(setup.thread_files().is_empty());
+    running.stop().unwrap();
+}
+
+/// Fifty incidents at once, all in one channel: every root and every outcome lands, no two
+/// messages in the channel closer than the interval, and chat.update within its tier.
+#[test]
+fn fifty_incidents_at_once_stay_within_the_rate_limit_and_all_land() {
+    let setup = Setup::new();
+    // The fake refuses anything closer than half the client's interval.
+    let slack = FakeSlack::start(&[CHANNEL], Duration::from_millis(50));
+    let sim = Simulator::start(SimOptions {
+        clusters: 5,
+        rate_per_sec: 0.0,
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let config = parse_config(
+        &setup.config(&sim, &slack, "channel_interval = \"100ms\"", 10),
+        setup.dir.path(),
+    );
+    let running = start_pipeline_loop(&config);
+    for cluster in sim.clusters() {
+        running.wait_status(cluster.name(), ConnectionStatus::Active);
+    }
+    for cluster in sim.clusters() {
+        for _ in 0..10 {
+            emit(cluster);
+        }
+    }
+    let (messages, done) = slack.wait_until(Duration::from_secs(60), |m, _| outcome_landed(m, 50));
+    assert!(done, "{} messages", messages.len());
+    assert_eq!(roots(&messages).len(), 50);
+    assert!(roots(&messages).iter().all(|m| m.updates == 1));
+    assert_eq!(
+        slack.too_soon(),
+        0,
+        "calls closer than the channel interval"
+    );
+    let calls = slack.calls();
+    assert!(calls.iter().all(|c| c.status == 200 && c.ok));
+    let updates: Vec<_> = calls.iter().filter(|c| c.method == "chat.update").collect();
+    assert_eq!(updates.len(), 50);
+    // All answered ok: every update named a root message that was already there.
+    running.stop().unwrap();
+}
+
+#[test]
+fn bot_token_with_a_webhook_or_without_a_channel_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = "[slack]\nbot_token = \"xoxb-1\"\nchannel = \"C1\"\nwebhook_url = \"https://hooks.example/services/x\"\n";
+    let source = dir.path().join("nightcrier.toml");
+    let errors = nightcrier::config::parse_str(both, &source, &[], &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("bot_token"), "{errors}");
+    assert!(errors.contains("not both"), "{errors}");
+    assert!(!errors.contains("xoxb-1"), "{errors}");
+    let no_channel = "[slack]\nbot_token = \"xoxb-1\"\n";
+    let errors = nightcrier::config::parse_str(no_channel, &source, &[], &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("slack.channel"), "{errors}");
+}
