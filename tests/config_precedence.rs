@@ -137,6 +137,7 @@ fn a_minimal_file_yields_every_default() {
             channel: None,
             api_url: "https://slack.com/api".to_string(),
             channel_interval: Duration::from_secs(1),
+            routes: Vec::new(),
         }
     );
     let mut expected = Config::defaults(PathBuf::from("nightcrier.toml"));

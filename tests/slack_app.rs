@@ -375,3 +375,104 @@ fn bot_token_with_a_webhook_or_without_a_channel_is_refused_naming_the_key() {
         .to_string();
     assert!(errors.contains("slack.channel"), "{errors}");
 }
+
+#[test]
+fn routes_send_each_clusters_incidents_to_its_channel() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL, "C0TEAMB", "C0CRASH"], Duration::ZERO);
+    let sim = quiet_sim(3);
+    let [a, b, c] = [0, 1, 2].map(|i| &sim.clusters()[i]);
+    let routes = format!(
+        "[[slack.routes]]\ncluster = {:?}\nchannel = \"C0TEAMB\"\n\
+         [[slack.routes]]\ncluster = {:?}\nfault_type = \"Crash*\"\nchannel = \"C0CRASH\"\n",
+        b.name(),
+        c.name()
+    );
+    let text = setup.config(&sim, &slack, "", 4).replacen(
+        "\n[[clusters]]",
+        &format!("\n{routes}\n[[clusters]]"),
+        1,
+    );
+    let config = parse_config(&text, setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    for cluster in [a, b, c] {
+        running.wait_status(cluster.name(), ConnectionStatus::Active);
+    }
+    for cluster in [a, b, c] {
+        assert!(cluster.emit_fault("critical", "CrashLoop").is_some());
+    }
+    assert!(c.emit_fault("warning", "ImagePull").is_some());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 4));
+    assert!(done, "{messages:#?}");
+    let channel_of = |cluster: &SimCluster, fault: &str| -> Vec<String> {
+        roots(&messages)
+            .iter()
+            .filter(|m| m.text.contains(&format!("{fault} on {}:", cluster.name())))
+            .map(|m| m.channel.clone())
+            .collect()
+    };
+    assert_eq!(channel_of(a, "CrashLoop"), [CHANNEL]);
+    assert_eq!(channel_of(b, "CrashLoop"), ["C0TEAMB"]);
+    assert_eq!(channel_of(c, "CrashLoop"), ["C0CRASH"]);
+    assert_eq!(channel_of(c, "ImagePull"), [CHANNEL]);
+    running.stop().unwrap();
+}
+
+#[test]
+fn routes_must_name_a_destination_of_the_mode_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("nightcrier.toml");
+    let parse = |text: &str| {
+        nightcrier::config::parse_str(text, &source, &[], &Default::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let cluster =
+        "[[clusters]]\nname = \"a\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n";
+    let app = "[slack]\nbot_token = \"xoxb-1\"\nchannel = \"C1\"\n";
+    let errors = parse(&format!(
+        "{app}[[slack.routes]]\ncluster = \"a\"\nwebhook_url = \"https://hooks.example/services/SECRET\"\n{cluster}"
+    ));
+    assert!(errors.contains("slack.routes[0]"), "{errors}");
+    assert!(errors.contains("set channel, not a webhook"), "{errors}");
+    assert!(!errors.contains("SECRET"), "{errors}");
+    let errors = parse(&format!(
+        "{app}[[slack.routes]]\ncluster = \"a\"\n{cluster}"
+    ));
+    assert!(errors.contains("names no channel"), "{errors}");
+    let errors = parse(&format!(
+        "[slack]\nwebhook_url = \"https://hooks.example/services/x\"\n[[slack.routes]]\nchannel = \"C1\"\n{cluster}"
+    ));
+    assert!(
+        errors.contains("set webhook_url, not a channel"),
+        "{errors}"
+    );
+    assert!(parse(&format!(
+        "{app}[[slack.routes]]\nlabels = {{ team = \"pay*\" }}\nchannel = \"C2\"\n{cluster}"
+    ))
+    .is_empty());
+}
+
+#[test]
+fn check_shows_the_route_of_each_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[slack]\nbot_token = \"xoxb-secret-1\"\nchannel = \"C0ALL\"\n\
+        [[slack.routes]]\nfault_type = \"OOM*\"\nlabels = { team = \"payments\" }\nchannel = \"C0PAYMEM\"\n\
+        [[slack.routes]]\ncluster = \"prod-*\"\nchannel = \"C0PROD\"\n\
+        [[clusters]]\nname = \"prod-eu-1\"\nlabels = { team = \"payments\" }\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:1/mcp\"\n\
+        [[clusters]]\nname = \"staging-1\"\n[clusters.mcp]\nendpoint = \"http://127.0.0.1:2/mcp\"\n";
+    let config = parse_config(text, dir.path());
+    let summary = nightcrier::config::render_summary(&config);
+    assert!(
+        summary.contains(
+            "slack route            route 2 -> channel C0PROD (fault type OOM*: route 1 -> channel C0PAYMEM)"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("slack route            default -> channel C0ALL"),
+        "{summary}"
+    );
+    assert!(!summary.contains("xoxb-secret-1"), "{summary}");
+}

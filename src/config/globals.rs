@@ -1,6 +1,7 @@
 //! The top level of the file and its global sections: what each key may hold and
 //! what it defaults to.
 
+use super::slack_routes::{read_routes, RouteMode};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -101,6 +102,7 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "channel",
     "api_url",
     "channel_interval",
+    "routes",
 ];
 
 /// Where a top-level key that belongs in a section should go.
@@ -145,8 +147,18 @@ pub fn accepted_keys() -> Vec<String> {
         }
     }
     for (section, section_keys) in sections {
-        keys.extend(section_keys.iter().map(|key| format!("{section}.{key}")));
+        keys.extend(
+            section_keys
+                .iter()
+                .filter(|key| !(*section == "slack" && **key == "routes"))
+                .map(|key| format!("{section}.{key}")),
+        );
     }
+    keys.extend(
+        super::slack_routes::ROUTE_KEYS
+            .iter()
+            .map(|key| format!("slack.routes.{key}")),
+    );
     for key in CLUSTER_KEYS {
         match cluster_sections.iter().find(|(name, _)| name == key) {
             Some((section, section_keys)) => keys.extend(
@@ -613,7 +625,14 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
                        incidents go to";
         ctx.error(&table.scope, key, origin, message.to_string());
     }
+    let mode = match (&webhook_url, &bot_token) {
+        (Some(_), _) => RouteMode::Webhook,
+        (None, Some(_)) => RouteMode::App,
+        (None, None) => RouteMode::Off,
+    };
+    let routes = read_routes(ctx, &table, mode);
     SlackConfig {
+        routes,
         webhook_url,
         bot_token: bot_token.map(|(_, _, token)| token),
         channel: channel.map(|c| c.value),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::error::quote;
 use super::secret::Secret;
+use super::slack_routes::SlackRoute;
 
 /// What the MCP server is asked to stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,6 +369,8 @@ pub struct SlackConfig {
     pub api_url: String,
     /// App mode: at least this long between two messages to one channel.
     pub channel_interval: Duration,
+    /// `[[slack.routes]]`, matched in order; none matching means the default.
+    pub routes: Vec<SlackRoute>,
 }
 
 impl Default for SlackConfig {
@@ -377,6 +380,7 @@ impl Default for SlackConfig {
             channel: None,
             api_url: "https://slack.com/api".to_string(),
             channel_interval: Duration::from_secs(1),
+            routes: Vec::new(),
             webhook_url: None,
             ca_file: None,
             notify_on_agent_failure: false,

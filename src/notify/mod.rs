@@ -10,4 +10,5 @@ pub mod slack;
 pub mod slack_api;
 pub mod slack_app;
 pub mod slack_pacing;
+pub mod slack_route;
 pub mod slack_thread;

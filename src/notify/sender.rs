@@ -32,6 +32,8 @@ enum State {
 
 struct Delivery {
     what: String,
+    /// A route's webhook, instead of the default one.
+    endpoint: Option<Endpoint>,
     body: Vec<u8>,
     attempt: u32,
     state: State,
@@ -85,12 +87,26 @@ impl SlackNotifier {
 
     /// Queues one message; `what` names it in logs (e.g. the incident id).
     pub fn send(&mut self, ctx: &mut StageContext, payload: &serde_json::Value, what: &str) {
+        self.send_to(ctx, None, payload, what);
+    }
+
+    /// Queues one message to a route's webhook (`None`: the default one).
+    pub fn send_to(
+        &mut self,
+        ctx: &mut StageContext,
+        webhook: Option<&Secret>,
+        payload: &serde_json::Value,
+        what: &str,
+    ) {
+        // Routes' URLs were checked when the configuration was read.
+        let endpoint = webhook.and_then(|url| Endpoint::parse(url.expose()).ok());
         let id = self.next_id;
         self.next_id += 1;
         self.deliveries.insert(
             id,
             Delivery {
                 what: what.to_owned(),
+                endpoint,
                 body: payload.to_string().into_bytes(),
                 attempt: 0,
                 state: State::Waiting,
@@ -184,11 +200,9 @@ impl SlackNotifier {
         delivery.status = None;
         delivery.retry_after = None;
         delivery.deadline = ctx.now + self.attempt_timeout;
-        let host = self.endpoint.host.clone();
-        if let Some(result) =
-            ctx.resolver
-                .resolve(token::stage_dns_key(id), &host, self.endpoint.port)
-        {
+        let endpoint = delivery.endpoint.as_ref().unwrap_or(&self.endpoint);
+        let (host, port) = (endpoint.host.clone(), endpoint.port);
+        if let Some(result) = ctx.resolver.resolve(token::stage_dns_key(id), &host, port) {
             self.on_resolved(
                 ctx,
                 Answer {
@@ -200,12 +214,17 @@ impl SlackNotifier {
     }
 
     fn connect(&mut self, ctx: &mut StageContext, id: u64, addr: std::net::SocketAddr) {
-        let tls = if self.endpoint.tls {
+        let endpoint = self
+            .deliveries
+            .get(&id)
+            .and_then(|d| d.endpoint.clone())
+            .unwrap_or_else(|| self.endpoint.clone());
+        let tls = if endpoint.tls {
             let config = match ctx.tls.get(self.ca_file.as_deref(), false) {
                 Ok(config) => config,
                 Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
             };
-            match tls::server_name(&self.endpoint.host) {
+            match tls::server_name(&endpoint.host) {
                 Ok(name) => Some(TlsTarget { config, name }),
                 Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
             }
@@ -234,8 +253,8 @@ impl SlackNotifier {
         write_request(
             &mut request,
             "POST",
-            &self.endpoint.path,
-            &self.endpoint.host_header,
+            &endpoint.path,
+            &endpoint.host_header,
             &[
                 ("Content-Type", "application/json"),
                 (

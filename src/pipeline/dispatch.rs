@@ -295,6 +295,7 @@ impl TriagePipeline {
                         outcome: AgentOutcome::Failed(reason),
                         notification: None,
                         report: None,
+                        webhook: None,
                     },
                 );
                 // A start refused for this fault's data (its arguments) says nothing about
@@ -421,6 +422,7 @@ impl TriagePipeline {
         });
         let report = matches!(agent.outcome, AgentOutcome::Investigated)
             .then(|| agent.workspace.report_path());
+        let webhook = self.webhook_route(&record);
         agent.settle(&mut record);
         self.writer.submit(WriteJob::Finish {
             workspace: agent.workspace.clone(),
@@ -435,6 +437,7 @@ impl TriagePipeline {
                 outcome: agent.outcome,
                 notification,
                 report,
+                webhook,
             },
         );
     }
@@ -459,7 +462,8 @@ impl TriagePipeline {
         };
         notification.summary = summary.unwrap_or_default();
         if let Some(slack) = self.slack.as_mut() {
-            slack.send(ctx, &build_payload(&notification), incident_id);
+            let payload = build_payload(&notification);
+            slack.send_to(ctx, ending.webhook.as_ref(), &payload, incident_id);
         }
         if let Some(app) = self.slack_app.as_mut() {
             let report = ending.report.as_ref().map(|p| p.display().to_string());

@@ -8,9 +8,11 @@ use std::time::Duration;
 use super::TriagePipeline;
 use crate::agent::workspace::IncidentRecord;
 use crate::agent::workspace_writer::WriteJob;
+use crate::config::{Secret, SlackRoute};
 use crate::notify::report::InvestigationSummary;
 use crate::notify::slack::{NotificationKind, TriageNotification};
 use crate::notify::slack_app::IncidentStart;
+use crate::notify::slack_route::{route, Destination};
 use crate::stage::StageContext;
 
 /// The message's facts, from what the loop holds (never from incident.json read back).
@@ -52,8 +54,25 @@ impl TriagePipeline {
         let Some(app) = self.slack_app.as_mut() else {
             return;
         };
-        let Some(channel) = self.settings.slack_app.as_ref().map(|s| s.channel.clone()) else {
+        let Some(default) = self.settings.slack_app.as_ref().map(|s| &s.channel) else {
             return;
+        };
+        let destination = route(
+            &self.settings.slack_routes,
+            &record.cluster,
+            record.environment.as_deref(),
+            &record.labels,
+            Some(&record.fault.fault_type),
+        );
+        let channel = match destination {
+            Destination::Route(
+                _,
+                SlackRoute {
+                    channel: Some(channel),
+                    ..
+                },
+            ) => channel.clone(),
+            _ => default.clone(),
         };
         let start = IncidentStart {
             workspace: workspace.to_path_buf(),
@@ -62,6 +81,20 @@ impl TriagePipeline {
         };
         app.incident_started(ctx, &record.incident_id, start);
         self.persist_slack_threads();
+    }
+
+    /// The webhook of the route `record` takes in webhook mode (`None`: the default).
+    pub(super) fn webhook_route(&self, record: &IncidentRecord) -> Option<Secret> {
+        match route(
+            &self.settings.slack_routes,
+            &record.cluster,
+            record.environment.as_deref(),
+            &record.labels,
+            Some(&record.fault.fault_type),
+        ) {
+            Destination::Route(_, r) => r.webhook_url.clone(),
+            Destination::Default => None,
+        }
     }
 
     /// Hands the threads Slack just gave a `ts` to the writer.

@@ -63,6 +63,8 @@ pub struct PipelineSettings {
     pub admin_token: Option<Secret>,
     /// Slack app mode (one thread per incident), when a bot token is set.
     pub slack_app: Option<SlackAppSettings>,
+    /// `[[slack.routes]]`; a reload applies new ones.
+    pub slack_routes: Vec<crate::config::SlackRoute>,
 }
 
 impl PipelineSettings {
@@ -84,6 +86,7 @@ impl PipelineSettings {
             silences: config.silences.clone(),
             admin_token: config.admin.token.clone(),
             slack_app: slack_app_settings(config),
+            slack_routes: config.slack.routes.clone(),
         }
     }
 }
@@ -150,6 +153,8 @@ struct Ending {
     notification: Option<TriageNotification>,
     /// The agent's report, for the message to point to.
     report: Option<PathBuf>,
+    /// Webhook mode: the route's webhook, when a route names one.
+    webhook: Option<crate::config::Secret>,
 }
 
 /// `pending.jsonl` handed to the writer at shutdown, kept until it says how that went.
@@ -229,10 +234,16 @@ impl TriagePipeline {
                     .as_ref()
                     .map(|app| app.bot_token.expose().to_owned())
             });
+        let slack_secrets = slack_secrets(webhook.as_deref(), &settings.slack_routes);
+        let hidden_secrets: Vec<Option<&str>> = slack_secrets
+            .iter()
+            .map(|s| Some(s.as_str()))
+            .chain([admin_token])
+            .collect();
         let hidden = hidden_env(
             std::env::vars_os(),
             clusters.iter().map(|c| c.as_ref()),
-            &[webhook.as_deref(), admin_token],
+            &hidden_secrets,
         );
         let slack = match slack {
             Some((url, ca_file, attempts, timeout)) => {
@@ -716,6 +727,7 @@ impl Stage for TriagePipeline {
             log::info!("silences in the file: {} now", fresh.silences.len());
             self.silences.set.set_file(fresh.silences);
         }
+        self.settings.slack_routes = fresh.slack_routes;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
@@ -739,15 +751,16 @@ impl Stage for TriagePipeline {
         self.submit_preflights(Some(&plan.preflight));
         // New API keys are hidden from agents at once, new agent settings apply to the
         // next agent.
-        let hidden = hidden_env(
-            std::env::vars_os(),
-            config.clusters.iter(),
-            &[
-                self.webhook.as_deref(),
+        let slack_secrets = slack_secrets(self.webhook.as_deref(), &self.settings.slack_routes);
+        let reload_secrets: Vec<Option<&str>> = slack_secrets
+            .iter()
+            .map(|s| Some(s.as_str()))
+            .chain([
                 self.settings.admin_token.as_ref().map(Secret::expose),
                 config.admin.token.as_ref().map(Secret::expose),
-            ],
-        );
+            ])
+            .collect();
+        let hidden = hidden_env(std::env::vars_os(), config.clusters.iter(), &reload_secrets);
         self.executor
             .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
         self.reload_ok = true;
@@ -776,6 +789,18 @@ impl Stage for TriagePipeline {
 /// Environment variables agents must never get, even when `agent.env_allow` names them:
 /// every `NIGHTCRIER_*` variable, and any variable holding an MCP API key or the webhook URL
 /// (`api_key_env` / `webhook_url_env`, under whatever name).
+/// The webhook URL or bot token, and every route's webhook URL.
+fn slack_secrets(main: Option<&str>, routes: &[crate::config::SlackRoute]) -> Vec<String> {
+    main.map(str::to_owned)
+        .into_iter()
+        .chain(
+            routes
+                .iter()
+                .filter_map(|r| r.webhook_url.as_ref().map(|u| u.expose().to_owned())),
+        )
+        .collect()
+}
+
 fn hidden_env<'a>(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     clusters: impl Iterator<Item = &'a ClusterConfig>,
