@@ -138,6 +138,7 @@ fn a_minimal_file_yields_every_default() {
             api_url: "https://slack.com/api".to_string(),
             channel_interval: Duration::from_secs(1),
             routes: Vec::new(),
+            proxy: None,
         }
     );
     let mut expected = Config::defaults(PathBuf::from("nightcrier.toml"));

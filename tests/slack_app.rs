@@ -476,3 +476,50 @@ fn check_shows_the_route_of_each_cluster() {
     );
     assert!(!summary.contains("xoxb-secret-1"), "{summary}");
 }
+
+/// The Web API reached through an HTTP proxy with CONNECT: the proxy's credentials from
+/// `slack.proxy` go as `Proxy-Authorization`, and wrong ones are refused (407) and counted.
+#[test]
+fn app_mode_tunnels_through_a_connect_proxy_with_its_credentials() {
+    use common::connect_proxy::ConnectProxy;
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    // "ops:s3cret" in base64.
+    let proxy = ConnectProxy::start(Some("Basic b3BzOnMzY3JldA==".to_string()));
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let good = format!("proxy = \"http://ops:s3cret@{}\"", proxy.addr());
+    let config = parse_config(&setup.config(&sim, &slack, &good, 2), setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    running.stop().unwrap();
+    let tunnels = proxy.tunnels();
+    let target = slack
+        .api_url()
+        .trim_start_matches("https://")
+        .trim_end_matches("/api")
+        .to_string();
+    assert_eq!(tunnels, vec![(target.clone(), true), (target, true)]);
+
+    // Wrong credentials: the proxy refuses, nothing reaches Slack, the error is counted.
+    let setup = Setup::new();
+    let bad = format!(
+        "proxy = \"http://ops:wrong@{}\"\nmax_attempts = 1",
+        proxy.addr()
+    );
+    let config = parse_config(&setup.config(&sim, &slack, &bad, 2), setup.dir.path());
+    let before = slack.calls().len();
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (published, done) = running.board.wait_for(WAIT, |p| {
+        p.pipeline.slack.api_errors.get("transport_error") == Some(&1)
+    });
+    assert!(done, "{:?}", published.pipeline.slack);
+    assert_eq!(slack.calls().len(), before);
+    assert!(proxy.tunnels().iter().any(|(_, allowed)| !allowed));
+    running.stop().unwrap();
+}

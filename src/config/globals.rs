@@ -1,7 +1,6 @@
 //! The top level of the file and its global sections: what each key may hold and
 //! what it defaults to.
 
-use super::slack_routes::{read_routes, RouteMode};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -13,6 +12,7 @@ use super::document::{Context, Origin, Sourced, Table};
 use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
+use super::secret::Secret;
 use super::sections::{
     AdminConfig, AgentConfig, BreakerConfig, Confinement, ConnectionConfig, DedupConfig,
     HealthConfig, LogFormat, OverflowPolicy, PreflightConfig, QueueConfig, ReconnectConfig,
@@ -21,6 +21,7 @@ use super::sections::{
 use super::severity::Severity;
 use super::shard::Shard;
 use super::silences::{read_silences, SILENCE_KEYS};
+use super::slack_routes::{read_routes, RouteMode};
 use super::values::SecretKeys;
 use super::Config;
 
@@ -102,6 +103,7 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "channel",
     "api_url",
     "channel_interval",
+    "proxy",
     "routes",
 ];
 
@@ -631,7 +633,20 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
         (None, None) => RouteMode::Off,
     };
     let routes = read_routes(ctx, &table, mode);
+    // The URL may hold the proxy's user and password: kept as a secret, never echoed.
+    let proxy = ctx
+        .text(&table, "proxy")
+        .and_then(|Sourced { value, origin }| {
+            match crate::net::proxy::HttpProxy::parse(&value, "") {
+                Ok(_) => Some(Secret::new(value)),
+                Err(e) => {
+                    ctx.error(&table.scope, "proxy", &origin, e);
+                    None
+                }
+            }
+        });
     SlackConfig {
+        proxy,
         routes,
         webhook_url,
         bot_token: bot_token.map(|(_, _, token)| token),

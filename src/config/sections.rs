@@ -371,6 +371,8 @@ pub struct SlackConfig {
     pub channel_interval: Duration,
     /// `[[slack.routes]]`, matched in order; none matching means the default.
     pub routes: Vec<SlackRoute>,
+    /// App mode: an HTTP proxy for the Web API, instead of `HTTPS_PROXY`.
+    pub proxy: Option<Secret>,
 }
 
 impl Default for SlackConfig {
@@ -381,6 +383,7 @@ impl Default for SlackConfig {
             api_url: "https://slack.com/api".to_string(),
             channel_interval: Duration::from_secs(1),
             routes: Vec::new(),
+            proxy: None,
             webhook_url: None,
             ca_file: None,
             notify_on_agent_failure: false,

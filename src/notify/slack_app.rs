@@ -23,6 +23,7 @@ use crate::metrics::counters::SlackCounters;
 use crate::net::client::{HttpClient, Progress, TlsTarget};
 use crate::net::dns::Answer;
 use crate::net::http::{write_request, ResponseEvent};
+use crate::net::proxy::{HttpProxy, ProxyTunnel, TunnelProgress};
 use crate::net::tls;
 use crate::stage::StageContext;
 use crate::token;
@@ -49,6 +50,8 @@ pub struct SlackAppSettings {
     pub channel_interval: Duration,
     pub attempt_timeout: Duration,
     pub retry: RetryPolicy,
+    /// An HTTP proxy to tunnel through (`slack.proxy`, else `HTTPS_PROXY` minus `NO_PROXY`).
+    pub proxy: Option<HttpProxy>,
 }
 
 /// A `slack.json` to write into an incident workspace.
@@ -100,6 +103,7 @@ struct InFlight {
     incident: String,
     pending: Pending,
     call: ApiCall,
+    tunnel: Option<ProxyTunnel>,
     client: Option<HttpClient>,
     deadline: Instant,
     status: Option<u16>,
@@ -289,6 +293,13 @@ impl SlackApp {
     }
 
     pub fn on_ready(&mut self, ctx: &mut StageContext, id: u64) {
+        if let Some(tunnel) = self.calls.get_mut(&id).and_then(|c| c.tunnel.as_mut()) {
+            match tunnel.on_ready() {
+                Ok(TunnelProgress::Pending) => return,
+                Ok(TunnelProgress::Established) => self.open_client(ctx, id, None),
+                Err(e) => return self.finish(ctx, id, Some(&e)),
+            }
+        }
         let mut events = Vec::new();
         loop {
             events.clear();
@@ -404,6 +415,7 @@ impl SlackApp {
                 incident,
                 pending,
                 call,
+                tunnel: None,
                 client: None,
                 deadline: ctx.now + self.settings.attempt_timeout,
                 status: None,
@@ -412,10 +424,11 @@ impl SlackApp {
             },
         );
         let endpoint = &self.settings.api_url;
-        if let Some(result) =
-            ctx.resolver
-                .resolve(token::stage_dns_key(id), &endpoint.host, endpoint.port)
-        {
+        let (host, port) = match self.proxy() {
+            Some(proxy) => (proxy.host.as_str(), proxy.port),
+            None => (endpoint.host.as_str(), endpoint.port),
+        };
+        if let Some(result) = ctx.resolver.resolve(token::stage_dns_key(id), host, port) {
             self.on_resolved(
                 ctx,
                 Answer {
@@ -426,7 +439,33 @@ impl SlackApp {
         }
     }
 
+    /// The proxy to use for the Web API host, if any.
+    fn proxy(&self) -> Option<&HttpProxy> {
+        self.settings
+            .proxy
+            .as_ref()
+            .filter(|p| p.applies_to(&self.settings.api_url.host))
+    }
+
     fn connect(&mut self, ctx: &mut StageContext, id: u64, addr: std::net::SocketAddr) {
+        let endpoint = &self.settings.api_url;
+        if let Some(proxy) = self.proxy() {
+            let request = proxy.connect_request(&endpoint.host, endpoint.port);
+            match ProxyTunnel::open(ctx.registry, token::stage(id), addr, request, KEEPALIVE) {
+                Ok(tunnel) => match self.calls.get_mut(&id) {
+                    Some(call) => call.tunnel = Some(tunnel),
+                    None => tunnel.close(ctx.registry),
+                },
+                Err(e) => self.finish(ctx, id, Some(&format!("proxy: connect: {e}"))),
+            }
+            return;
+        }
+        self.open_client(ctx, id, Some(addr));
+    }
+
+    /// The HTTP client of call `id`: a fresh connection to `addr`, or the established
+    /// proxy tunnel when `addr` is `None`; the request is queued on it.
+    fn open_client(&mut self, ctx: &mut StageContext, id: u64, addr: Option<std::net::SocketAddr>) {
         let endpoint = &self.settings.api_url;
         let tls = if endpoint.tls {
             let config = match ctx.tls.get(self.settings.ca_file.as_deref(), false) {
@@ -440,15 +479,25 @@ impl SlackApp {
         } else {
             None
         };
-        let client = HttpClient::open(
-            ctx.registry,
-            token::stage(id),
-            addr,
-            tls,
-            KEEPALIVE,
-            MAX_ANSWER_HEAD,
-            Some(MAX_ANSWER_BYTES),
-        );
+        let tunnel = self.calls.get_mut(&id).and_then(|c| c.tunnel.take());
+        let client = match (addr, tunnel) {
+            (Some(addr), _) => HttpClient::open(
+                ctx.registry,
+                token::stage(id),
+                addr,
+                tls,
+                KEEPALIVE,
+                MAX_ANSWER_HEAD,
+                Some(MAX_ANSWER_BYTES),
+            ),
+            (None, Some(tunnel)) => HttpClient::over_established(
+                tunnel.into_stream(),
+                tls,
+                MAX_ANSWER_HEAD,
+                Some(MAX_ANSWER_BYTES),
+            ),
+            (None, None) => return self.finish(ctx, id, Some("proxy: no tunnel")),
+        };
         let mut client = match client {
             Ok(client) => client,
             Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
@@ -496,6 +545,9 @@ impl SlackApp {
         };
         if let Some(client) = call.client.take() {
             client.close(ctx.registry);
+        }
+        if let Some(tunnel) = call.tunnel.take() {
+            tunnel.close(ctx.registry);
         }
         let status = if transport_error.is_some() {
             None

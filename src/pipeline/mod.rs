@@ -98,7 +98,15 @@ fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
         return None;
     }
     let api_url = crate::config::Endpoint::parse(&slack.api_url).ok()?;
+    let proxy = match crate::net::proxy::HttpProxy::from_setting_or_env(slack.proxy.as_ref()) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            log::error!("HTTPS_PROXY is not usable ({e}); Slack is reached directly");
+            None
+        }
+    };
     Some(SlackAppSettings {
+        proxy,
         channel: slack.channel.clone()?,
         api_url,
         bot_token: slack.bot_token.clone()?,
