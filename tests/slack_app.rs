@@ -26,6 +26,11 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_agent("ok")
+    }
+
+    /// The stub agent in `mode` (`ok`, `fail`, ...).
+    fn with_agent(mode: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let kubectl = executable(
             dir.path(),
@@ -35,9 +40,9 @@ impl Setup {
         let stub = repo_root().join("scripts/stub-agent.sh");
         let agent = executable(
             dir.path(),
-            "agent-ok",
+            &format!("agent-{mode}"),
             &format!(
-                "#!/bin/sh\nSTUB_AGENT_MODE=ok STUB_AGENT_DELAY=0.05 exec {} \"$@\"\n",
+                "#!/bin/sh\nSTUB_AGENT_MODE={mode} STUB_AGENT_DELAY=0.05 exec {} \"$@\"\n",
                 stub.display()
             ),
         );
@@ -521,5 +526,41 @@ fn app_mode_tunnels_through_a_connect_proxy_with_its_credentials() {
     assert!(done, "{:?}", published.pipeline.slack);
     assert_eq!(slack.calls().len(), before);
     assert!(proxy.tunnels().iter().any(|(_, allowed)| !allowed));
+    running.stop().unwrap();
+}
+
+/// A failed run edits the root to the failure (whatever notify_on_agent_failure says), and
+/// the system-degraded alert goes to the default channel as a message of its own.
+#[test]
+fn failed_run_updates_the_root_and_the_degraded_alert_is_posted() {
+    let setup = Setup::with_agent("fail");
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let text = setup.config(&sim, &slack, "", 2).replace(
+        "[agent]\n",
+        "[breaker]\nglobal_failure_threshold = 1\n[agent]\n",
+    );
+    let config = parse_config(&text, setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.text.contains("(agent failed)") && m.updates == 1)
+            && m.iter().any(|m| m.text.contains("nightcrier degraded"))
+    });
+    assert!(done, "{messages:#?}");
+    let alert = messages
+        .iter()
+        .find(|m| m.text.contains("nightcrier degraded"))
+        .unwrap();
+    assert_eq!(alert.channel, CHANNEL);
+    assert!(alert.thread_ts.is_none());
+    assert_eq!(
+        roots(&messages).len(),
+        2,
+        "the incident's root and the alert"
+    );
     running.stop().unwrap();
 }

@@ -73,6 +73,8 @@ enum MessageKind {
     Root,
     UpdateRoot,
     Reply,
+    /// A message of its own, in no thread (the system-degraded alerts).
+    Standalone,
 }
 
 struct Pending {
@@ -238,6 +240,34 @@ impl SlackApp {
         self.pump(ctx);
     }
 
+    /// A message of its own in `channel` (the system-degraded and recovered alerts).
+    pub fn alert(&mut self, ctx: &mut StageContext, channel: &str, text: &str) {
+        let key = format!("alert-{}", self.next_id);
+        let mut queue = VecDeque::new();
+        queue.push_back(pending(
+            MessageKind::Standalone,
+            serde_json::json!({ "text": text }),
+        ));
+        self.threads.insert(
+            key.clone(),
+            IncidentThread {
+                workspace: PathBuf::new(),
+                channel: channel.to_owned(),
+                ts: None,
+                thread_key: key.clone(),
+                runs: 1,
+                queue,
+                in_flight: false,
+                not_before: None,
+                finished: true,
+                root_failed: false,
+            },
+        );
+        self.next_id += 1;
+        self.rotation.push_back(key);
+        self.pump(ctx);
+    }
+
     /// The run ended: the root message is edited to the outcome.
     pub fn incident_finished(
         &mut self,
@@ -365,7 +395,9 @@ impl SlackApp {
                 continue;
             };
             let method = match head.kind {
-                MessageKind::Root | MessageKind::Reply => ApiMethod::PostMessage,
+                MessageKind::Root | MessageKind::Reply | MessageKind::Standalone => {
+                    ApiMethod::PostMessage
+                }
                 MessageKind::UpdateRoot => ApiMethod::Update,
             };
             let Some(mut at) = self.gate.ready_at(method, &thread.channel, now) else {

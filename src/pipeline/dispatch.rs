@@ -540,6 +540,9 @@ impl TriagePipeline {
         if let Some(slack) = self.slack.as_mut() {
             slack.send(ctx, &serde_json::json!({ "text": text }), "system alert");
         }
+        if let (Some(app), Some(settings)) = (self.slack_app.as_mut(), &self.settings.slack_app) {
+            app.alert(ctx, &settings.channel, text);
+        }
     }
 }
 
