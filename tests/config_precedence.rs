@@ -139,6 +139,7 @@ fn a_minimal_file_yields_every_default() {
             channel_interval: Duration::from_secs(1),
             routes: Vec::new(),
             proxy: None,
+            resolved_check_interval: Duration::from_secs(30),
         }
     );
     let mut expected = Config::defaults(PathBuf::from("nightcrier.toml"));

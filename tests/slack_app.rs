@@ -564,3 +564,48 @@ fn failed_run_updates_the_root_and_the_degraded_alert_is_posted() {
     );
     running.stop().unwrap();
 }
+
+/// The operator marks a finished incident resolved with a `resolved` file in its
+/// workspace: the root message says so and a reply records it.
+#[test]
+fn a_resolved_file_updates_the_root_to_resolved() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(
+        &setup.config(&sim, &slack, "resolved_check_interval = \"200ms\"", 2),
+        setup.dir.path(),
+    );
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let root_ts = roots(&messages)[0].ts.clone();
+    // Not resolved before the operator says so.
+    assert!(!messages.iter().any(|m| m.text.contains("resolved")));
+    let workspace = std::fs::read_dir(&setup.workspace)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("slack.json").is_file())
+        .unwrap();
+    std::fs::write(workspace.join("resolved"), "rolled back to v2.13\n").unwrap();
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.ts == root_ts && m.text.contains("(resolved)"))
+            && m.iter().any(|m| {
+                m.thread_ts.as_deref() == Some(root_ts.as_str())
+                    && m.text.contains("Marked resolved")
+            })
+    });
+    assert!(done, "{messages:#?}");
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert!(root
+        .blocks
+        .to_string()
+        .contains(":large_green_circle: Resolved"));
+    assert!(root.blocks.to_string().contains("Root cause"));
+    running.stop().unwrap();
+}

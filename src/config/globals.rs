@@ -104,6 +104,7 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "api_url",
     "channel_interval",
     "proxy",
+    "resolved_check_interval",
     "routes",
 ];
 
@@ -646,6 +647,9 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
             }
         });
     SlackConfig {
+        resolved_check_interval: ctx
+            .duration(&table, "resolved_check_interval", d.resolved_check_interval)
+            .value,
         proxy,
         routes,
         webhook_url,

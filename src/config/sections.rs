@@ -373,6 +373,8 @@ pub struct SlackConfig {
     pub routes: Vec<SlackRoute>,
     /// App mode: an HTTP proxy for the Web API, instead of `HTTPS_PROXY`.
     pub proxy: Option<Secret>,
+    /// App mode: how often finished incidents are looked at for a `resolved` file.
+    pub resolved_check_interval: Duration,
 }
 
 impl Default for SlackConfig {
@@ -384,6 +386,7 @@ impl Default for SlackConfig {
             channel_interval: Duration::from_secs(1),
             routes: Vec::new(),
             proxy: None,
+            resolved_check_interval: Duration::from_secs(30),
             webhook_url: None,
             ca_file: None,
             notify_on_agent_failure: false,

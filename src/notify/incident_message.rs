@@ -123,6 +123,47 @@ pub fn outcome(n: &TriageNotification, report_path: Option<&str>) -> Value {
     json!({ "text": fallback(n, short), "blocks": blocks })
 }
 
+/// The root message once the operator marked the incident resolved: the facts, the report's
+/// root cause and summary, and where the report is.
+pub fn resolved(n: &TriageNotification, report_path: Option<&str>) -> Value {
+    let mut blocks = vec![
+        header(n),
+        json!({ "type": "section", "fields": facts(n, ":large_green_circle: Resolved") }),
+    ];
+    if let Some(root_cause) = n.summary.root_cause.as_deref() {
+        blocks.push(section("Root cause", root_cause));
+    }
+    if let Some(summary) = n.summary.summary.as_deref() {
+        blocks.push(section("Summary", summary));
+    }
+    if let Some(path) = report_path {
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{
+                "type": "mrkdwn",
+                "text": format!("Report: `{}`", one_line(path, REPORT_PATH_MAX_CHARS)),
+            }]
+        }));
+    }
+    blocks.push(context(n));
+    json!({ "text": fallback(n, "resolved"), "blocks": blocks })
+}
+
+/// The reply that says when the incident was marked resolved.
+pub fn resolved_reply(n: &TriageNotification) -> Value {
+    let text = one_line(
+        &format!(
+            ":large_green_circle: Marked resolved (incident {})",
+            n.incident_id
+        ),
+        FALLBACK_MAX_CHARS,
+    );
+    json!({
+        "text": text,
+        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
+    })
+}
+
 /// A reply in the thread: the same fault came back and is investigated again.
 pub fn repeat_reply(n: &TriageNotification, run: u32) -> Value {
     let text = one_line(
@@ -232,6 +273,18 @@ mod tests {
             assert!(!text.contains("<!channel>"), "{text}");
             assert!(!text.contains("a<b>"), "{text}");
         }
+    }
+
+    #[test]
+    fn resolved_root_keeps_the_findings_and_says_resolved() {
+        let text = all_text(&resolved(
+            &notification(),
+            Some("/x/output/investigation.md"),
+        ));
+        assert!(text.contains(":large_green_circle: Resolved"), "{text}");
+        assert!(text.contains("DATABASE_URL is missing"), "{text}");
+        assert!(text.contains("(resolved)"), "{text}");
+        assert!(all_text(&resolved_reply(&notification())).contains("Marked resolved"));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct SlackAppSettings {
     pub channel_interval: Duration,
     pub attempt_timeout: Duration,
     pub retry: RetryPolicy,
+    /// How often finished incidents are looked at for the operator's `resolved` file.
+    pub resolved_check_interval: Duration,
     /// An HTTP proxy to tunnel through (`slack.proxy`, else `HTTPS_PROXY` minus `NO_PROXY`).
     pub proxy: Option<HttpProxy>,
 }
@@ -122,6 +124,9 @@ pub struct SlackApp {
     /// Thread key → root message, for repeats; `known_order` evicts the oldest.
     known: HashMap<String, SlackThreadRecord>,
     known_order: VecDeque<String>,
+    /// Threads whose last run ended, by thread key, with that run's workspace: the
+    /// operator's `resolved` file is looked for there.
+    awaiting_resolution: HashMap<String, PathBuf>,
     calls: HashMap<u64, InFlight>,
     next_id: u64,
     wake_at: Option<Instant>,
@@ -138,6 +143,7 @@ impl SlackApp {
             rotation: VecDeque::new(),
             known: HashMap::new(),
             known_order: VecDeque::new(),
+            awaiting_resolution: HashMap::new(),
             calls: HashMap::new(),
             next_id: FIRST_CALL_ID,
             wake_at: None,
@@ -166,17 +172,89 @@ impl SlackApp {
             .min()
     }
 
-    /// Threads found in the workspaces at start: a repeat of their fault joins them.
-    pub fn learn_threads(&mut self, records: Vec<SlackThreadRecord>) {
-        for record in records {
+    /// Threads found in the workspaces at start (record, workspace, marked resolved): a
+    /// repeat of their fault joins them, and an unresolved one is watched for `resolved`.
+    pub fn learn_threads(&mut self, found: Vec<(SlackThreadRecord, PathBuf, bool)>) {
+        for (record, workspace, resolved) in found {
             let newer = self
                 .known
                 .get(&record.thread_key)
                 .is_none_or(|known| known.runs <= record.runs);
             if newer {
+                if resolved {
+                    self.awaiting_resolution.remove(&record.thread_key);
+                } else {
+                    self.awaiting_resolution
+                        .insert(record.thread_key.clone(), workspace);
+                }
                 self.remember(record);
             }
         }
+    }
+
+    /// Threads to look for a `resolved` file in (thread key, workspace), at most `max`.
+    pub fn resolution_candidates(&self, max: usize) -> Vec<(String, PathBuf)> {
+        self.awaiting_resolution
+            .iter()
+            .take(max)
+            .map(|(key, dir)| (key.clone(), dir.clone()))
+            .collect()
+    }
+
+    /// The operator marked the incident in `workspace` resolved: its thread's root message
+    /// says so, and a reply records it. A thread that has moved on to a newer run is left.
+    pub fn mark_resolved(
+        &mut self,
+        ctx: &mut StageContext,
+        thread_key: &str,
+        workspace: &std::path::Path,
+        notification: &TriageNotification,
+        report_path: Option<&str>,
+    ) {
+        if self
+            .awaiting_resolution
+            .get(thread_key)
+            .map(PathBuf::as_path)
+            != Some(workspace)
+        {
+            return;
+        }
+        self.awaiting_resolution.remove(thread_key);
+        let Some(root) = self.known.get(thread_key).cloned() else {
+            return;
+        };
+        log::info!(
+            "slack: incident {} marked resolved; its root message is updated",
+            notification.incident_id
+        );
+        let mut queue = VecDeque::new();
+        queue.push_back(pending(
+            MessageKind::UpdateRoot,
+            incident_message::resolved(notification, report_path),
+        ));
+        queue.push_back(pending(
+            MessageKind::Reply,
+            incident_message::resolved_reply(notification),
+        ));
+        let key = format!("resolved-{}", self.next_id);
+        self.next_id += 1;
+        self.threads.insert(
+            key.clone(),
+            IncidentThread {
+                workspace: workspace.to_path_buf(),
+                channel: root.channel,
+                ts: Some(root.ts),
+                thread_key: thread_key.to_owned(),
+                runs: root.runs,
+                queue,
+                in_flight: false,
+                not_before: None,
+                finished: true,
+                root_failed: false,
+            },
+        );
+        self.rotation.push_back(key);
+        self.pump(ctx);
     }
 
     /// Records to write into workspaces, taken by the pipeline for the writer.
@@ -212,6 +290,7 @@ impl SlackApp {
             finished: false,
             root_failed: false,
         };
+        self.awaiting_resolution.remove(&key);
         match self.known.get(&key).cloned() {
             Some(root) => {
                 thread.channel = root.channel;
@@ -280,6 +359,10 @@ impl SlackApp {
             return;
         };
         thread.finished = true;
+        if !thread.root_failed {
+            self.awaiting_resolution
+                .insert(thread.thread_key.clone(), thread.workspace.clone());
+        }
         if thread.root_failed {
             self.counters.failed += 1;
             log::error!(
@@ -718,6 +801,7 @@ impl SlackApp {
         while self.known_order.len() > MAX_KNOWN_THREADS {
             if let Some(oldest) = self.known_order.pop_front() {
                 self.known.remove(&oldest);
+                self.awaiting_resolution.remove(&oldest);
             }
         }
     }

@@ -169,8 +169,16 @@ impl TriagePipeline {
                             "slack: {} incident threads found in the workspaces",
                             records.len()
                         );
-                        app.learn_threads(records);
+                        let found = records
+                            .into_iter()
+                            .map(|f| (f.record, f.workspace, f.resolved))
+                            .collect();
+                        app.learn_threads(found);
                     }
+                }
+                WriteDone::Resolved { incidents } => {
+                    self.resolution_check_in_flight = false;
+                    self.on_resolved_incidents(ctx, incidents);
                 }
             }
         }

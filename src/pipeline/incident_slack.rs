@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use super::TriagePipeline;
 use crate::agent::workspace::IncidentRecord;
-use crate::agent::workspace_writer::WriteJob;
+use crate::agent::workspace_writer::{ResolvedIncident, WriteJob};
 use crate::config::{Secret, SlackRoute};
 use crate::notify::report::InvestigationSummary;
 use crate::notify::slack::{NotificationKind, TriageNotification};
 use crate::notify::slack_app::IncidentStart;
 use crate::notify::slack_route::{route, Destination};
 use crate::stage::StageContext;
+
+/// Workspaces looked at for a `resolved` file per check, at most.
+const MAX_RESOLUTION_CHECKS: usize = 1000;
 
 /// The message's facts, from what the loop holds (never from incident.json read back).
 pub(super) fn notification_of(
@@ -95,6 +98,60 @@ impl TriagePipeline {
             Destination::Route(_, r) => r.webhook_url.clone(),
             Destination::Default => None,
         }
+    }
+
+    /// Asks the writer, every `slack.resolved_check_interval`, which finished incidents the
+    /// operator marked resolved (one question at a time).
+    pub(super) fn check_resolutions(&mut self, now: std::time::Instant) {
+        let Some(app) = self.slack_app.as_ref() else {
+            return;
+        };
+        if self.resolution_check_in_flight || self.next_resolution_check.is_some_and(|at| at > now)
+        {
+            return;
+        }
+        let interval = self
+            .settings
+            .slack_app
+            .as_ref()
+            .map_or(Duration::from_secs(30), |s| s.resolved_check_interval);
+        self.next_resolution_check = Some(now + interval);
+        let threads = app.resolution_candidates(MAX_RESOLUTION_CHECKS);
+        if !threads.is_empty() {
+            self.resolution_check_in_flight = true;
+            self.writer.submit(WriteJob::CheckResolved { threads });
+        }
+    }
+
+    pub(super) fn on_resolved_incidents(
+        &mut self,
+        ctx: &mut StageContext,
+        incidents: Vec<ResolvedIncident>,
+    ) {
+        let Some(app) = self.slack_app.as_mut() else {
+            return;
+        };
+        for incident in incidents {
+            let mut n = notification_of(
+                &incident.record,
+                NotificationKind::Investigated,
+                Duration::ZERO,
+            );
+            n.summary = incident.summary.clone().unwrap_or_default();
+            let report = incident
+                .summary
+                .is_some()
+                .then(|| incident.workspace.join("output/investigation.md"))
+                .map(|p| p.display().to_string());
+            app.mark_resolved(
+                ctx,
+                &incident.thread_key,
+                &incident.workspace,
+                &n,
+                report.as_deref(),
+            );
+        }
+        self.persist_slack_threads();
     }
 
     /// Hands the threads Slack just gave a `ts` to the writer.

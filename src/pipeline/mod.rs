@@ -107,6 +107,7 @@ fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
     };
     Some(SlackAppSettings {
         proxy,
+        resolved_check_interval: slack.resolved_check_interval,
         channel: slack.channel.clone()?,
         api_url,
         bot_token: slack.bot_token.clone()?,
@@ -194,6 +195,10 @@ pub struct TriagePipeline {
     preflight_waiting: HashSet<String>,
     slack: Option<SlackNotifier>,
     slack_app: Option<SlackApp>,
+    /// App mode: when the writer is next asked about `resolved` files, and whether it is
+    /// answering one question now.
+    next_resolution_check: Option<Instant>,
+    resolution_check_in_flight: bool,
     agent_duration: DurationHistogram,
     /// Agent failures in a row across all clusters, for the system-degraded alert.
     consecutive_failures: u32,
@@ -285,6 +290,8 @@ impl TriagePipeline {
             preflight_waiting: HashSet::new(),
             slack,
             slack_app,
+            next_resolution_check: None,
+            resolution_check_in_flight: false,
             agent_duration: DurationHistogram::default(),
             consecutive_failures: 0,
             system_degraded: false,
@@ -555,6 +562,7 @@ impl Stage for TriagePipeline {
             self.dedup.next_expiry(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
             self.slack_app.as_ref().and_then(SlackApp::next_deadline),
+            self.slack_app.as_ref().and(self.next_resolution_check),
             self.next_sweep,
             self.disk_full_until,
         ]
@@ -587,6 +595,7 @@ impl Stage for TriagePipeline {
         if let Some(app) = self.slack_app.as_mut() {
             app.on_tick(ctx);
         }
+        self.check_resolutions(now);
         self.persist_slack_threads();
         if self.next_sweep.is_some_and(|at| at <= now) {
             self.request_sweep(now);
