@@ -609,3 +609,49 @@ fn a_resolved_file_updates_the_root_to_resolved() {
     assert!(root.blocks.to_string().contains("Root cause"));
     running.stop().unwrap();
 }
+
+/// Webhook mode as before, and through the same CONNECT proxy when one is set.
+#[test]
+fn webhook_mode_still_posts_one_message_and_tunnels_through_a_proxy() {
+    use common::connect_proxy::ConnectProxy;
+    use common::webhook::WebhookReceiver;
+    let setup = Setup::new();
+    let receiver = WebhookReceiver::start(vec![]);
+    let proxy = ConnectProxy::start(None);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let kubeconfig = setup.dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, "# kubeconfig\n").unwrap();
+    let text = format!(
+        "workspace_root = {:?}\nseverity_threshold = \"info\"\n{FAST_TIMINGS}\n\
+         [agent]\nscript = {:?}\ntimeout = \"20s\"\nkill_grace = \"500ms\"\n\
+         [preflight]\nkubectl = {:?}\ntimeout = \"5s\"\n\
+         [slack]\nwebhook_url = {:?}\nca_file = {:?}\nproxy = \"http://{}\"\n\
+         {}[clusters.triage]\nenabled = true\nkubeconfig = {:?}\n",
+        setup.workspace.display().to_string(),
+        setup.agent.display().to_string(),
+        setup.kubectl.display().to_string(),
+        receiver.url(),
+        receiver.ca_pem_path().display().to_string(),
+        proxy.addr(),
+        cluster_toml(cluster, ""),
+        kubeconfig.display().to_string(),
+    );
+    let running = start_pipeline_loop(&parse_config(&text, setup.dir.path()));
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    assert!(receiver.wait_for_requests(1, WAIT));
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert!(
+        body["text"].as_str().unwrap().contains("Investigated"),
+        "{body}"
+    );
+    assert!(
+        setup.thread_files().is_empty(),
+        "webhook mode keeps no thread"
+    );
+    assert_eq!(proxy.tunnels(), vec![(receiver.addr().to_string(), true)]);
+    running.stop().unwrap();
+}

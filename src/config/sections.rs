@@ -371,7 +371,7 @@ pub struct SlackConfig {
     pub channel_interval: Duration,
     /// `[[slack.routes]]`, matched in order; none matching means the default.
     pub routes: Vec<SlackRoute>,
-    /// App mode: an HTTP proxy for the Web API, instead of `HTTPS_PROXY`.
+    /// An HTTP proxy for Slack (both modes), instead of `HTTPS_PROXY`.
     pub proxy: Option<Secret>,
     /// App mode: how often finished incidents are looked at for a `resolved` file.
     pub resolved_check_interval: Duration,

@@ -33,6 +33,7 @@ use crate::events::{ClusterEvent, EventSink, FaultView};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::name_map::NameMap;
 use crate::net::dns::Answer;
+use crate::net::proxy::HttpProxy;
 use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::{RetryPolicy, TriageNotification};
 use crate::notify::slack_app::{SlackApp, SlackAppSettings};
@@ -65,6 +66,8 @@ pub struct PipelineSettings {
     pub slack_app: Option<SlackAppSettings>,
     /// `[[slack.routes]]`; a reload applies new ones.
     pub slack_routes: Vec<crate::config::SlackRoute>,
+    /// The HTTP proxy Slack is reached through (`slack.proxy`, else `HTTPS_PROXY`).
+    pub slack_proxy: Option<HttpProxy>,
 }
 
 impl PipelineSettings {
@@ -87,6 +90,22 @@ impl PipelineSettings {
             admin_token: config.admin.token.clone(),
             slack_app: slack_app_settings(config),
             slack_routes: config.slack.routes.clone(),
+            slack_proxy: slack_proxy(config),
+        }
+    }
+}
+
+/// The proxy for Slack, when Slack is on and one is set or in the environment.
+fn slack_proxy(config: &Config) -> Option<HttpProxy> {
+    let slack = &config.slack;
+    if slack.webhook_url.is_none() && slack.bot_token.is_none() {
+        return None;
+    }
+    match HttpProxy::from_setting_or_env(slack.proxy.as_ref()) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            log::error!("HTTPS_PROXY is not usable ({e}); Slack is reached directly");
+            None
         }
     }
 }
@@ -98,15 +117,8 @@ fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
         return None;
     }
     let api_url = crate::config::Endpoint::parse(&slack.api_url).ok()?;
-    let proxy = match crate::net::proxy::HttpProxy::from_setting_or_env(slack.proxy.as_ref()) {
-        Ok(proxy) => proxy,
-        Err(e) => {
-            log::error!("HTTPS_PROXY is not usable ({e}); Slack is reached directly");
-            None
-        }
-    };
     Some(SlackAppSettings {
-        proxy,
+        proxy: slack_proxy(config),
         resolved_check_interval: slack.resolved_check_interval,
         channel: slack.channel.clone()?,
         api_url,
@@ -264,7 +276,10 @@ impl TriagePipeline {
                     max_attempts: attempts,
                     ..RetryPolicy::default()
                 };
-                Some(SlackNotifier::new(&url, ca_file, policy, timeout)?)
+                Some(
+                    SlackNotifier::new(&url, ca_file, policy, timeout)?
+                        .with_proxy(settings.slack_proxy.clone()),
+                )
             }
             None => None,
         };
