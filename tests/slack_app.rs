@@ -655,3 +655,79 @@ fn webhook_mode_still_posts_one_message_and_tunnels_through_a_proxy() {
     assert_eq!(proxy.tunnels(), vec![(receiver.addr().to_string(), true)]);
     running.stop().unwrap();
 }
+
+/// The daemon itself: a SIGHUP with new routes sends the next incident to the new channel.
+#[test]
+fn a_reload_applies_new_routes() {
+    use std::process::{Command, Stdio};
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL, "C0FIRST", "C0SECOND"], Duration::ZERO);
+    let sim = quiet_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config_path = setup.dir.path().join("nightcrier.toml");
+    let write = |channel: &str| {
+        let routes = format!(
+            "[[slack.routes]]\ncluster = {:?}\nchannel = {channel:?}\n",
+            cluster.name()
+        );
+        let text = setup.config(&sim, &slack, "", 2).replacen(
+            "\n[[clusters]]",
+            &format!("\n{routes}\n[[clusters]]"),
+            1,
+        );
+        std::fs::write(&config_path, text).unwrap();
+    };
+    write("C0FIRST");
+    let log_path = setup.dir.path().join("daemon.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .args(["--health-listen", "off"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let signal = |signal: libc::c_int| {
+        // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
+        assert_eq!(unsafe { libc::kill(daemon.id() as libc::pid_t, signal) }, 0);
+    };
+    // A fault is only sent once the daemon has subscribed.
+    let emit_until_sent = |cluster: &SimCluster| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while cluster.emit_fault("critical", "CrashLoop").is_none() {
+            assert!(std::time::Instant::now() < deadline, "never subscribed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    emit_until_sent(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages)[0].channel, "C0FIRST");
+
+    write("C0SECOND");
+    signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("configuration reloaded")
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload in the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    emit_until_sent(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 2));
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages)[1].channel, "C0SECOND");
+
+    signal(libc::SIGTERM);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(daemon.wait());
+    });
+    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(TOKEN), "the bot token is never logged");
+}
