@@ -101,6 +101,8 @@ struct IncidentThread {
     finished: bool,
     /// The root message could not be posted: nothing else of the incident can be sent.
     root_failed: bool,
+    /// When it last had a call started (a count across incidents; 0: never).
+    served: u64,
 }
 
 struct InFlight {
@@ -119,7 +121,7 @@ pub struct SlackApp {
     settings: SlackAppSettings,
     gate: RateGate,
     threads: HashMap<String, IncidentThread>,
-    /// Incidents in turn order.
+    /// Incidents with a thread open, in the order they came.
     rotation: VecDeque<String>,
     /// Thread key → root message, for repeats; `known_order` evicts the oldest.
     known: HashMap<String, SlackThreadRecord>,
@@ -129,6 +131,8 @@ pub struct SlackApp {
     awaiting_resolution: HashMap<String, PathBuf>,
     calls: HashMap<u64, InFlight>,
     next_id: u64,
+    /// Calls started so far, to order incidents by when they were last served.
+    served_count: u64,
     wake_at: Option<Instant>,
     to_persist: Vec<ThreadToPersist>,
     counters: SlackCounters,
@@ -146,6 +150,7 @@ impl SlackApp {
             awaiting_resolution: HashMap::new(),
             calls: HashMap::new(),
             next_id: FIRST_CALL_ID,
+            served_count: 0,
             wake_at: None,
             to_persist: Vec::new(),
             counters: SlackCounters::default(),
@@ -251,6 +256,7 @@ impl SlackApp {
                 not_before: None,
                 finished: true,
                 root_failed: false,
+                served: 0,
             },
         );
         self.rotation.push_back(key);
@@ -289,6 +295,7 @@ impl SlackApp {
             not_before: None,
             finished: false,
             root_failed: false,
+            served: 0,
         };
         self.awaiting_resolution.remove(&key);
         match self.known.get(&key).cloned() {
@@ -340,6 +347,7 @@ impl SlackApp {
                 not_before: None,
                 finished: true,
                 root_failed: false,
+                served: 0,
             },
         );
         self.next_id += 1;
@@ -459,10 +467,16 @@ impl SlackApp {
     fn pump(&mut self, ctx: &mut StageContext) {
         let now = ctx.now;
         let mut wake: Option<Instant> = None;
-        for _ in 0..self.rotation.len() {
-            let Some(incident) = self.rotation.pop_front() else {
-                break;
-            };
+        // The incident served longest ago goes first (never served: first of all, in the
+        // order they came): round robin across incidents.
+        let mut order: Vec<(u64, String)> = std::mem::take(&mut self.rotation)
+            .into_iter()
+            .filter_map(|key| self.threads.get(&key).map(|t| (t.served, key)))
+            .collect();
+        order.sort_by_key(|(served, _)| *served);
+        let mut kept = VecDeque::with_capacity(order.len());
+        let mut to_start = Vec::new();
+        for (_, incident) in order {
             let Some(thread) = self.threads.get_mut(&incident) else {
                 continue;
             };
@@ -470,7 +484,7 @@ impl SlackApp {
                 self.threads.remove(&incident);
                 continue;
             }
-            self.rotation.push_back(incident.clone());
+            kept.push_back(incident.clone());
             if thread.in_flight {
                 continue;
             }
@@ -509,10 +523,17 @@ impl SlackApp {
             };
             thread.in_flight = true;
             thread.not_before = None;
+            self.served_count += 1;
+            thread.served = self.served_count;
             self.gate.record(method, &call.channel, now);
+            to_start.push((incident, pending, call));
+        }
+        self.rotation = kept;
+        self.wake_at = wake;
+        // Started after the turn order is settled: a call that fails at once pumps again.
+        for (incident, pending, call) in to_start {
             self.start_call(ctx, incident, pending, call);
         }
-        self.wake_at = wake;
     }
 
     fn start_call(
@@ -846,4 +867,155 @@ fn transient_label(reason: &str) -> &'static str {
 
 fn count_error(errors: &mut BTreeMap<&'static str, u64>, reason: &str) {
     *errors.entry(transient_label(reason)).or_default() += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::report::InvestigationSummary;
+    use crate::notify::slack::NotificationKind;
+    use std::sync::Arc;
+
+    struct Loop {
+        poll: mio::Poll,
+        waker: Arc<mio::Waker>,
+        resolver: crate::net::dns::Resolver,
+        tls: crate::net::tls::TlsConfigs,
+        inbound: crate::net::transport::ReadBuffers,
+    }
+
+    impl Loop {
+        fn new() -> Loop {
+            let poll = mio::Poll::new().unwrap();
+            let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).unwrap());
+            Loop {
+                resolver: crate::net::dns::Resolver::start(waker.clone()).unwrap(),
+                tls: crate::net::tls::TlsConfigs::new(),
+                inbound: crate::net::transport::ReadBuffers::with_capacity(1024),
+                waker,
+                poll,
+            }
+        }
+
+        fn ctx(&mut self, now: Instant) -> StageContext<'_> {
+            StageContext {
+                now,
+                registry: self.poll.registry(),
+                resolver: &self.resolver,
+                tls: &mut self.tls,
+                inbound: &mut self.inbound,
+                waker: &self.waker,
+            }
+        }
+    }
+
+    fn app(interval: Duration) -> SlackApp {
+        SlackApp::new(SlackAppSettings {
+            channel: "C1".into(),
+            // Nothing listens on port 1: calls stay in flight until the test answers them.
+            api_url: Endpoint::parse("http://127.0.0.1:1/api").unwrap(),
+            bot_token: Secret::new("xoxb-test"),
+            ca_file: None,
+            channel_interval: interval,
+            attempt_timeout: Duration::from_secs(3600),
+            retry: RetryPolicy::default(),
+            resolved_check_interval: Duration::from_secs(30),
+            proxy: None,
+        })
+    }
+
+    fn start(name: &str) -> IncidentStart {
+        IncidentStart {
+            workspace: PathBuf::from(format!("/ws/{name}")),
+            channel: "C1".into(),
+            notification: TriageNotification {
+                cluster: "c".into(),
+                environment: None,
+                severity: "critical".into(),
+                namespace: Some("ns".into()),
+                kind: "Pod".into(),
+                name: name.into(),
+                fault_type: "CrashLoop".into(),
+                incident_id: name.into(),
+                kind_of: NotificationKind::Investigated,
+                duration: Duration::from_secs(1),
+                summary: InvestigationSummary::default(),
+                labels: Vec::new(),
+            },
+        }
+    }
+
+    /// The one call in flight: (incident, method).
+    fn in_flight(app: &SlackApp) -> Vec<(String, ApiMethod)> {
+        app.calls
+            .values()
+            .map(|c| (c.incident.clone(), c.call.method))
+            .collect()
+    }
+
+    /// Answers the call in flight as Slack would, `ok` with a new ts.
+    fn answer_ok(app: &mut SlackApp, ctx: &mut StageContext, ts: &str) {
+        let id = *app.calls.keys().next().unwrap();
+        let call = app.calls.get_mut(&id).unwrap();
+        call.status = Some(200);
+        call.answer = format!(r#"{{"ok":true,"channel":"C1","ts":"{ts}"}}"#).into_bytes();
+        app.finish(ctx, id, None);
+    }
+
+    #[test]
+    fn incidents_take_turns_in_a_channel_one_call_at_a_time() {
+        let mut lp = Loop::new();
+        let t0 = Instant::now();
+        let mut app = app(Duration::from_secs(1));
+        let mut ctx = lp.ctx(t0);
+        app.incident_started(&mut ctx, "a", start("a"));
+        app.incident_started(&mut ctx, "b", start("b"));
+        assert_eq!(in_flight(&app), [("a".into(), ApiMethod::PostMessage)]);
+        // a's run ends at once: its update waits behind b's root.
+        let n = start("a").notification;
+        app.incident_finished(&mut ctx, "a", &n, None);
+        answer_ok(&mut app, &mut ctx, "1.1");
+        assert!(app.calls.is_empty(), "the channel waits its interval");
+        assert_eq!(app.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        let mut ctx = lp.ctx(t0 + Duration::from_secs(1));
+        app.on_tick(&mut ctx);
+        assert_eq!(in_flight(&app), [("b".into(), ApiMethod::PostMessage)]);
+        answer_ok(&mut app, &mut ctx, "1.2");
+        let mut ctx = lp.ctx(t0 + Duration::from_secs(2));
+        app.on_tick(&mut ctx);
+        assert_eq!(in_flight(&app), [("a".into(), ApiMethod::Update)]);
+        let update = &app.calls.values().next().unwrap().call;
+        assert_eq!(update.ts.as_deref(), Some("1.1"));
+        assert_eq!(
+            app.take_threads_to_persist()
+                .iter()
+                .map(|t| (t.workspace.clone(), t.record.ts.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (PathBuf::from("/ws/a"), "1.1".to_string()),
+                (PathBuf::from("/ws/b"), "1.2".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_429_pauses_the_method_and_the_message_is_sent_again() {
+        let mut lp = Loop::new();
+        let t0 = Instant::now();
+        let mut app = app(Duration::ZERO);
+        let mut ctx = lp.ctx(t0);
+        app.incident_started(&mut ctx, "a", start("a"));
+        let id = *app.calls.keys().next().unwrap();
+        let call = app.calls.get_mut(&id).unwrap();
+        call.status = Some(429);
+        call.retry_after = Some("3".into());
+        app.finish(&mut ctx, id, None);
+        assert!(app.calls.is_empty());
+        assert_eq!(app.next_deadline(), Some(t0 + Duration::from_secs(3)));
+        let mut ctx = lp.ctx(t0 + Duration::from_secs(3));
+        app.on_tick(&mut ctx);
+        assert_eq!(in_flight(&app), [("a".into(), ApiMethod::PostMessage)]);
+        assert_eq!(app.counters().api_errors.get("ratelimited"), Some(&1));
+        assert_eq!(app.counters().retried, 1);
+    }
 }
