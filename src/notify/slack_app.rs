@@ -355,6 +355,28 @@ impl SlackApp {
         self.pump(ctx);
     }
 
+    /// A reply in the thread of incident `incident_id` while its thread is open (from the
+    /// agent's start until its outcome went out): for a cluster that joins the incident, or
+    /// a decision taken about it. `text` is mrkdwn, escaped by the caller. False when the
+    /// incident has no open thread.
+    pub fn note(&mut self, ctx: &mut StageContext, incident_id: &str, text: &str) -> bool {
+        let Some(thread) = self.threads.get_mut(incident_id) else {
+            return false;
+        };
+        if thread.root_failed {
+            return false;
+        }
+        thread.queue.push_back(pending(
+            MessageKind::Reply,
+            serde_json::json!({
+                "text": text,
+                "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
+            }),
+        ));
+        self.pump(ctx);
+        true
+    }
+
     /// The run ended: the root message is edited to the outcome.
     pub fn incident_finished(
         &mut self,
@@ -996,6 +1018,23 @@ mod tests {
                 (PathBuf::from("/ws/b"), "1.2".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_note_waits_for_the_root_and_replies_in_its_thread() {
+        let mut lp = Loop::new();
+        let t0 = Instant::now();
+        let mut app = app(Duration::ZERO);
+        let mut ctx = lp.ctx(t0);
+        app.incident_started(&mut ctx, "a", start("a"));
+        assert!(app.note(&mut ctx, "a", "cluster c2 joins this incident"));
+        assert!(!app.note(&mut ctx, "unknown", "x"));
+        assert_eq!(in_flight(&app), [("a".into(), ApiMethod::PostMessage)]);
+        answer_ok(&mut app, &mut ctx, "1.1");
+        let reply = &app.calls.values().next().unwrap().call;
+        assert_eq!(reply.method, ApiMethod::PostMessage);
+        assert_eq!(reply.thread_ts.as_deref(), Some("1.1"));
+        assert_eq!(reply.message["text"], "cluster c2 joins this incident");
     }
 
     #[test]
