@@ -656,10 +656,107 @@ fn webhook_mode_still_posts_one_message_and_tunnels_through_a_proxy() {
     running.stop().unwrap();
 }
 
+/// Runs the daemon on `config`, logging to `log`; stopped by [`stop_daemon`].
+fn spawn_daemon(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nightcrier"))
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--health-listen", "off"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(daemon: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
+    assert_eq!(unsafe { libc::kill(daemon.id() as libc::pid_t, signal) }, 0);
+}
+
+/// SIGTERM, then the exit within the time bound; returns the daemon's log.
+fn stop_daemon(daemon: std::process::Child, log: &std::path::Path) -> String {
+    signal(&daemon, libc::SIGTERM);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut daemon = daemon;
+    std::thread::spawn(move || {
+        let _ = tx.send(daemon.wait());
+    });
+    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{log}");
+    log
+}
+
+/// Emits a fault once the daemon has subscribed (before, the simulator sends it nowhere).
+fn emit_until_sent(cluster: &SimCluster) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while cluster.emit_fault("critical", "CrashLoop").is_none() {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGHUP, then the daemon's word that the new configuration is in use.
+fn reload(daemon: &std::process::Child, log: &std::path::Path, times: usize) {
+    signal(daemon, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("configuration reloaded")
+        .count()
+        < times
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload in the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A repeat of a fault that has a thread, silenced by a silence added at a reload: a reply
+/// in the thread says so, and no new incident is investigated.
+#[test]
+fn a_silenced_repeat_replies_in_the_faults_thread() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config_path = setup.dir.path().join("nightcrier.toml");
+    let text = setup.config(&sim, &slack, "", 2);
+    std::fs::write(&config_path, &text).unwrap();
+    let log = setup.dir.path().join("daemon.log");
+    let daemon = spawn_daemon(&config_path, &log);
+    emit_until_sent(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let root_ts = roots(&messages)[0].ts.clone();
+
+    let silence = format!(
+        "[[silences]]\nname = \"shop-upgrade\"\nstarts_at = \"2020-01-01T00:00:00Z\"\n\
+         ends_at = \"2099-01-01T00:00:00Z\"\nmatchers = {{ cluster = {:?} }}\n",
+        cluster.name()
+    );
+    let text = text.replacen("\n[[clusters]]", &format!("\n{silence}\n[[clusters]]"), 1);
+    std::fs::write(&config_path, text).unwrap();
+    reload(&daemon, &log, 1);
+    emit_until_sent(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter().any(|m| {
+            m.thread_ts.as_deref() == Some(root_ts.as_str()) && m.text.contains("silenced")
+        })
+    });
+    assert!(done, "{messages:#?}");
+    let reply = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();
+    assert!(reply.text.contains("`file:shop-upgrade`"), "{}", reply.text);
+    assert_eq!(roots(&messages).len(), 1);
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert_eq!(root.updates, 1, "the root keeps its outcome");
+    stop_daemon(daemon, &log);
+}
+
 /// The daemon itself: a SIGHUP with new routes sends the next incident to the new channel.
 #[test]
 fn a_reload_applies_new_routes() {
-    use std::process::{Command, Stdio};
     let setup = Setup::new();
     let slack = FakeSlack::start(&[CHANNEL, "C0FIRST", "C0SECOND"], Duration::ZERO);
     let sim = quiet_sim(1);
@@ -679,55 +776,18 @@ fn a_reload_applies_new_routes() {
     };
     write("C0FIRST");
     let log_path = setup.dir.path().join("daemon.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_nightcrier"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .args(["--health-listen", "off"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let signal = |signal: libc::c_int| {
-        // SAFETY: kill(2) on our own child's PID, which is not reaped yet.
-        assert_eq!(unsafe { libc::kill(daemon.id() as libc::pid_t, signal) }, 0);
-    };
-    // A fault is only sent once the daemon has subscribed.
-    let emit_until_sent = |cluster: &SimCluster| {
-        let deadline = std::time::Instant::now() + WAIT;
-        while cluster.emit_fault("critical", "CrashLoop").is_none() {
-            assert!(std::time::Instant::now() < deadline, "never subscribed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let daemon = spawn_daemon(&config_path, &log_path);
     emit_until_sent(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
     assert_eq!(roots(&messages)[0].channel, "C0FIRST");
 
     write("C0SECOND");
-    signal(libc::SIGHUP);
-    let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .contains("configuration reloaded")
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload in the log");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    reload(&daemon, &log_path, 1);
     emit_until_sent(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 2));
     assert!(done, "{messages:#?}");
     assert_eq!(roots(&messages)[1].channel, "C0SECOND");
-
-    signal(libc::SIGTERM);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(daemon.wait());
-    });
-    let status = rx.recv_timeout(WAIT).expect("daemon exits").unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(status.success(), "{log}");
+    let log = stop_daemon(daemon, &log_path);
     assert!(!log.contains(TOKEN), "the bot token is never logged");
 }

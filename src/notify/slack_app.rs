@@ -377,6 +377,42 @@ impl SlackApp {
         true
     }
 
+    /// A reply in the thread of a fault's earlier incident (by thread key), when there is
+    /// one: a repeat of the fault was silenced, say. Sent at the next turn of the loop.
+    pub fn note_on_thread(&mut self, thread_key: &str, text: &str) -> bool {
+        let Some(root) = self.known.get(thread_key).cloned() else {
+            return false;
+        };
+        let mut queue = VecDeque::new();
+        queue.push_back(pending(
+            MessageKind::Reply,
+            serde_json::json!({
+                "text": text,
+                "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
+            }),
+        ));
+        let key = format!("note-{}", self.next_id);
+        self.next_id += 1;
+        self.threads.insert(
+            key.clone(),
+            IncidentThread {
+                workspace: PathBuf::new(),
+                channel: root.channel,
+                ts: Some(root.ts),
+                thread_key: thread_key.to_owned(),
+                runs: root.runs,
+                queue,
+                in_flight: false,
+                not_before: None,
+                finished: true,
+                root_failed: false,
+                served: 0,
+            },
+        );
+        self.rotation.push_back(key);
+        true
+    }
+
     /// The run ended: the root message is edited to the outcome.
     pub fn incident_finished(
         &mut self,

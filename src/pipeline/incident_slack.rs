@@ -9,10 +9,13 @@ use super::TriagePipeline;
 use crate::agent::workspace::IncidentRecord;
 use crate::agent::workspace_writer::{ResolvedIncident, WriteJob};
 use crate::config::{Secret, SlackRoute};
+use crate::events::FaultEvent;
 use crate::notify::report::InvestigationSummary;
+use crate::notify::slack::escape_mrkdwn;
 use crate::notify::slack::{NotificationKind, TriageNotification};
 use crate::notify::slack_app::IncidentStart;
 use crate::notify::slack_route::{route, Destination};
+use crate::notify::slack_thread::thread_key;
 use crate::stage::StageContext;
 
 /// Workspaces looked at for a `resolved` file per check, at most.
@@ -152,6 +155,32 @@ impl TriagePipeline {
             );
         }
         self.persist_slack_threads();
+    }
+
+    /// A silenced fault that has a thread from an earlier incident: a reply there says it
+    /// came back and was silenced.
+    pub(super) fn note_silenced_repeat(
+        &mut self,
+        cluster: &str,
+        fault: &FaultEvent,
+        silence_id: &str,
+    ) {
+        let Some(app) = self.slack_app.as_mut() else {
+            return;
+        };
+        let resource = &fault.resource;
+        let key = thread_key(
+            cluster,
+            &fault.fault_type,
+            &resource.kind,
+            resource.namespace.as_deref(),
+            &resource.name,
+        );
+        let text = format!(
+            ":no_bell: Seen again, silenced by `{}`: not investigated",
+            escape_mrkdwn(&crate::logging::excerpt(silence_id, 120))
+        );
+        app.note_on_thread(&key, &text);
     }
 
     /// Hands the threads Slack just gave a `ts` to the writer.
