@@ -118,6 +118,7 @@ fn assert_binary_knows(key: &str) {
             }
         }
         [table, key] => format!("[{table}]\n{key} = {{}}\n"),
+        [table, list, key] => format!("[[{table}.{list}]]\n{key} = {{}}\n"),
         [key] => format!("{key} = {{}}\n"),
         _ => panic!("{key}"),
     };

@@ -133,6 +133,13 @@ fn a_minimal_file_yields_every_default() {
             ca_file: None,
             notify_on_agent_failure: false,
             max_attempts: 5,
+            bot_token: None,
+            channel: None,
+            api_url: "https://slack.com/api".to_string(),
+            channel_interval: Duration::from_secs(1),
+            routes: Vec::new(),
+            proxy: None,
+            resolved_check_interval: Duration::from_secs(30),
         }
     );
     let mut expected = Config::defaults(PathBuf::from("nightcrier.toml"));

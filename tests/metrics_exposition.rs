@@ -86,6 +86,7 @@ fn snapshot() -> Published {
         delivered: 4,
         retried: 2,
         failed: 1,
+        api_errors: [("channel_not_found", 1), ("ratelimited", 3)].into(),
     };
     pipeline.config_last_reload_successful = true;
     pipeline.config_last_reload_timestamp_seconds = 1_795_490_000.5;
@@ -226,6 +227,8 @@ fn global_series_show_agents_slack_config_and_build() {
             r#"nightcrier_slack_deliveries_total{outcome="delivered"} 4"#,
             r#"nightcrier_slack_deliveries_total{outcome="retried"} 2"#,
             r#"nightcrier_slack_deliveries_total{outcome="failed"} 1"#,
+            r#"nightcrier_slack_api_errors_total{error="channel_not_found"} 1"#,
+            r#"nightcrier_slack_api_errors_total{error="ratelimited"} 3"#,
             "nightcrier_system_degraded 0",
             "nightcrier_config_last_reload_successful 1",
             "nightcrier_config_last_reload_timestamp_seconds 1795490000.5",

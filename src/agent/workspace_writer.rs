@@ -27,6 +27,14 @@ use crate::agent::workspace::{
     INCIDENT_FILE, MAX_REPORT_BYTES,
 };
 use crate::notify::report::{extract_report, InvestigationSummary};
+use crate::notify::slack_thread::{SlackThreadRecord, MAX_THREAD_FILE_BYTES, THREAD_FILE};
+
+/// Incident directories looked at for Slack threads at start, at most.
+const MAX_THREAD_SCAN: usize = 100_000;
+/// Largest incident.json read back for a resolved incident's message.
+const MAX_INCIDENT_BYTES: u64 = 1024 * 1024;
+/// The agent's report, relative to its workspace.
+const OUTPUT_REPORT: &str = "output/investigation.md";
 
 /// Jobs the channel holds before the loop keeps them in its backlog.
 pub const WRITE_QUEUE_CAPACITY: usize = 64;
@@ -65,6 +73,15 @@ pub enum WriteJob {
     Discard { dir: PathBuf },
     /// Write `pending.jsonl` (the faults still queued at shutdown).
     Pending { path: PathBuf, text: Arc<str> },
+    /// Write the incident's Slack thread (`slack.json`) into its workspace.
+    SlackThread {
+        workspace: PathBuf,
+        record: SlackThreadRecord,
+    },
+    /// Read every workspace's `slack.json` under `root` (at start, in app mode).
+    ScanSlackThreads { root: PathBuf },
+    /// Look for the operator's `resolved` file in these workspaces (thread key, workspace).
+    CheckResolved { threads: Vec<(String, PathBuf)> },
 }
 
 /// What a job did. Every error names the file it concerns.
@@ -96,7 +113,39 @@ pub enum WriteDone {
         path: PathBuf,
         written: io::Result<()>,
     },
+    /// The incidents among those asked about that are marked resolved.
+    Resolved { incidents: Vec<ResolvedIncident> },
+    SlackThread {
+        workspace: PathBuf,
+        written: io::Result<()>,
+    },
+    SlackThreads {
+        records: Vec<FoundThread>,
+        /// Files that were there but could not be read or were not thread records.
+        unreadable: usize,
+    },
 }
+
+/// A thread found in a workspace at start.
+#[derive(Debug)]
+pub struct FoundThread {
+    pub workspace: PathBuf,
+    pub record: SlackThreadRecord,
+    /// The operator marked the incident resolved (a `resolved` file) already.
+    pub resolved: bool,
+}
+
+/// An incident the operator marked resolved, with what its message needs.
+#[derive(Debug)]
+pub struct ResolvedIncident {
+    pub thread_key: String,
+    pub workspace: PathBuf,
+    pub record: IncidentRecord,
+    pub summary: Option<InvestigationSummary>,
+}
+
+/// The file an operator creates in an incident workspace to mark it resolved.
+pub const RESOLVED_FILE: &str = "resolved";
 
 /// The disk as the writer uses it: [`Disk`] in the daemon; tests stand in for it to watch,
 /// hold or fail the writes.
@@ -228,6 +277,88 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
                 .and_then(|()| files.replace(&path, text.as_bytes()));
             WriteDone::Pending { path, written }
         }
+        WriteJob::SlackThread { workspace, record } => {
+            let written = files.replace(&workspace.join(THREAD_FILE), &record.to_bytes());
+            WriteDone::SlackThread { workspace, written }
+        }
+        WriteJob::ScanSlackThreads { root } => scan_slack_threads(files, &root),
+        WriteJob::CheckResolved { threads } => check_resolved(files, threads),
+    }
+}
+
+/// The workspaces holding a `resolved` file (a regular file, not a link), each with its
+/// incident record and the report's summary read back.
+fn check_resolved(files: &mut dyn WorkspaceFiles, threads: Vec<(String, PathBuf)>) -> WriteDone {
+    let mut incidents = Vec::new();
+    for (thread_key, workspace) in threads {
+        let marked = fs::symlink_metadata(workspace.join(RESOLVED_FILE)).is_ok_and(|m| m.is_file());
+        if !marked {
+            continue;
+        }
+        let record = files
+            .read_regular(&workspace.join(INCIDENT_FILE), MAX_INCIDENT_BYTES)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<IncidentRecord>(&bytes).ok());
+        let Some(record) = record else {
+            log::warn!(
+                "{}: marked resolved, but its incident.json cannot be read; not updated",
+                workspace.display()
+            );
+            continue;
+        };
+        let summary = files
+            .read_regular(&workspace.join(OUTPUT_REPORT), MAX_REPORT_BYTES)
+            .ok()
+            .map(|report| extract_report(&String::from_utf8_lossy(&report)));
+        incidents.push(ResolvedIncident {
+            thread_key,
+            workspace,
+            record,
+            summary,
+        });
+    }
+    WriteDone::Resolved { incidents }
+}
+
+/// Every readable `slack.json` in the incident directories under `root`; symlinks and
+/// anything that is not a thread record are skipped.
+fn scan_slack_threads(files: &mut dyn WorkspaceFiles, root: &Path) -> WriteDone {
+    let mut records = Vec::new();
+    let mut unreadable = 0;
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(_) => {
+            return WriteDone::SlackThreads {
+                records,
+                unreadable,
+            }
+        }
+    };
+    for entry in entries.take(MAX_THREAD_SCAN).flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path().join(THREAD_FILE);
+        match files.read_regular(&path, MAX_THREAD_FILE_BYTES) {
+            Ok(bytes) => match SlackThreadRecord::parse(&bytes) {
+                Ok(record) => records.push(FoundThread {
+                    resolved: fs::symlink_metadata(entry.path().join(RESOLVED_FILE))
+                        .is_ok_and(|m| m.is_file()),
+                    workspace: entry.path(),
+                    record,
+                }),
+                Err(e) => {
+                    log::warn!("{}: {e}; not used", path.display());
+                    unreadable += 1;
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    WriteDone::SlackThreads {
+        records,
+        unreadable,
     }
 }
 
@@ -239,6 +370,9 @@ enum JobKey {
     Ledger(PathBuf),
     Discard(PathBuf),
     Pending(PathBuf),
+    SlackThread(PathBuf),
+    ScanSlackThreads,
+    CheckResolved,
 }
 
 impl JobKey {
@@ -250,6 +384,9 @@ impl JobKey {
             WriteJob::Ledger { path, .. } => JobKey::Ledger(path.clone()),
             WriteJob::Discard { dir } => JobKey::Discard(dir.clone()),
             WriteJob::Pending { path, .. } => JobKey::Pending(path.clone()),
+            WriteJob::SlackThread { workspace, .. } => JobKey::SlackThread(workspace.clone()),
+            WriteJob::ScanSlackThreads { .. } => JobKey::ScanSlackThreads,
+            WriteJob::CheckResolved { .. } => JobKey::CheckResolved,
         }
     }
 
@@ -281,6 +418,17 @@ impl JobKey {
             JobKey::Pending(path) => WriteDone::Pending {
                 written: Err(err(&path.display().to_string())),
                 path,
+            },
+            JobKey::SlackThread(workspace) => WriteDone::SlackThread {
+                written: Err(err(&workspace.display().to_string())),
+                workspace,
+            },
+            JobKey::ScanSlackThreads => WriteDone::SlackThreads {
+                records: Vec::new(),
+                unreadable: 0,
+            },
+            JobKey::CheckResolved => WriteDone::Resolved {
+                incidents: Vec::new(),
             },
         }
     }
@@ -479,7 +627,11 @@ impl WriteDone {
             WriteDone::Discarded { removed, .. } => removed.as_ref().err().into_iter().collect(),
             WriteDone::Pending { written, .. }
             | WriteDone::Recorded { written, .. }
-            | WriteDone::Ledger { written, .. } => written.as_ref().err().into_iter().collect(),
+            | WriteDone::Ledger { written, .. }
+            | WriteDone::SlackThread { written, .. } => {
+                written.as_ref().err().into_iter().collect()
+            }
+            WriteDone::SlackThreads { .. } | WriteDone::Resolved { .. } => Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::document::{Context, Origin, Sourced, Table};
 use super::duration::format_duration;
 use super::endpoint::Endpoint;
 use super::error::quote;
+use super::secret::Secret;
 use super::sections::{
     AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
     ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
@@ -20,6 +21,7 @@ use super::sections::{
 use super::severity::Severity;
 use super::shard::Shard;
 use super::silences::{read_silences, SILENCE_KEYS};
+use super::slack_routes::{read_routes, RouteMode};
 use super::values::SecretKeys;
 use super::Config;
 
@@ -106,6 +108,15 @@ pub(crate) const SLACK_KEYS: &[&str] = &[
     "notify_on_agent_failure",
     "max_attempts",
     "ca_file",
+    "bot_token",
+    "bot_token_file",
+    "bot_token_env",
+    "channel",
+    "api_url",
+    "channel_interval",
+    "proxy",
+    "resolved_check_interval",
+    "routes",
 ];
 
 /// Where a top-level key that belongs in a section should go.
@@ -156,8 +167,18 @@ pub fn accepted_keys() -> Vec<String> {
         }
     }
     for (section, section_keys) in sections {
-        keys.extend(section_keys.iter().map(|key| format!("{section}.{key}")));
+        keys.extend(
+            section_keys
+                .iter()
+                .filter(|key| !(*section == "slack" && **key == "routes"))
+                .map(|key| format!("{section}.{key}")),
+        );
     }
+    keys.extend(
+        super::slack_routes::ROUTE_KEYS
+            .iter()
+            .map(|key| format!("slack.routes.{key}")),
+    );
     for key in CLUSTER_KEYS {
         match cluster_sections.iter().find(|(name, _)| name == key) {
             Some((section, section_keys)) => keys.extend(
@@ -181,6 +202,12 @@ const SLACK_WEBHOOK: SecretKeys = SecretKeys {
     inline: "webhook_url",
     file: "webhook_url_file",
     env: "webhook_url_env",
+};
+
+const SLACK_BOT_TOKEN: SecretKeys = SecretKeys {
+    inline: "bot_token",
+    file: "bot_token_file",
+    env: "bot_token_env",
 };
 
 /// Largest queue, in faults.
@@ -645,8 +672,62 @@ fn read_slack(ctx: &mut Context, root: &Table) -> SlackConfig {
         .count(&table, "max_attempts", i64::from(d.max_attempts), 1..=100)
         .value;
     let ca_file = ctx.readable_file(&table, "ca_file").map(|c| c.value);
+    let bot_token = ctx
+        .secret(&table, SLACK_BOT_TOKEN)
+        .map(|(key, token)| (key, token.origin, token.value));
+    let channel = ctx.text(&table, "channel");
+    let api_url = match ctx.text(&table, "api_url") {
+        None => d.api_url.clone(),
+        Some(Sourced { value, origin }) => match Endpoint::parse(&value) {
+            Ok(_) => value,
+            Err(e) => {
+                let message = format!("Slack Web API URL is not usable: {e}");
+                ctx.error(&table.scope, "api_url", &origin, message);
+                d.api_url.clone()
+            }
+        },
+    };
+    let channel_interval = ctx
+        .duration(&table, "channel_interval", d.channel_interval)
+        .value;
+    if let (Some(_), Some((key, origin, _))) = (&webhook_url, &bot_token) {
+        let message = "set either webhook_url (webhook mode) or bot_token (app mode), not both";
+        ctx.error(&table.scope, key, origin, message.to_string());
+    }
+    if let (None, Some((key, origin, _))) = (&channel, &bot_token) {
+        let message = "app mode needs a channel: set slack.channel to the channel id (C...) \
+                       incidents go to";
+        ctx.error(&table.scope, key, origin, message.to_string());
+    }
+    let mode = match (&webhook_url, &bot_token) {
+        (Some(_), _) => RouteMode::Webhook,
+        (None, Some(_)) => RouteMode::App,
+        (None, None) => RouteMode::Off,
+    };
+    let routes = read_routes(ctx, &table, mode);
+    // The URL may hold the proxy's user and password: kept as a secret, never echoed.
+    let proxy = ctx
+        .text(&table, "proxy")
+        .and_then(|Sourced { value, origin }| {
+            match crate::net::proxy::HttpProxy::parse(&value, "") {
+                Ok(_) => Some(Secret::new(value)),
+                Err(e) => {
+                    ctx.error(&table.scope, "proxy", &origin, e);
+                    None
+                }
+            }
+        });
     SlackConfig {
+        resolved_check_interval: ctx
+            .duration(&table, "resolved_check_interval", d.resolved_check_interval)
+            .value,
+        proxy,
+        routes,
         webhook_url,
+        bot_token: bot_token.map(|(_, _, token)| token),
+        channel: channel.map(|c| c.value),
+        api_url,
+        channel_interval,
         ca_file,
         notify_on_agent_failure: ctx.flag(
             &table,

@@ -19,6 +19,7 @@ mod sections;
 mod severity;
 mod shard;
 mod silences;
+mod slack_routes;
 mod suggest;
 mod summary;
 mod values;
@@ -46,6 +47,7 @@ pub use sections::{
 };
 pub use severity::{Severity, UnknownSeverity};
 pub use shard::{fnv1a64, BadShard, Shard};
+pub use slack_routes::SlackRoute;
 pub use summary::render_summary;
 
 /// The whole validated configuration.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::error::quote;
 use super::secret::Secret;
+use super::slack_routes::SlackRoute;
 
 /// What the MCP server is asked to stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -421,11 +422,32 @@ pub struct SlackConfig {
     pub ca_file: Option<PathBuf>,
     pub notify_on_agent_failure: bool,
     pub max_attempts: u32,
+    /// App mode: the bot token (`xoxb-...`); exclusive with `webhook_url`.
+    pub bot_token: Option<Secret>,
+    /// App mode: the channel incidents are posted to.
+    pub channel: Option<String>,
+    /// App mode: the Web API base URL.
+    pub api_url: String,
+    /// App mode: at least this long between two messages to one channel.
+    pub channel_interval: Duration,
+    /// `[[slack.routes]]`, matched in order; none matching means the default.
+    pub routes: Vec<SlackRoute>,
+    /// An HTTP proxy for Slack (both modes), instead of `HTTPS_PROXY`.
+    pub proxy: Option<Secret>,
+    /// App mode: how often finished incidents are looked at for a `resolved` file.
+    pub resolved_check_interval: Duration,
 }
 
 impl Default for SlackConfig {
     fn default() -> Self {
         SlackConfig {
+            bot_token: None,
+            channel: None,
+            api_url: "https://slack.com/api".to_string(),
+            channel_interval: Duration::from_secs(1),
+            routes: Vec::new(),
+            proxy: None,
+            resolved_check_interval: Duration::from_secs(30),
             webhook_url: None,
             ca_file: None,
             notify_on_agent_failure: false,

@@ -211,12 +211,56 @@ fn write_globals(out: &mut String, c: &Config) {
         out,
         g,
         "slack",
-        if c.slack.webhook_url.is_some() {
-            "webhook set (redacted)"
-        } else {
-            "off"
+        match (&c.slack.webhook_url, &c.slack.bot_token) {
+            (Some(_), _) => "webhook set (redacted)".to_string(),
+            (None, Some(_)) => format!(
+                "app mode, bot token set (redacted), channel {}",
+                c.slack.channel.as_deref().unwrap_or("-")
+            ),
+            (None, None) => "off".to_string(),
         },
     );
+}
+
+/// Where the cluster's incidents go: the route that takes it (by position and what it
+/// names; routes on a fault type are noted, since they depend on the fault), or the default.
+fn slack_route(config: &Config, cluster: &ClusterConfig) -> String {
+    use crate::notify::slack_route::{route, Destination};
+    let slack = &config.slack;
+    let default = match (&slack.webhook_url, &slack.channel) {
+        (Some(_), _) => "webhook (redacted)".to_string(),
+        (None, Some(channel)) if slack.bot_token.is_some() => format!("channel {channel}"),
+        _ => return "-".to_string(),
+    };
+    let environment = cluster.environment.as_deref();
+    let (whole, before) = match route(
+        &slack.routes,
+        &cluster.name,
+        environment,
+        &cluster.labels,
+        None,
+    ) {
+        Destination::Route(i, r) => (format!("route {} -> {}", i + 1, r.target_text()), i),
+        Destination::Default => (format!("default -> {default}"), slack.routes.len()),
+    };
+    let by_fault = slack.routes[..before].iter().enumerate().find(|(_, r)| {
+        r.fault_type.is_some()
+            && r.matches(
+                &cluster.name,
+                environment,
+                &cluster.labels,
+                r.fault_type.as_deref(),
+            )
+    });
+    match by_fault {
+        Some((i, r)) => format!(
+            "{whole} (fault type {}: route {} -> {})",
+            r.fault_type.as_deref().unwrap_or("-"),
+            i + 1,
+            r.target_text()
+        ),
+        None => whole,
+    }
 }
 
 fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
@@ -247,6 +291,7 @@ fn write_cluster(out: &mut String, config: &Config, cluster: &ClusterConfig) {
             .join(", ")
     };
     row(out, i, "labels", labels);
+    row(out, i, "slack route", slack_route(config, cluster));
     let mcp = &cluster.mcp;
     row(out, i, "endpoint", &mcp.endpoint);
     let tls = if !mcp.endpoint.tls {

@@ -149,6 +149,8 @@ pub struct SlackCounters {
     pub delivered: u64,
     pub retried: u64,
     pub failed: u64,
+    /// App mode: Slack's errors (`ok:false` names, 429s, transport), by name.
+    pub api_errors: BTreeMap<&'static str, u64>,
 }
 
 /// Everything the pipeline publishes.

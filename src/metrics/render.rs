@@ -571,6 +571,20 @@ fn render_slack_and_config(out: &mut Exposition, published: &Published) {
             count,
         );
     }
+    out.family(
+        "nightcrier_slack_api_errors_total",
+        "counter",
+        "Slack Web API errors in app mode, by name: ok:false errors (channel_not_found, \
+         not_in_channel, invalid_auth, msg_too_long, ...), ratelimited for HTTP 429, \
+         http_error, transport_error; other for names not known.",
+    );
+    for (error, count) in &pipeline.slack.api_errors {
+        out.sample(
+            "nightcrier_slack_api_errors_total",
+            &[("error", error)],
+            *count,
+        );
+    }
 
     out.family(
         "nightcrier_config_last_reload_successful",

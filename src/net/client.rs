@@ -102,6 +102,27 @@ impl HttpClient {
         })
     }
 
+    /// A client on a socket that is connected and registered already (a proxy tunnel):
+    /// TLS, when asked for, starts with the first flush.
+    pub fn over_established(
+        tcp: mio::net::TcpStream,
+        tls: Option<TlsTarget>,
+        max_head_bytes: usize,
+        max_body_bytes: Option<usize>,
+    ) -> Result<HttpClient, ClientError> {
+        let transport = match tls {
+            None => Transport::plain(tcp),
+            Some(target) => Transport::tls(tcp, target.config, target.name)
+                .map_err(|e| ClientError::Tls(e.to_string()))?,
+        };
+        Ok(HttpClient {
+            transport,
+            connecting: false,
+            parser: ResponseParser::new(max_head_bytes, max_body_bytes),
+            outbound: Vec::new(),
+        })
+    }
+
     pub fn close(mut self, registry: &Registry) {
         // Deregistering a socket that is about to close can only fail if it was never
         // registered; nothing to do about it either way.

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 #[cfg(test)]
 pub mod memory;
+pub mod proxy;
 pub mod sse;
 pub mod tls;
 pub mod tls_session;

@@ -15,6 +15,7 @@ use crate::metrics::counters::SlackCounters;
 use crate::net::client::{HttpClient, Progress, TlsTarget};
 use crate::net::dns::Answer;
 use crate::net::http::{write_request, ResponseEvent};
+use crate::net::proxy::{HttpProxy, ProxyTunnel, TunnelProgress};
 use crate::net::tls;
 use crate::stage::StageContext;
 use crate::token;
@@ -32,9 +33,13 @@ enum State {
 
 struct Delivery {
     what: String,
+    /// A route's webhook, instead of the default one.
+    endpoint: Option<Endpoint>,
     body: Vec<u8>,
     attempt: u32,
     state: State,
+    /// The `CONNECT` tunnel while it is set up, when a proxy applies.
+    tunnel: Option<ProxyTunnel>,
     client: Option<HttpClient>,
     deadline: Instant,
     status: Option<u16>,
@@ -49,6 +54,7 @@ pub struct SlackNotifier {
     deliveries: HashMap<u64, Delivery>,
     next_id: u64,
     counters: SlackCounters,
+    proxy: Option<HttpProxy>,
 }
 
 impl SlackNotifier {
@@ -68,7 +74,24 @@ impl SlackNotifier {
             deliveries: HashMap::new(),
             next_id: 1,
             counters: SlackCounters::default(),
+            proxy: None,
         })
+    }
+
+    /// Webhooks are reached through `proxy` (with `CONNECT`), except hosts it exempts.
+    pub fn with_proxy(mut self, proxy: Option<HttpProxy>) -> SlackNotifier {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The proxy for delivery `id`'s host, if one applies.
+    fn proxy_for(&self, id: u64) -> Option<&HttpProxy> {
+        let endpoint = self
+            .deliveries
+            .get(&id)
+            .and_then(|d| d.endpoint.as_ref())
+            .unwrap_or(&self.endpoint);
+        self.proxy.as_ref().filter(|p| p.applies_to(&endpoint.host))
     }
 
     pub fn counters(&self) -> SlackCounters {
@@ -85,15 +108,30 @@ impl SlackNotifier {
 
     /// Queues one message; `what` names it in logs (e.g. the incident id).
     pub fn send(&mut self, ctx: &mut StageContext, payload: &serde_json::Value, what: &str) {
+        self.send_to(ctx, None, payload, what);
+    }
+
+    /// Queues one message to a route's webhook (`None`: the default one).
+    pub fn send_to(
+        &mut self,
+        ctx: &mut StageContext,
+        webhook: Option<&Secret>,
+        payload: &serde_json::Value,
+        what: &str,
+    ) {
+        // Routes' URLs were checked when the configuration was read.
+        let endpoint = webhook.and_then(|url| Endpoint::parse(url.expose()).ok());
         let id = self.next_id;
         self.next_id += 1;
         self.deliveries.insert(
             id,
             Delivery {
                 what: what.to_owned(),
+                endpoint,
                 body: payload.to_string().into_bytes(),
                 attempt: 0,
                 state: State::Waiting,
+                tunnel: None,
                 client: None,
                 deadline: ctx.now,
                 status: None,
@@ -138,6 +176,17 @@ impl SlackNotifier {
     }
 
     pub fn on_ready(&mut self, ctx: &mut StageContext, token_id: u64) {
+        let tunnel = self
+            .deliveries
+            .get_mut(&token_id)
+            .and_then(|d| d.tunnel.as_mut());
+        if let Some(tunnel) = tunnel {
+            match tunnel.on_ready() {
+                Ok(TunnelProgress::Pending) => return,
+                Ok(TunnelProgress::Established) => self.open_client(ctx, token_id, None),
+                Err(e) => return self.finish(ctx, token_id, Some(&e)),
+            }
+        }
         let mut events = Vec::new();
         loop {
             events.clear();
@@ -184,11 +233,12 @@ impl SlackNotifier {
         delivery.status = None;
         delivery.retry_after = None;
         delivery.deadline = ctx.now + self.attempt_timeout;
-        let host = self.endpoint.host.clone();
-        if let Some(result) =
-            ctx.resolver
-                .resolve(token::stage_dns_key(id), &host, self.endpoint.port)
-        {
+        let endpoint = delivery.endpoint.as_ref().unwrap_or(&self.endpoint);
+        let (host, port) = match self.proxy.as_ref().filter(|p| p.applies_to(&endpoint.host)) {
+            Some(proxy) => (proxy.host.clone(), proxy.port),
+            None => (endpoint.host.clone(), endpoint.port),
+        };
+        if let Some(result) = ctx.resolver.resolve(token::stage_dns_key(id), &host, port) {
             self.on_resolved(
                 ctx,
                 Answer {
@@ -200,12 +250,42 @@ impl SlackNotifier {
     }
 
     fn connect(&mut self, ctx: &mut StageContext, id: u64, addr: std::net::SocketAddr) {
-        let tls = if self.endpoint.tls {
+        if let Some(proxy) = self.proxy_for(id) {
+            let endpoint = self
+                .deliveries
+                .get(&id)
+                .and_then(|d| d.endpoint.as_ref())
+                .unwrap_or(&self.endpoint);
+            let request = proxy.connect_request(&endpoint.host, endpoint.port);
+            match ProxyTunnel::open(ctx.registry, token::stage(id), addr, request, KEEPALIVE) {
+                Ok(tunnel) => match self.deliveries.get_mut(&id) {
+                    Some(delivery) => {
+                        delivery.tunnel = Some(tunnel);
+                        delivery.state = State::Sending;
+                    }
+                    None => tunnel.close(ctx.registry),
+                },
+                Err(e) => self.finish(ctx, id, Some(&format!("proxy: connect: {e}"))),
+            }
+            return;
+        }
+        self.open_client(ctx, id, Some(addr));
+    }
+
+    /// Delivery `id`'s HTTP client: a fresh connection to `addr`, or the established proxy
+    /// tunnel when `addr` is `None`; the request is queued on it.
+    fn open_client(&mut self, ctx: &mut StageContext, id: u64, addr: Option<std::net::SocketAddr>) {
+        let endpoint = self
+            .deliveries
+            .get(&id)
+            .and_then(|d| d.endpoint.clone())
+            .unwrap_or_else(|| self.endpoint.clone());
+        let tls = if endpoint.tls {
             let config = match ctx.tls.get(self.ca_file.as_deref(), false) {
                 Ok(config) => config,
                 Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
             };
-            match tls::server_name(&self.endpoint.host) {
+            match tls::server_name(&endpoint.host) {
                 Ok(name) => Some(TlsTarget { config, name }),
                 Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
             }
@@ -213,15 +293,25 @@ impl SlackNotifier {
             None
         };
         let token: Token = token::stage(id);
-        let client = HttpClient::open(
-            ctx.registry,
-            token,
-            addr,
-            tls,
-            KEEPALIVE,
-            MAX_REPLY_HEAD,
-            Some(MAX_REPLY_BODY),
-        );
+        let tunnel = self.deliveries.get_mut(&id).and_then(|d| d.tunnel.take());
+        let client = match (addr, tunnel) {
+            (Some(addr), _) => HttpClient::open(
+                ctx.registry,
+                token,
+                addr,
+                tls,
+                KEEPALIVE,
+                MAX_REPLY_HEAD,
+                Some(MAX_REPLY_BODY),
+            ),
+            (None, Some(tunnel)) => HttpClient::over_established(
+                tunnel.into_stream(),
+                tls,
+                MAX_REPLY_HEAD,
+                Some(MAX_REPLY_BODY),
+            ),
+            (None, None) => return self.finish(ctx, id, Some("proxy: no tunnel")),
+        };
         let mut client = match client {
             Ok(client) => client,
             Err(e) => return self.finish(ctx, id, Some(&e.to_string())),
@@ -234,8 +324,8 @@ impl SlackNotifier {
         write_request(
             &mut request,
             "POST",
-            &self.endpoint.path,
-            &self.endpoint.host_header,
+            &endpoint.path,
+            &endpoint.host_header,
             &[
                 ("Content-Type", "application/json"),
                 (
@@ -262,6 +352,9 @@ impl SlackNotifier {
         };
         if let Some(client) = delivery.client.take() {
             client.close(ctx.registry);
+        }
+        if let Some(tunnel) = delivery.tunnel.take() {
+            tunnel.close(ctx.registry);
         }
         let status = if transport_error.is_some() {
             None

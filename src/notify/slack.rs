@@ -116,7 +116,7 @@ pub fn build_payload(n: &TriageNotification) -> Value {
 }
 
 /// Shortcodes, so the header and the fallback text stay ASCII and render everywhere.
-fn severity_emoji(severity: &str) -> &'static str {
+pub(super) fn severity_emoji(severity: &str) -> &'static str {
     match severity.trim().to_ascii_lowercase().as_str() {
         "critical" => ":red_circle:",
         "error" | "high" => ":large_orange_circle:",
@@ -126,21 +126,21 @@ fn severity_emoji(severity: &str) -> &'static str {
     }
 }
 
-fn resource_text(n: &TriageNotification) -> String {
+pub(super) fn resource_text(n: &TriageNotification) -> String {
     match n.namespace.as_deref().filter(|ns| !ns.trim().is_empty()) {
         Some(namespace) => format!("{} {}/{}", n.kind, namespace, n.name),
         None => format!("{} {}", n.kind, n.name),
     }
 }
 
-fn field(label: &str, value: &str) -> Value {
+pub(super) fn field(label: &str, value: &str) -> Value {
     json!({
         "type": "mrkdwn",
         "text": format!("*{label}*\n{}", one_line(value, FIELD_VALUE_MAX_CHARS)),
     })
 }
 
-fn section(title: &str, body: &str) -> Value {
+pub(super) fn section(title: &str, body: &str) -> Value {
     json!({
         "type": "section",
         "text": {
@@ -150,7 +150,7 @@ fn section(title: &str, body: &str) -> Value {
     })
 }
 
-fn context(n: &TriageNotification) -> Value {
+pub(super) fn context(n: &TriageNotification) -> Value {
     let mut elements = vec![json!({
         "type": "mrkdwn",
         "text": format!("Incident `{}`", one_line(&n.incident_id, 120)),
@@ -195,7 +195,7 @@ fn mrkdwn_text(raw: &str, max_chars: usize) -> String {
     }
 }
 
-fn one_line(raw: &str, max_chars: usize) -> String {
+pub(super) fn one_line(raw: &str, max_chars: usize) -> String {
     let flat: String = raw
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })

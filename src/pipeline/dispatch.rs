@@ -9,6 +9,7 @@
 use std::io;
 use std::time::{Duration, SystemTime};
 
+use super::incident_slack::notification_of;
 use super::{Ending, Preparing, QueuedFault, TriagePipeline};
 use crate::agent::breaker::BreakerState;
 use crate::agent::executor::{start_failure, AgentJob, AgentOutcome, FinishedAgent, SpawnError};
@@ -16,7 +17,7 @@ use crate::agent::workspace::{self, status, IncidentRecord, Workspace, WriteFail
 use crate::agent::workspace_writer::{WriteDone, WriteJob};
 use crate::events::ClusterEvent;
 use crate::notify::report::InvestigationSummary;
-use crate::notify::slack::{build_payload, NotificationKind, TriageNotification};
+use crate::notify::slack::{build_payload, NotificationKind};
 use crate::queue::Admission;
 use crate::stage::StageContext;
 
@@ -168,6 +169,37 @@ impl TriagePipeline {
                     }
                 }
                 WriteDone::Pending { path, written } => self.on_pending_written(&path, written),
+                WriteDone::SlackThread { workspace, written } => {
+                    if let Err(e) = written {
+                        log::warn!(
+                            "{}: the Slack thread is not kept for a restart: {e}",
+                            workspace.display()
+                        );
+                    }
+                }
+                WriteDone::SlackThreads {
+                    records,
+                    unreadable,
+                } => {
+                    if unreadable > 0 {
+                        log::warn!("{unreadable} incident Slack thread files could not be read");
+                    }
+                    if let Some(app) = self.slack_app.as_mut() {
+                        log::info!(
+                            "slack: {} incident threads found in the workspaces",
+                            records.len()
+                        );
+                        let found = records
+                            .into_iter()
+                            .map(|f| (f.record, f.workspace, f.resolved))
+                            .collect();
+                        app.learn_threads(found);
+                    }
+                }
+                WriteDone::Resolved { incidents } => {
+                    self.resolution_check_in_flight = false;
+                    self.on_resolved_incidents(ctx, incidents);
+                }
             }
         }
     }
@@ -263,12 +295,13 @@ impl TriagePipeline {
         match spawned {
             Ok((id, deadline)) => {
                 slot.counters.faults_triaged += 1;
-                self.running.insert(incident_id.clone(), record);
                 self.deadlines.push((deadline, id));
                 log::info!(
                     "cluster={name} fault={} incident {incident_id}: agent started",
                     event.event.fault_id
                 );
+                self.open_slack_thread(ctx, &record, &workspace.dir);
+                self.running.insert(incident_id.clone(), record);
             }
             Err(e) => {
                 if let SpawnError::Log { source, .. } = &e {
@@ -290,6 +323,8 @@ impl TriagePipeline {
                         cluster: name,
                         outcome: AgentOutcome::Failed(reason),
                         notification: None,
+                        report: None,
+                        webhook: None,
                     },
                 );
                 // A start refused for this fault's data (its arguments) says nothing about
@@ -392,10 +427,12 @@ impl TriagePipeline {
             );
             return self.count_end(&agent.cluster, &agent.outcome, &[]);
         };
+        // In app mode the root message says "investigating" until it is told the outcome,
+        // a failure included.
         let kind = match reason {
-            _ if self.slack.is_none() => None,
+            _ if self.slack.is_none() && self.slack_app.is_none() => None,
             None => Some(NotificationKind::Investigated),
-            Some(reason) if self.settings.notify_on_agent_failure => {
+            Some(reason) if self.settings.notify_on_agent_failure || self.slack_app.is_some() => {
                 Some(NotificationKind::AgentFailed { reason })
             }
             Some(_) => None,
@@ -403,32 +440,19 @@ impl TriagePipeline {
         // Built from what the loop holds (never from incident.json read back); the writer
         // adds the report's summary.
         let notification = kind.map(|kind_of| {
-            let fault = &record.fault;
-            TriageNotification {
-                cluster: agent.cluster.clone(),
-                environment: config.environment.clone(),
-                severity: fault.severity.clone(),
-                namespace: fault.resource.namespace.clone(),
-                kind: fault.resource.kind.clone(),
-                name: fault.resource.name.clone(),
-                fault_type: fault.fault_type.clone(),
-                incident_id: agent.incident_id.clone(),
-                kind_of,
-                duration: agent.duration,
-                summary: InvestigationSummary::default(),
-                labels: config
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                also_on: record
-                    .correlated
-                    .iter()
-                    .filter(|m| m.cluster != agent.cluster)
-                    .map(|m| m.cluster.clone())
-                    .collect(),
-            }
+            let mut n = notification_of(&record, kind_of, agent.duration);
+            n.cluster.clone_from(&agent.cluster);
+            n.environment.clone_from(&config.environment);
+            n.labels = config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            n
         });
+        let report = matches!(agent.outcome, AgentOutcome::Investigated)
+            .then(|| agent.workspace.report_path());
+        let webhook = self.webhook_route(&record);
         agent.settle(&mut record);
         if let Some(group) = self
             .correlation
@@ -452,6 +476,8 @@ impl TriagePipeline {
                 cluster: agent.cluster,
                 outcome: agent.outcome,
                 notification,
+                report,
+                webhook,
             },
         );
     }
@@ -471,9 +497,17 @@ impl TriagePipeline {
             log::error!("cluster={} incident {incident_id}: {e}", ending.cluster);
         }
         self.count_end(&ending.cluster, &ending.outcome, errors);
-        if let (Some(mut notification), Some(slack)) = (ending.notification, self.slack.as_mut()) {
-            notification.summary = summary.unwrap_or_default();
-            slack.send(ctx, &build_payload(&notification), incident_id);
+        let Some(mut notification) = ending.notification else {
+            return;
+        };
+        notification.summary = summary.unwrap_or_default();
+        if let Some(slack) = self.slack.as_mut() {
+            let payload = build_payload(&notification);
+            slack.send_to(ctx, ending.webhook.as_ref(), &payload, incident_id);
+        }
+        if let Some(app) = self.slack_app.as_mut() {
+            let report = ending.report.as_ref().map(|p| p.display().to_string());
+            app.incident_finished(ctx, incident_id, &notification, report.as_deref());
         }
     }
 
@@ -545,6 +579,9 @@ impl TriagePipeline {
     fn alert(&mut self, ctx: &mut StageContext, text: &str) {
         if let Some(slack) = self.slack.as_mut() {
             slack.send(ctx, &serde_json::json!({ "text": text }), "system alert");
+        }
+        if let (Some(app), Some(settings)) = (self.slack_app.as_mut(), &self.settings.slack_app) {
+            app.alert(ctx, &settings.channel, text);
         }
     }
 }

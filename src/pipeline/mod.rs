@@ -9,6 +9,7 @@ mod budget_gate;
 mod correlated_incidents;
 pub mod correlation;
 mod dispatch;
+mod incident_slack;
 mod intake;
 pub mod pending;
 mod silence;
@@ -27,7 +28,7 @@ use crate::agent::permissions::ClusterPermissions;
 use crate::agent::preflight::{PreflightRequest, PreflightWorker};
 use crate::agent::retention::{RetentionWorker, SweepRequest};
 use crate::agent::workspace::IncidentRecord;
-use crate::agent::workspace_writer::{Disk, WorkspaceWriter};
+use crate::agent::workspace_writer::{Disk, WorkspaceWriter, WriteJob};
 use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Secret, Severity,
     WorkspaceConfig,
@@ -37,8 +38,10 @@ use crate::events::{ClusterEvent, EventSink, FaultView};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::name_map::NameMap;
 use crate::net::dns::Answer;
+use crate::net::proxy::HttpProxy;
 use crate::notify::sender::SlackNotifier;
 use crate::notify::slack::{RetryPolicy, TriageNotification};
+use crate::notify::slack_app::{SlackApp, SlackAppSettings};
 use crate::queue::{OverflowPolicy, ShardedQueue};
 use crate::reload::ReloadPlan;
 use crate::stage::{Stage, StageContext};
@@ -67,6 +70,12 @@ pub struct PipelineSettings {
     pub silences: Vec<crate::silence::Silence>,
     /// The silences API's token: hidden from agents like the other secrets.
     pub admin_token: Option<Secret>,
+    /// Slack app mode (one thread per incident), when a bot token is set.
+    pub slack_app: Option<SlackAppSettings>,
+    /// `[[slack.routes]]`; a reload applies new ones.
+    pub slack_routes: Vec<crate::config::SlackRoute>,
+    /// The HTTP proxy Slack is reached through (`slack.proxy`, else `HTTPS_PROXY`).
+    pub slack_proxy: Option<HttpProxy>,
 }
 
 impl PipelineSettings {
@@ -90,8 +99,49 @@ impl PipelineSettings {
             resume_pending: true,
             silences: config.silences.clone(),
             admin_token: config.admin.token.clone(),
+            slack_app: slack_app_settings(config),
+            slack_routes: config.slack.routes.clone(),
+            slack_proxy: slack_proxy(config),
         }
     }
+}
+
+/// The proxy for Slack, when Slack is on and one is set or in the environment.
+fn slack_proxy(config: &Config) -> Option<HttpProxy> {
+    let slack = &config.slack;
+    if slack.webhook_url.is_none() && slack.bot_token.is_none() {
+        return None;
+    }
+    match HttpProxy::from_setting_or_env(slack.proxy.as_ref()) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            log::error!("HTTPS_PROXY is not usable ({e}); Slack is reached directly");
+            None
+        }
+    }
+}
+
+/// App mode's settings, when the configuration asks for it (a bot token and a channel).
+fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
+    let slack = &config.slack;
+    if slack.webhook_url.is_some() {
+        return None;
+    }
+    let api_url = crate::config::Endpoint::parse(&slack.api_url).ok()?;
+    Some(SlackAppSettings {
+        proxy: slack_proxy(config),
+        resolved_check_interval: slack.resolved_check_interval,
+        channel: slack.channel.clone()?,
+        api_url,
+        bot_token: slack.bot_token.clone()?,
+        ca_file: slack.ca_file.clone(),
+        channel_interval: slack.channel_interval,
+        attempt_timeout: config.connection.read_timeout,
+        retry: RetryPolicy {
+            max_attempts: slack.max_attempts,
+            ..RetryPolicy::default()
+        },
+    })
 }
 
 /// One cluster as the pipeline sees it.
@@ -135,6 +185,10 @@ struct Ending {
     outcome: AgentOutcome,
     /// The message, lacking only the report's summary.
     notification: Option<TriageNotification>,
+    /// The agent's report, for the message to point to.
+    report: Option<PathBuf>,
+    /// Webhook mode: the route's webhook, when a route names one.
+    webhook: Option<crate::config::Secret>,
 }
 
 /// `pending.jsonl` handed to the writer at shutdown, kept until it says how that went.
@@ -168,6 +222,11 @@ pub struct TriagePipeline {
     /// Clusters whose preflight is running: their agents wait for the permission record.
     preflight_waiting: HashSet<String>,
     slack: Option<SlackNotifier>,
+    slack_app: Option<SlackApp>,
+    /// App mode: when the writer is next asked about `resolved` files, and whether it is
+    /// answering one question now.
+    next_resolution_check: Option<Instant>,
+    resolution_check_in_flight: bool,
     agent_duration: DurationHistogram,
     /// Agent failures in a row across all clusters, for the system-degraded alert.
     consecutive_failures: u32,
@@ -204,13 +263,28 @@ impl TriagePipeline {
         clusters: &[Arc<ClusterConfig>],
         slack: Option<(crate::config::Secret, Option<PathBuf>, u32, Duration)>,
     ) -> Result<TriagePipeline, String> {
-        let webhook = slack.as_ref().map(|(url, ..)| url.expose().to_owned());
         // The admin token too: an agent that could change silences could hide faults.
         let admin_token = settings.admin_token.as_ref().map(Secret::expose);
+        // The webhook URL or the bot token: either is hidden from agents.
+        let webhook = slack
+            .as_ref()
+            .map(|(url, ..)| url.expose().to_owned())
+            .or_else(|| {
+                settings
+                    .slack_app
+                    .as_ref()
+                    .map(|app| app.bot_token.expose().to_owned())
+            });
+        let slack_secrets = slack_secrets(webhook.as_deref(), &settings.slack_routes);
+        let hidden_secrets: Vec<Option<&str>> = slack_secrets
+            .iter()
+            .map(|s| Some(s.as_str()))
+            .chain([admin_token])
+            .collect();
         let hidden = hidden_env(
             std::env::vars_os(),
             clusters.iter().map(|c| c.as_ref()),
-            &[webhook.as_deref(), admin_token],
+            &hidden_secrets,
         );
         let slack = match slack {
             Some((url, ca_file, attempts, timeout)) => {
@@ -218,10 +292,14 @@ impl TriagePipeline {
                     max_attempts: attempts,
                     ..RetryPolicy::default()
                 };
-                Some(SlackNotifier::new(&url, ca_file, policy, timeout)?)
+                Some(
+                    SlackNotifier::new(&url, ca_file, policy, timeout)?
+                        .with_proxy(settings.slack_proxy.clone()),
+                )
             }
             None => None,
         };
+        let slack_app = settings.slack_app.clone().map(SlackApp::new);
         let mut pipeline = TriagePipeline {
             queue: ShardedQueue::new(
                 settings.cluster_queue_size,
@@ -248,6 +326,9 @@ impl TriagePipeline {
             preflight: None,
             preflight_waiting: HashSet::new(),
             slack,
+            slack_app,
+            next_resolution_check: None,
+            resolution_check_in_flight: false,
             agent_duration: DurationHistogram::default(),
             consecutive_failures: 0,
             system_degraded: false,
@@ -505,6 +586,12 @@ impl Stage for TriagePipeline {
             ),
         }
         self.request_sweep(ctx.now);
+        if self.slack_app.is_some() {
+            // Before any incident is made: the writer runs jobs in order.
+            self.writer.submit(WriteJob::ScanSlackThreads {
+                root: self.settings.workspace_root.clone(),
+            });
+        }
         if self.settings.resume_pending {
             self.resume_pending(ctx.now);
         }
@@ -516,6 +603,8 @@ impl Stage for TriagePipeline {
             self.dedup.next_expiry(),
             self.correlation.groups.next_deadline(),
             self.slack.as_ref().and_then(SlackNotifier::next_deadline),
+            self.slack_app.as_ref().and_then(SlackApp::next_deadline),
+            self.slack_app.as_ref().and(self.next_resolution_check),
             self.next_sweep,
             self.disk_full_until,
         ]
@@ -547,6 +636,11 @@ impl Stage for TriagePipeline {
         if let Some(slack) = self.slack.as_mut() {
             slack.on_tick(ctx);
         }
+        if let Some(app) = self.slack_app.as_mut() {
+            app.on_tick(ctx);
+        }
+        self.check_resolutions(now);
+        self.persist_slack_threads();
         if self.next_sweep.is_some_and(|at| at <= now) {
             self.request_sweep(now);
         }
@@ -555,15 +649,30 @@ impl Stage for TriagePipeline {
     }
 
     fn on_ready(&mut self, ctx: &mut StageContext, token: Token) {
-        if let (Some(slack), crate::token::Owner::Stage(id)) =
-            (self.slack.as_mut(), crate::token::owner(token))
-        {
+        let crate::token::Owner::Stage(id) = crate::token::owner(token) else {
+            return;
+        };
+        if SlackApp::owns(id) {
+            if let Some(app) = self.slack_app.as_mut() {
+                app.on_ready(ctx, id);
+            }
+            self.persist_slack_threads();
+        } else if let Some(slack) = self.slack.as_mut() {
             slack.on_ready(ctx, id);
         }
     }
 
     fn on_resolved(&mut self, ctx: &mut StageContext, answer: Answer) {
-        if let Some(slack) = self.slack.as_mut() {
+        let app_call = matches!(
+            crate::token::dns_owner(answer.key),
+            crate::token::DnsOwner::Stage(id) if SlackApp::owns(id)
+        );
+        if app_call {
+            if let Some(app) = self.slack_app.as_mut() {
+                app.on_resolved(ctx, answer);
+            }
+            self.persist_slack_threads();
+        } else if let Some(slack) = self.slack.as_mut() {
             slack.on_resolved(ctx, answer);
         }
     }
@@ -609,11 +718,11 @@ impl Stage for TriagePipeline {
             correlation: self.correlation.counters.clone(),
             budget: self.budget_remaining(),
             silent_clusters: self.silent_cluster_names(),
-            slack: self
-                .slack
-                .as_ref()
-                .map(SlackNotifier::counters)
-                .unwrap_or_default(),
+            slack: match (&self.slack, &self.slack_app) {
+                (Some(webhook), _) => webhook.counters(),
+                (None, Some(app)) => app.counters(),
+                (None, None) => Default::default(),
+            },
             system_degraded: self.system_degraded,
             config_last_reload_successful: self.reload_ok,
             config_last_reload_timestamp_seconds: self
@@ -671,6 +780,7 @@ impl Stage for TriagePipeline {
             && self.endings.is_empty()
             && self.writer.is_idle()
             && self.slack.as_ref().is_none_or(SlackNotifier::is_idle)
+            && self.slack_app.as_ref().is_none_or(SlackApp::is_idle)
     }
 
     fn terminate(&mut self, _ctx: &mut StageContext) -> Duration {
@@ -704,6 +814,7 @@ impl Stage for TriagePipeline {
             .set_timing(fresh.alerts.cluster_down_after, fresh.alerts.flap_window);
         // New ceilings apply at once to what was already spent.
         self.settings.budget = fresh.budget;
+        self.settings.slack_routes = fresh.slack_routes;
         for cluster in plan.start.iter().chain(&plan.reconnect).chain(&plan.update) {
             self.add_cluster(cluster.clone());
         }
@@ -727,15 +838,16 @@ impl Stage for TriagePipeline {
         self.submit_preflights(Some(&plan.preflight));
         // New API keys are hidden from agents at once, new agent settings apply to the
         // next agent.
-        let hidden = hidden_env(
-            std::env::vars_os(),
-            config.clusters.iter(),
-            &[
-                self.webhook.as_deref(),
+        let slack_secrets = slack_secrets(self.webhook.as_deref(), &self.settings.slack_routes);
+        let reload_secrets: Vec<Option<&str>> = slack_secrets
+            .iter()
+            .map(|s| Some(s.as_str()))
+            .chain([
                 self.settings.admin_token.as_ref().map(Secret::expose),
                 config.admin.token.as_ref().map(Secret::expose),
-            ],
-        );
+            ])
+            .collect();
+        let hidden = hidden_env(std::env::vars_os(), config.clusters.iter(), &reload_secrets);
         self.executor
             .set_policy(AgentPolicy::from_config(&self.settings.agent, hidden));
         self.reload_ok = true;
@@ -764,6 +876,18 @@ impl Stage for TriagePipeline {
 /// Environment variables agents must never get, even when `agent.env_allow` names them:
 /// every `NIGHTCRIER_*` variable, and any variable holding an MCP API key or the webhook URL
 /// (`api_key_env` / `webhook_url_env`, under whatever name).
+/// The webhook URL or bot token, and every route's webhook URL.
+fn slack_secrets(main: Option<&str>, routes: &[crate::config::SlackRoute]) -> Vec<String> {
+    main.map(str::to_owned)
+        .into_iter()
+        .chain(
+            routes
+                .iter()
+                .filter_map(|r| r.webhook_url.as_ref().map(|u| u.expose().to_owned())),
+        )
+        .collect()
+}
+
 fn hidden_env<'a>(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     clusters: impl Iterator<Item = &'a ClusterConfig>,

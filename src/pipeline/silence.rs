@@ -131,6 +131,7 @@ impl TriagePipeline {
             return;
         }
         let (event, received_at) = fault.into_fault();
+        self.note_silenced_repeat(name, &event, &silence_id);
         self.incidents_started += 1;
         let incident_id =
             workspace::new_incident_id(name, SystemTime::now(), self.incidents_started);

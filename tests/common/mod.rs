@@ -16,7 +16,9 @@ use nightcrier::health::board::HealthBoard;
 use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 use nightcrier::stage::Stage;
 
+pub mod connect_proxy;
 pub mod exec;
+pub mod fake_slack;
 pub mod openssl;
 pub mod peers;
 pub mod snapshots;

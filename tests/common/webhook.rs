@@ -207,7 +207,7 @@ impl Drop for WebhookReceiver {
     }
 }
 
-fn unique_temp_dir() -> PathBuf {
+pub fn unique_temp_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,7 +220,7 @@ fn unique_temp_dir() -> PathBuf {
 }
 
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
-fn throwaway_tls() -> (String, Arc<ServerConfig>) {
+pub fn throwaway_tls() -> (String, Arc<ServerConfig>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -284,11 +284,11 @@ fn accept_loop(
     }
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 fn serve(stream: TcpStream, config: Arc<ServerConfig>, shared: &Shared) -> Result<(), String> {
@@ -330,7 +330,7 @@ fn serve(stream: TcpStream, config: Arc<ServerConfig>, shared: &Shared) -> Resul
         .map_err(|e| format!("writing response: {e}"))
 }
 
-enum RequestError {
+pub enum RequestError {
     Io(io::Error),
     Bad(String),
 }
@@ -341,7 +341,7 @@ impl From<io::Error> for RequestError {
     }
 }
 
-fn read_request(stream: &mut impl Read) -> Result<Option<Request>, RequestError> {
+pub fn read_request(stream: &mut impl Read) -> Result<Option<Request>, RequestError> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -443,7 +443,7 @@ fn body_for(status: u16) -> &'static str {
     }
 }
 
-fn reason_phrase(status: u16) -> &'static str {
+pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
