@@ -41,6 +41,16 @@ fn ten_clusters_deliver_every_fault_at_once() {
     let counts = count_by_cluster(&events);
     assert_eq!(counts.len(), 10);
     assert!(counts.values().all(|&n| n == 20), "{counts:?}");
+    // The simulator counts a fault as sent once its write returned, which can be just
+    // after the daemon has read it: wait (bounded) for the last counts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sim.clusters().iter().any(|c| c.stats().faults_sent < 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulator never counted 20 faults sent per cluster"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     for cluster in sim.clusters() {
         let sent: BTreeSet<String> = cluster.stats().fault_ids_sent.into_iter().collect();
         let received: BTreeSet<String> = events
