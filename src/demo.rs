@@ -7,9 +7,11 @@
 //! once (it deduplicates for 15 minutes). Midway, each healthy simulated server drops its
 //! subscription silently, as the real server does when a fault finds no event stream;
 //! nightcrier notices at its next subscription check, subscribes again, and the repeated
-//! fault the new subscription brings is caught by nightcrier's own deduplication. Last,
-//! the first two clusters report the same crash-looping pod of one Deployment: one
-//! incident lists both, and one agent investigates it.
+//! fault the new subscription brings is caught by nightcrier's own deduplication. A
+//! silence in the demo's file holds for one kind of fault on the second cluster (its
+//! faults are recorded, not investigated). Last, the first two clusters report the same
+//! crash-looping pod of one Deployment: one incident lists both, and one agent
+//! investigates it.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -34,6 +36,9 @@ const FAKE_KUBECTL: &str =
 const FAULTS_PER_CLUSTER: u64 = 3;
 /// Faults a cluster receives before its server drops the subscription.
 const FAULTS_BEFORE_DROP: u64 = FAULTS_PER_CLUSTER - 1;
+/// The demo's silence: `PodCrash` faults of the second cluster, under maintenance.
+const SILENCE_NAME: &str = "demo-maintenance";
+const SILENCED_FAULT_TYPE: &str = "PodCrash";
 
 const USAGE: &str = "Usage: nightcrier demo [--clusters N] [--duration SECONDS] [--dir DIR]
 
@@ -258,7 +263,7 @@ pub fn run(args: &[String]) -> Result<(), CommandError> {
             started.elapsed().as_secs_f64()
         );
     }
-    print!("{}", summary(&final_state, &dir));
+    print!("{}", summary(&final_state, &dir, sim.clusters()[1].name()));
     println!(
         "\nThe demo's files are kept in {} (remove them with: rm -r {})",
         dir.display(),
@@ -326,6 +331,18 @@ fn demo_config(
             quote(&kubeconfig),
         );
     }
+    // Holds from a minute ago for an hour: the whole demo.
+    let now = std::time::SystemTime::now();
+    let _ = writeln!(
+        text,
+        "[[silences]]\nname = \"{SILENCE_NAME}\"\ncomment = \"maintenance of {}'s pods\"\n\
+         created_by = \"nightcrier demo\"\nstarts_at = \"{}\"\nends_at = \"{}\"\n\
+         matchers = {{ cluster = \"{}\", fault_type = \"{SILENCED_FAULT_TYPE}\" }}\n",
+        sim.clusters()[1].name(),
+        crate::agent::workspace::rfc3339(now - Duration::from_secs(60)),
+        crate::agent::workspace::rfc3339(now + Duration::from_secs(3600)),
+        sim.clusters()[1].name(),
+    );
     Ok(text)
 }
 
@@ -372,7 +389,7 @@ fn status_lines(p: &Published, elapsed: Duration) -> String {
     out
 }
 
-fn summary(p: &Published, dir: &Path) -> String {
+fn summary(p: &Published, dir: &Path, silenced_cluster: &str) -> String {
     let mut out = String::from("\nSummary\n");
     let mut investigated = 0;
     for cluster in &p.clusters {
@@ -380,9 +397,10 @@ fn summary(p: &Published, dir: &Path) -> String {
         investigated += c.agents_investigated;
         let _ = writeln!(
             out,
-            "  {:<10} faults {:>2}  deduplicated {:>2}  correlated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  resubscribed {:>2}  reconnects {:>2}",
+            "  {:<10} faults {:>2}  silenced {:>2}  deduplicated {:>2}  correlated {:>2}  triage skipped {:>2}  investigated {:>2}  failed {:>2}  resubscribed {:>2}  reconnects {:>2}",
             cluster.name,
             c.faults_received,
+            c.faults_silenced,
             c.faults_deduplicated,
             c.faults_correlated,
             c.faults_skipped,
@@ -400,6 +418,13 @@ fn summary(p: &Published, dir: &Path) -> String {
     );
     if let Some(report) = first_report(&incidents) {
         let _ = writeln!(out, "for example: {}", report.display());
+    }
+    let silenced = counters_of(p, silenced_cluster).faults_silenced;
+    if silenced > 0 {
+        let _ = writeln!(
+            out,
+            "{silenced} {SILENCED_FAULT_TYPE} faults of {silenced_cluster} silenced by \"{SILENCE_NAME}\": recorded, not investigated"
+        );
     }
     for (incident, clusters) in correlated_incidents(&incidents) {
         let _ = writeln!(

@@ -92,18 +92,33 @@ fn demo_recovers_dropped_subscriptions_and_deduplicates_the_repeats() {
         };
         // Three faults of its own, and the fault both clusters share.
         assert_eq!(value("faults"), 4, "{line}");
-        assert_eq!(value("deduplicated"), 1, "{line}");
         assert_eq!(value("resubscribed"), 1, "{line}");
-        // The shared fault runs once, on the higher-priority demo-000.
-        let (investigated, correlated) = if cluster == "demo-000" {
-            (3, 0)
+        // The shared fault runs once, on the higher-priority demo-000. On demo-001 the
+        // demo's silence holds for PodCrash: its first fault and the repeat after the
+        // resubscription (silences come before dedup) are silenced, not investigated.
+        let (investigated, correlated, silenced, deduplicated) = if cluster == "demo-000" {
+            (3, 0, 0, 1)
         } else {
-            (2, 1)
+            (1, 1, 2, 0)
         };
         assert_eq!(value("investigated"), investigated, "{line}");
         assert_eq!(value("correlated"), correlated, "{line}");
+        assert_eq!(value("silenced"), silenced, "{line}");
+        assert_eq!(value("deduplicated"), deduplicated, "{line}");
     }
-    assert_eq!(reports(&cwd.path().join("run/incidents")), 5, "{stdout}");
+    assert_eq!(reports(&cwd.path().join("run/incidents")), 4, "{stdout}");
+    assert!(
+        summary.contains(
+            "2 PodCrash faults of demo-001 silenced by \"demo-maintenance\": recorded, not investigated"
+        ),
+        "{summary}"
+    );
+    let silenced_records = std::fs::read_dir(cwd.path().join("run/incidents"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("incident.json")).ok())
+        .filter(|text| text.contains("\"status\": \"silenced\""))
+        .count();
+    assert_eq!(silenced_records, 1, "the silenced fault is recorded once");
     assert!(
         summary.contains("one investigation for the same fault on demo-000, demo-001: "),
         "{summary}"
