@@ -68,7 +68,8 @@ impl TriagePipeline {
         let Some(slot) = self.clusters.get(&cluster.name) else {
             return Some(fault);
         };
-        if !self.correlates(&slot.config) {
+        // With no incident open there is nothing to join, and no signature to build.
+        if !self.correlates(&slot.config) || self.correlation.groups.is_empty() {
             return Some(fault);
         }
         let signature = fault.signature();

@@ -172,6 +172,11 @@ impl CorrelationGroups {
     }
 
     /// ... and `cluster` is not in it yet.
+    /// No incident is open: no fault can join one.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
     pub fn is_open_without(&self, signature: &Signature, cluster: &str, now: Instant) -> bool {
         self.groups.get(signature).is_some_and(|g| {
             now < g.opened + self.window && g.members.iter().all(|m| m.cluster != cluster)
