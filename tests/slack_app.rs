@@ -791,3 +791,109 @@ fn a_reload_applies_new_routes() {
     let log = stop_daemon(daemon, &log_path);
     assert!(!log.contains(TOKEN), "the bot token is never logged");
 }
+
+/// The reply in `root_ts`'s thread that contains `needle`, waited for.
+fn wait_reply(slack: &FakeSlack, root_ts: &str, needle: &str) -> Vec<Message> {
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.thread_ts.as_deref() == Some(root_ts) && m.text.contains(needle))
+    });
+    assert!(done, "{messages:#?}");
+    messages
+}
+
+/// Two clusters with the same fault within the correlation window: one root message, and
+/// the cluster that joins after it went out gets a reply in its thread, not a root.
+#[test]
+fn a_cluster_that_joins_a_correlated_incident_replies_in_its_thread() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = quiet_sim(2);
+    let [a, b] = [&sim.clusters()[0], &sim.clusters()[1]];
+    let correlation = "\n[correlation]\nwindow = \"60s\"\nhold = \"100ms\"\n";
+    let config = parse_config(
+        &setup.config(&sim, &slack, correlation, 2),
+        setup.dir.path(),
+    );
+    let running = start_pipeline_loop(&config);
+    running.wait_status(a.name(), ConnectionStatus::Active);
+    running.wait_status(b.name(), ConnectionStatus::Active);
+
+    a.emit_fleet_fault("critical", "CrashLoop").unwrap();
+    let (messages, done) = slack.wait_until(WAIT, |m, _| !roots(m).is_empty());
+    assert!(done, "{messages:#?}");
+    let root_ts = roots(&messages)[0].ts.clone();
+    let joined = b.emit_fleet_fault("critical", "CrashLoop").unwrap();
+
+    let messages = wait_reply(&slack, &root_ts, &format!("Same fault on {}", b.name()));
+    let reply = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();
+    assert!(
+        reply.text.contains(&format!("`{joined}`")),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.ends_with("Z)"),
+        "the time it came: {}",
+        reply.text
+    );
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
+    assert_eq!(
+        messages.iter().filter(|m| m.thread_ts.is_some()).count(),
+        1,
+        "one reply: {messages:#?}"
+    );
+    running.stop().unwrap();
+}
+
+/// A repeat of a fault that has a thread, refused for the budget: a reply in the thread
+/// says no agent ran and until when; no new root.
+#[test]
+fn a_repeat_refused_for_the_budget_replies_in_the_faults_thread() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let budget = "\n[budget]\nruns_per_day = 1\n";
+    let config = parse_config(&setup.config(&sim, &slack, budget, 2), setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let root_ts = roots(&messages)[0].ts.clone();
+
+    // The same fault again, once the dedup window let it through.
+    let mut replied = false;
+    for _ in 0..40 {
+        emit(cluster);
+        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
+            m.iter()
+                .any(|m| m.thread_ts.as_deref() == Some(root_ts.as_str()))
+        });
+        if seen {
+            replied = true;
+            break;
+        }
+    }
+    assert!(replied, "{:#?}", slack.messages());
+    let messages = slack.messages();
+    let reply = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();
+    assert!(
+        reply.text.contains("triage budget reached"),
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.contains("fleet runs per day (1)"),
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("until 20"), "{}", reply.text);
+    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert_eq!(root.updates, 1, "the root keeps its outcome");
+    running.stop().unwrap();
+}

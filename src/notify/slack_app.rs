@@ -357,9 +357,10 @@ impl SlackApp {
 
     /// A reply in the thread of incident `incident_id` while its thread is open (from the
     /// agent's start until its outcome went out): for a cluster that joins the incident, or
-    /// a decision taken about it. `text` is mrkdwn, escaped by the caller. False when the
-    /// incident has no open thread.
-    pub fn note(&mut self, ctx: &mut StageContext, incident_id: &str, text: &str) -> bool {
+    /// a decision taken about it. `text` is mrkdwn, escaped by the caller. Sent at the next
+    /// turn of the loop, after the thread's earlier messages. False when the incident has no
+    /// open thread.
+    pub fn note(&mut self, incident_id: &str, text: &str) -> bool {
         let Some(thread) = self.threads.get_mut(incident_id) else {
             return false;
         };
@@ -373,7 +374,6 @@ impl SlackApp {
                 "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
             }),
         ));
-        self.pump(ctx);
         true
     }
 
@@ -1064,8 +1064,8 @@ mod tests {
         let mut app = app(Duration::ZERO);
         let mut ctx = lp.ctx(t0);
         app.incident_started(&mut ctx, "a", start("a"));
-        assert!(app.note(&mut ctx, "a", "cluster c2 joins this incident"));
-        assert!(!app.note(&mut ctx, "unknown", "x"));
+        assert!(app.note("a", "cluster c2 joins this incident"));
+        assert!(!app.note("unknown", "x"));
         assert_eq!(in_flight(&app), [("a".into(), ApiMethod::PostMessage)]);
         answer_ok(&mut app, &mut ctx, "1.1");
         let reply = &app.calls.values().next().unwrap().call;

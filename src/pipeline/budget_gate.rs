@@ -117,6 +117,7 @@ impl TriagePipeline {
             exhausted.what,
             until_text(exhausted.until)
         );
+        self.note_over_budget(&name, &event.event, exhausted);
         let mut record = IncidentRecord::new(
             incident_id,
             name,

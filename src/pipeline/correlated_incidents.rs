@@ -89,6 +89,7 @@ impl TriagePipeline {
         let runnable = slot.config.triage_ready() && self.accepting && !breaker_open;
         let priority = slot.config.priority;
         let candidate = runnable.then(|| (priority, fault.into_event(cluster)));
+        let joiner = member.clone();
         let fault_id = member.fault_id.clone();
         let id = self
             .correlation
@@ -106,6 +107,7 @@ impl TriagePipeline {
                     record.incident_id,
                     record.correlated.len()
                 );
+                self.note_joiner(&record, &joiner);
                 self.record_joiner(record);
             }
             None => log::info!(

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::budget::{until_text, Exhausted};
 use super::TriagePipeline;
-use crate::agent::workspace::IncidentRecord;
+use crate::agent::workspace::{CorrelatedFault, IncidentRecord};
 use crate::agent::workspace_writer::{ResolvedIncident, WriteJob};
 use crate::config::{Secret, SlackRoute};
 use crate::events::FaultEvent;
@@ -185,6 +186,66 @@ impl TriagePipeline {
         let text = format!(
             ":no_bell: Seen again, silenced by `{}`: not investigated",
             escape_mrkdwn(&crate::logging::excerpt(silence_id, 120))
+        );
+        app.note_on_thread(&key, &text);
+    }
+
+    /// A cluster joined incident `record` after its thread opened: a reply there names the
+    /// cluster, its fault and when it came. One that joins while the incident's agent is
+    /// being prepared is in the root message already.
+    pub(super) fn note_joiner(&mut self, record: &IncidentRecord, joiner: &CorrelatedFault) {
+        if self.preparing.contains_key(&record.incident_id) {
+            return;
+        }
+        let Some(app) = self.slack_app.as_mut() else {
+            return;
+        };
+        let text = format!(
+            ":link: Same fault on {} (fault `{}`, {})",
+            escape_mrkdwn(&crate::logging::excerpt(&joiner.cluster, 120)),
+            escape_mrkdwn(&crate::logging::excerpt(&joiner.fault_id, 120)),
+            escape_mrkdwn(&crate::logging::excerpt(&joiner.received_at, 40))
+        );
+        if app.note(&record.incident_id, &text) {
+            return;
+        }
+        // The run ended and its messages went: the reply goes to the fault's thread.
+        let fault = &record.fault;
+        let resource = &fault.resource;
+        let key = thread_key(
+            &record.cluster,
+            &fault.fault_type,
+            &resource.kind,
+            resource.namespace.as_deref(),
+            &resource.name,
+        );
+        app.note_on_thread(&key, &text);
+    }
+
+    /// A fault that has a thread from an earlier incident was refused for the budget: a
+    /// reply there says no agent ran, and until when.
+    pub(super) fn note_over_budget(
+        &mut self,
+        cluster: &str,
+        fault: &FaultEvent,
+        exhausted: &Exhausted,
+    ) {
+        let Some(app) = self.slack_app.as_mut() else {
+            return;
+        };
+        let resource = &fault.resource;
+        let key = thread_key(
+            cluster,
+            &fault.fault_type,
+            &resource.kind,
+            resource.namespace.as_deref(),
+            &resource.name,
+        );
+        let text = format!(
+            ":money_with_wings: Seen again, not investigated: triage budget reached ({} used); \
+             no agent runs until {}",
+            escape_mrkdwn(&crate::logging::excerpt(&exhausted.what, 200)),
+            until_text(exhausted.until)
         );
         app.note_on_thread(&key, &text);
     }
