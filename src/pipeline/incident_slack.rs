@@ -55,6 +55,19 @@ pub(super) fn notification_of(
     }
 }
 
+/// The thread a fault of `cluster` replies in: the one of the same fault on the same
+/// resource.
+fn fault_thread_key(cluster: &str, fault: &FaultEvent) -> String {
+    let resource = &fault.resource;
+    thread_key(
+        cluster,
+        &fault.fault_type,
+        &resource.kind,
+        resource.namespace.as_deref(),
+        &resource.name,
+    )
+}
+
 impl TriagePipeline {
     /// The agent of `record` started in `workspace`: its thread opens (or a repeat joins
     /// the fault's thread).
@@ -175,14 +188,7 @@ impl TriagePipeline {
         let Some(app) = self.slack_app.as_mut() else {
             return;
         };
-        let resource = &fault.resource;
-        let key = thread_key(
-            cluster,
-            &fault.fault_type,
-            &resource.kind,
-            resource.namespace.as_deref(),
-            &resource.name,
-        );
+        let key = fault_thread_key(cluster, fault);
         let text = format!(
             ":no_bell: Seen again, silenced by `{}`: not investigated",
             escape_mrkdwn(&crate::logging::excerpt(silence_id, 120))
@@ -210,15 +216,7 @@ impl TriagePipeline {
             return;
         }
         // The run ended and its messages went: the reply goes to the fault's thread.
-        let fault = &record.fault;
-        let resource = &fault.resource;
-        let key = thread_key(
-            &record.cluster,
-            &fault.fault_type,
-            &resource.kind,
-            resource.namespace.as_deref(),
-            &resource.name,
-        );
+        let key = fault_thread_key(&record.cluster, &record.fault);
         app.note_on_thread(&key, &text);
     }
 
@@ -233,14 +231,7 @@ impl TriagePipeline {
         let Some(app) = self.slack_app.as_mut() else {
             return;
         };
-        let resource = &fault.resource;
-        let key = thread_key(
-            cluster,
-            &fault.fault_type,
-            &resource.kind,
-            resource.namespace.as_deref(),
-            &resource.name,
-        );
+        let key = fault_thread_key(cluster, fault);
         let text = format!(
             ":money_with_wings: Seen again, not investigated: triage budget reached ({} used); \
              no agent runs until {}",
