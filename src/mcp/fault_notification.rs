@@ -1,12 +1,12 @@
 //! The one message a live stream carries over and over, a `kubernetes/faults` log
 //! notification, read in one pass into a [`FaultView`] whose strings are slices of the
 //! message text: nothing is copied unless the JSON escaped it, and string ends are found
-//! with `memchr`.
+//! eight bytes at a time.
 //!
 //! The reader is strict JSON (RFC 8259) and knows only this one shape. Whatever it does not
 //! fully understand gives `None`: another method or logger, an `id`, a field given twice, a
-//! `null` where the general decoder wants a string, a surrogate escape, nesting deeper than
-//! [`MAX_DEPTH`], bytes after the message. The session's general path, serde_json, then
+//! `null` where the general decoder wants a string, a surrogate escape, a member name with
+//! an escape, nesting deeper than [`MAX_DEPTH`], bytes after the message. The session's general path, serde_json, then
 //! judges the message, so a view is only ever what that path would have decoded.
 
 use std::borrow::Cow;
