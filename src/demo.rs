@@ -352,6 +352,7 @@ fn finished(p: &Published, garbage: &str) -> bool {
     !healthy.is_empty()
         && healthy.iter().all(|c| c.event_count >= FAULTS_PER_CLUSTER)
         && p.pipeline.agents_running == 0
+        && p.pipeline.agents_starting == 0
         && p.pipeline.queue_depth == 0
         && p.pipeline.faults_held == 0
 }

@@ -159,6 +159,9 @@ pub struct PipelineSnapshot {
     pub clusters: BTreeMap<String, ClusterCounters>,
     pub permissions: BTreeMap<String, ClusterPermissions>,
     pub agents_running: usize,
+    /// Faults taken from the queue whose agent is not started yet (its workspace is being
+    /// written).
+    pub agents_starting: usize,
     pub queue_depth: usize,
     /// Faults held by correlation, not queued yet.
     pub faults_held: usize,

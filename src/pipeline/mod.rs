@@ -712,6 +712,7 @@ impl Stage for TriagePipeline {
     fn snapshot(&self) -> PipelineSnapshot {
         let mut snapshot = PipelineSnapshot {
             agents_running: self.executor.running(),
+            agents_starting: self.preparing.len(),
             queue_depth: self.queue.len(),
             faults_held: self.correlation.groups.held(),
             agent_duration: self.agent_duration.clone(),
