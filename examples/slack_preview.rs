@@ -1,16 +1,19 @@
 //! Writes the Block Kit of one incident's Slack thread in app mode (the root message while
-//! investigating, then with the outcome or a failure, and a repeat's reply) as JSON, and a
-//! static HTML rendering of it for a screenshot:
+//! investigating, then with the outcome or a failure, a repeat's reply, and the root and
+//! reply once a later run found the resource healthy) as JSON, and a static HTML rendering
+//! of it for a screenshot:
 //!
 //!   cargo run --example slack_preview -- docs/slack-preview
 //!   chromium --headless --screenshot=docs/slack-preview/slack-thread.png \
-//!     --window-size=760,1320 docs/slack-preview/slack-thread.html
+//!     --window-size=760,1900 docs/slack-preview/slack-thread.html
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nightcrier::notify::incident_message::{investigating, outcome, repeat_reply};
-use nightcrier::notify::report::InvestigationSummary;
+use nightcrier::notify::incident_message::{
+    healthy_reply, investigating, outcome, repeat_reply, resolved,
+};
+use nightcrier::notify::report::{InvestigationSummary, ResourceStatus};
 use nightcrier::notify::slack::{NotificationKind, TriageNotification};
 use serde_json::Value;
 
@@ -38,6 +41,7 @@ fn incident() -> TriageNotification {
                     .into(),
             ),
             confidence: Some("high".into()),
+            resource_status: Some(ResourceStatus::Unhealthy),
         },
         labels: vec![
             ("team".into(), "payments".into()),
@@ -66,6 +70,11 @@ fn main() -> Result<(), String> {
     );
     let mut repeat = n.clone();
     repeat.incident_id = "20261201T113502Z-prod-eu-west-1-8a01c2".into();
+    repeat.summary.resource_status = Some(ResourceStatus::Healthy);
+    let repeat_report = format!(
+        "/var/lib/nightcrier/incidents/{}/output/investigation.md",
+        repeat.incident_id
+    );
     let messages: Vec<(&str, &str, Value)> = vec![
         (
             "root-investigating",
@@ -86,6 +95,20 @@ fn main() -> Result<(), String> {
             "thread-reply-repeat",
             "Reply in its thread when the fault comes back",
             repeat_reply(&repeat, 2),
+        ),
+        (
+            "root-resolved",
+            "The root once that later run found the resource healthy",
+            resolved(
+                &repeat,
+                Some(&repeat_report),
+                "run 2 found the resource healthy",
+            ),
+        ),
+        (
+            "thread-reply-healthy",
+            "…and the reply that says so",
+            healthy_reply(&repeat, 2),
         ),
     ];
     let mut html = String::from(HEAD);
@@ -185,6 +208,7 @@ fn mrkdwn(text: &str) -> String {
         (":white_check_mark:", "✅"),
         (":x:", "❌"),
         (":repeat:", "🔁"),
+        (":large_green_circle:", "🟢"),
     ] {
         out = out.replace(code, emoji);
     }

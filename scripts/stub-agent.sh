@@ -13,6 +13,8 @@
 #                     hang: ignore SIGTERM and sleep, with a background grandchild in the
 #                           same process group (exercises the group kill)
 #   STUB_AGENT_DELAY  seconds to wait before acting (default 0.2)
+#   STUB_AGENT_RESOURCE_STATUS  the report's "Current Status": unhealthy (default), healthy
+#                     or unknown
 #   STUB_AGENT_READY_FILE  in hang mode, the grandchild's pid is written here once SIGTERM
 #                     is ignored (a FIFO lets a test wait for that moment)
 set -euo pipefail
@@ -59,6 +61,10 @@ prompt=$1
 if [ -n "$system_prompt_file" ] && [ ! -r "$system_prompt_file" ]; then
 	die "system prompt file $system_prompt_file is not readable"
 fi
+case "${STUB_AGENT_RESOURCE_STATUS:-unhealthy}" in
+healthy | unhealthy | unknown) ;;
+*) die "STUB_AGENT_RESOURCE_STATUS must be healthy, unhealthy or unknown" ;;
+esac
 [ -n "${INCIDENT_ID:-}" ] || die "INCIDENT_ID is not set"
 [ -n "${CLUSTER_NAME:-}" ] || die "CLUSTER_NAME is not set"
 
@@ -139,6 +145,9 @@ reported ${fault_type:-fault}. (Stub analysis: derived from the fault alone.)
 
 ## Confidence
 high
+
+## Current Status
+${STUB_AGENT_RESOURCE_STATUS:-unhealthy}: the state the stub reports for the resource.
 
 ## Evidence
 - Incident: ${INCIDENT_ID}

@@ -41,8 +41,13 @@ impl Setup {
         let agent = executable(
             dir.path(),
             &format!("agent-{mode}"),
+            // The report's "Current Status" is what the test last wrote into
+            // `resource-status` (unhealthy until then).
             &format!(
-                "#!/bin/sh\nSTUB_AGENT_MODE={mode} STUB_AGENT_DELAY=0.05 exec {} \"$@\"\n",
+                "#!/bin/sh\nstatus=$(cat {:?} 2>/dev/null || echo unhealthy)\n\
+                 STUB_AGENT_MODE={mode} STUB_AGENT_DELAY=0.05 STUB_AGENT_RESOURCE_STATUS=$status \
+                 exec {} \"$@\"\n",
+                dir.path().join("resource-status").display().to_string(),
                 stub.display()
             ),
         );
@@ -607,6 +612,121 @@ fn a_resolved_file_updates_the_root_to_resolved() {
         .to_string()
         .contains(":large_green_circle: Resolved"));
     assert!(root.blocks.to_string().contains("Root cause"));
+    running.stop().unwrap();
+}
+
+/// A later run of the same fault whose report finds the resource healthy resolves the
+/// incident: the root says so, a reply names the run, and a `resolved` file in that run's
+/// workspace keeps it resolved across a restart. A first run that finds it healthy only
+/// says so.
+#[test]
+fn a_later_run_that_finds_the_resource_healthy_resolves_the_incident() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let config = parse_config(
+        &setup.config(
+            &sim,
+            &slack,
+            "channel_interval = \"50ms\"\nresolved_check_interval = \"100ms\"",
+            2,
+        ),
+        setup.dir.path(),
+    );
+    std::fs::write(setup.dir.path().join("resource-status"), "healthy").unwrap();
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    emit(cluster);
+    let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
+    assert!(done, "{messages:#?}");
+    let root_ts = roots(&messages)[0].ts.clone();
+    let first = roots(&messages)[0].blocks.to_string();
+    assert!(first.contains("*Resource now*\\nhealthy"), "{first}");
+    assert!(!first.contains("Resolved"), "{first}");
+
+    // The fault comes back and is still there at first: run 2 says unhealthy.
+    std::fs::write(setup.dir.path().join("resource-status"), "unhealthy").unwrap();
+    let mut replied = false;
+    for _ in 0..40 {
+        emit(cluster);
+        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
+            m.iter().any(|m| {
+                m.thread_ts.as_deref() == Some(root_ts.as_str()) && m.text.contains("(run 2)")
+            })
+        });
+        if seen {
+            replied = true;
+            break;
+        }
+    }
+    assert!(replied, "{:#?}", slack.messages());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.ts == root_ts && m.text.contains("(investigated)") && m.updates >= 3)
+    });
+    assert!(done, "{messages:#?}");
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert!(root
+        .blocks
+        .to_string()
+        .contains("*Resource now*\\nunhealthy"));
+
+    // Run 3 finds it healthy: resolved.
+    std::fs::write(setup.dir.path().join("resource-status"), "healthy").unwrap();
+    let mut resolved = false;
+    for _ in 0..40 {
+        emit(cluster);
+        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
+            m.iter().any(|m| {
+                m.thread_ts.as_deref() == Some(root_ts.as_str())
+                    && m.text.contains("Run 3 found")
+                    && m.text.contains("healthy: resolved")
+            })
+        });
+        if seen {
+            resolved = true;
+            break;
+        }
+    }
+    assert!(resolved, "{:#?}", slack.messages());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.ts == root_ts && m.text.contains("(resolved)"))
+    });
+    assert!(done, "{messages:#?}");
+    let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
+    assert!(
+        root.blocks
+            .to_string()
+            .contains("Resolved: run 3 found the resource healthy"),
+        "{:#}",
+        root.blocks
+    );
+    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
+    running.stop().unwrap();
+
+    // The `resolved` file is in the workspace of run 3, next to its thread record.
+    let run3 = std::fs::read_dir(&setup.workspace)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p.join("slack.json")).is_ok_and(|t| t.contains("\"runs\": 3"))
+        })
+        .expect("run 3's slack.json");
+    let note = std::fs::read_to_string(run3.join("resolved")).unwrap();
+    assert!(note.contains("run 3 found the resource healthy"), "{note}");
+
+    // After a restart, nothing is marked resolved a second time.
+    let calls_before = slack.calls().len();
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (messages, marked) = slack.wait_until(Duration::from_millis(1500), |m, _| {
+        m.iter().any(|m| m.text.contains("Marked resolved"))
+    });
+    assert!(!marked, "{messages:#?}");
+    assert_eq!(slack.calls().len(), calls_before);
     running.stop().unwrap();
 }
 

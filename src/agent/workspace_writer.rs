@@ -73,10 +73,12 @@ pub enum WriteJob {
     Discard { dir: PathBuf },
     /// Write `pending.jsonl` (the faults still queued at shutdown).
     Pending { path: PathBuf, text: Arc<str> },
-    /// Write the incident's Slack thread (`slack.json`) into its workspace.
+    /// Write the incident's Slack thread (`slack.json`) into its workspace, and the
+    /// `resolved` file with this text when a run found the resource healthy again.
     SlackThread {
         workspace: PathBuf,
         record: SlackThreadRecord,
+        resolved: Option<String>,
     },
     /// Read every workspace's `slack.json` under `root` (at start, in app mode).
     ScanSlackThreads { root: PathBuf },
@@ -277,8 +279,15 @@ fn perform(files: &mut dyn WorkspaceFiles, job: WriteJob) -> WriteDone {
                 .and_then(|()| files.replace(&path, text.as_bytes()));
             WriteDone::Pending { path, written }
         }
-        WriteJob::SlackThread { workspace, record } => {
-            let written = files.replace(&workspace.join(THREAD_FILE), &record.to_bytes());
+        WriteJob::SlackThread {
+            workspace,
+            record,
+            resolved,
+        } => {
+            let mut written = files.replace(&workspace.join(THREAD_FILE), &record.to_bytes());
+            if let (Ok(()), Some(note)) = (&written, resolved) {
+                written = files.replace(&workspace.join(RESOLVED_FILE), note.as_bytes());
+            }
             WriteDone::SlackThread { workspace, written }
         }
         WriteJob::ScanSlackThreads { root } => scan_slack_threads(files, &root),

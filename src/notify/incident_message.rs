@@ -94,6 +94,9 @@ pub fn outcome(n: &TriageNotification, report_path: Option<&str>) -> Value {
             "Confidence",
             n.summary.confidence.as_deref().unwrap_or("not stated"),
         ));
+        if let Some(status) = n.summary.resource_status {
+            fields.push(field("Resource now", status.as_str()));
+        }
     }
     let mut blocks = vec![header(n), json!({ "type": "section", "fields": fields })];
     if let NotificationKind::AgentFailed { reason } = &n.kind_of {
@@ -123,12 +126,14 @@ pub fn outcome(n: &TriageNotification, report_path: Option<&str>) -> Value {
     json!({ "text": fallback(n, short), "blocks": blocks })
 }
 
-/// The root message once the operator marked the incident resolved: the facts, the report's
-/// root cause and summary, and where the report is.
-pub fn resolved(n: &TriageNotification, report_path: Option<&str>) -> Value {
+/// The root message once the incident is resolved (`how`: "marked by the operator", "run 2
+/// found the resource healthy"): the facts, the report's root cause and summary, and where
+/// the report is.
+pub fn resolved(n: &TriageNotification, report_path: Option<&str>, how: &str) -> Value {
+    let status = format!(":large_green_circle: Resolved: {how}");
     let mut blocks = vec![
         header(n),
-        json!({ "type": "section", "fields": facts(n, ":large_green_circle: Resolved") }),
+        json!({ "type": "section", "fields": facts(n, &status) }),
     ];
     if let Some(root_cause) = n.summary.root_cause.as_deref() {
         blocks.push(section("Root cause", root_cause));
@@ -154,6 +159,22 @@ pub fn resolved_reply(n: &TriageNotification) -> Value {
     let text = one_line(
         &format!(
             ":large_green_circle: Marked resolved (incident {})",
+            n.incident_id
+        ),
+        FALLBACK_MAX_CHARS,
+    );
+    json!({
+        "text": text,
+        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
+    })
+}
+
+/// The reply that says a later run found the resource healthy, which resolved the incident.
+pub fn healthy_reply(n: &TriageNotification, run: u32) -> Value {
+    let text = one_line(
+        &format!(
+            ":large_green_circle: Run {run} found {} healthy: resolved (incident {})",
+            resource_text(n),
             n.incident_id
         ),
         FALLBACK_MAX_CHARS,
@@ -203,6 +224,7 @@ mod tests {
                 summary: Some("The api container exits on start.".into()),
                 root_cause: Some("DATABASE_URL is missing from the Secret.".into()),
                 confidence: Some("high".into()),
+                ..InvestigationSummary::default()
             },
             labels: vec![("team".into(), "payments".into())],
             also_on: Vec::new(),
@@ -281,11 +303,29 @@ mod tests {
         let text = all_text(&resolved(
             &notification(),
             Some("/x/output/investigation.md"),
+            "marked by the operator",
         ));
-        assert!(text.contains(":large_green_circle: Resolved"), "{text}");
+        assert!(
+            text.contains(":large_green_circle: Resolved: marked by the operator"),
+            "{text}"
+        );
         assert!(text.contains("DATABASE_URL is missing"), "{text}");
         assert!(text.contains("(resolved)"), "{text}");
         assert!(all_text(&resolved_reply(&notification())).contains("Marked resolved"));
+        let healthy = all_text(&healthy_reply(&notification(), 3));
+        assert!(
+            healthy.contains("Run 3 found Pod shop/api-7d9f healthy: resolved (incident inc-1)"),
+            "{healthy}"
+        );
+    }
+
+    #[test]
+    fn outcome_states_the_resource_status_the_report_gives() {
+        use crate::notify::report::ResourceStatus;
+        let mut n = notification();
+        assert!(!all_text(&outcome(&n, None)).contains("Resource now"));
+        n.summary.resource_status = Some(ResourceStatus::Unhealthy);
+        assert!(all_text(&outcome(&n, None)).contains("*Resource now*\\nunhealthy"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Pulls the summary, root cause and confidence out of the agent's free-form
-//! `output/investigation.md`. Agents word their reports as they like, so a field is found
+//! Pulls the summary, root cause, confidence and the resource's current status out of the
+//! agent's free-form `output/investigation.md`. Agents word their reports as they like, so a field is found
 //! by heading (any level, loose wording), by a bold pseudo-heading on its own line, or by
 //! an inline `Label: text` line; the best-worded match of each field wins.
 //!
@@ -28,6 +28,30 @@ pub struct InvestigationSummary {
     pub root_cause: Option<String>,
     /// "low", "medium" or "high" when recognizable, else the text as written.
     pub confidence: Option<String>,
+    /// How the resource was when the agent finished ("Current Status" in the report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_status: Option<ResourceStatus>,
+}
+
+/// The first word of the report's "Current Status" section. Only these exact words count
+/// as healthy, so "not healthy", "healthy?" or a status copied from `kubectl` output never
+/// resolves an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceStatus {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+impl ResourceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceStatus::Healthy => "healthy",
+            ResourceStatus::Unhealthy => "unhealthy",
+            ResourceStatus::Unknown => "unknown",
+        }
+    }
 }
 
 /// Fields are escaped for Slack mrkdwn (`&`, `<`, `>`), lightly stripped of markdown
@@ -37,12 +61,13 @@ pub fn extract_report(markdown: &str) -> InvestigationSummary {
     for line in markdown.lines() {
         scan.line(line.trim_end());
     }
-    let [summary, root_cause, confidence] = scan.finish();
+    let [summary, root_cause, confidence, status] = scan.finish();
 
     InvestigationSummary {
         summary: summary.and_then(|raw| capped_text(&raw, SUMMARY_MAX_CHARS)),
         root_cause: root_cause.and_then(|raw| capped_text(&raw, ROOT_CAUSE_MAX_CHARS)),
         confidence: confidence.and_then(|raw| confidence_text(&raw)),
+        resource_status: status.as_deref().map(resource_status),
     }
 }
 
@@ -51,6 +76,7 @@ enum Field {
     Summary,
     RootCause,
     Confidence,
+    Status,
 }
 
 impl Field {
@@ -59,6 +85,7 @@ impl Field {
             Field::Summary => 0,
             Field::RootCause => 1,
             Field::Confidence => 2,
+            Field::Status => 3,
         }
     }
 }
@@ -135,7 +162,7 @@ impl Section {
 
 #[derive(Default)]
 struct Scan {
-    best: [Option<(Quality, String)>; 3],
+    best: [Option<(Quality, String)>; 4],
     /// A section opened by a heading or a pseudo-heading.
     heading: Option<Section>,
     /// A section opened by `Label: text`; it ends with its paragraph.
@@ -290,7 +317,7 @@ impl Scan {
         }
     }
 
-    fn finish(mut self) -> [Option<String>; 3] {
+    fn finish(mut self) -> [Option<String>; 4] {
         self.close_inline();
         self.close_heading();
         self.best.map(|slot| slot.map(|(_, text)| text))
@@ -381,7 +408,9 @@ fn classify(label: &str) -> Option<Label> {
         }
         core = rest;
     }
-    let fields: [(Field, &[&str], &[&str], &str); 3] = [
+    // A bare "Status" is not the field: evidence lists are full of `Status: Running` lines
+    // about other objects.
+    let fields: [(Field, &[&str], &[&str], &str); 4] = [
         (
             Field::RootCause,
             &["root cause", "root causes", "cause"],
@@ -410,6 +439,22 @@ fn classify(label: &str) -> Option<Label> {
             &["summary", "tl;dr", "tldr"],
             &["summary of findings", "findings summary"],
             "summary",
+        ),
+        (
+            Field::Status,
+            &[
+                "current status",
+                "current state",
+                "resource status",
+                "resource state",
+                "current health",
+            ],
+            &[
+                "current resource status",
+                "current status of the resource",
+                "status now",
+            ],
+            "current status",
         ),
     ];
     for (field, names, variants, keyword) in fields {
@@ -591,6 +636,36 @@ fn capped_text(raw: &str, max_chars: usize) -> Option<String> {
         return None;
     }
     Some(truncate_escaped(&escape_mrkdwn(&cleaned), max_chars))
+}
+
+/// "healthy — the pod is Ready" → healthy; "Unhealthy: still crash-looping" → unhealthy;
+/// anything else, "not healthy" and "unknown" included, is what it says or unknown.
+fn resource_status(raw: &str) -> ResourceStatus {
+    let cleaned = clean_markdown(raw);
+    let first = cleaned.lines().map(str::trim).find(|l| !l.is_empty());
+    let word: String = first
+        .unwrap_or("")
+        .trim_start_matches("• ")
+        .chars()
+        .take_while(|c| c.is_alphabetic() || *c == '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    let rest = first
+        .unwrap_or("")
+        .trim_start_matches("• ")
+        .get(word.len()..)
+        .unwrap_or("");
+    // "healthy?" or "healthy/unhealthy" is a doubt, not an answer.
+    if rest.starts_with(['?', '/']) {
+        return ResourceStatus::Unknown;
+    }
+    match word.as_str() {
+        "healthy" | "recovered" | "resolved" => ResourceStatus::Healthy,
+        "unhealthy" | "degraded" | "failing" | "failed" | "down" | "broken" | "crashing" => {
+            ResourceStatus::Unhealthy
+        }
+        _ => ResourceStatus::Unknown,
+    }
 }
 
 /// "High (85%)" → "high"; "Moderate" → "medium"; "80%" → "high"; "medium-high" stays
@@ -1062,6 +1137,51 @@ High (90%) — the log line and the Secret's keys agree.
     }
 
     #[test]
+    fn current_status_section_states_the_resource_health() {
+        let status = |text: &str| extract_report(text).resource_status;
+        assert_eq!(
+            status("## Current Status\nHealthy: the pod is Ready, no restarts in 10 min.\n"),
+            Some(ResourceStatus::Healthy)
+        );
+        assert_eq!(
+            status("## Current status\n\n**unhealthy** - still crash-looping\n"),
+            Some(ResourceStatus::Unhealthy)
+        );
+        assert_eq!(
+            status("**Current state:** recovered after the rollback\n"),
+            Some(ResourceStatus::Healthy)
+        );
+        assert_eq!(
+            status("### Resource Status\n- degraded, 1 of 3 ready\n"),
+            Some(ResourceStatus::Unhealthy)
+        );
+        // Doubt, negation and anything else are never healthy.
+        for doubtful in [
+            "## Current Status\nNot healthy yet\n",
+            "## Current Status\nhealthy? the probe still fails\n",
+            "## Current Status\nhealthy/unhealthy, flapping\n",
+            "## Current Status\nUnknown: could not read the pod\n",
+            "## Current Status\nhealthyish\n",
+        ] {
+            assert_eq!(
+                status(doubtful),
+                Some(ResourceStatus::Unknown),
+                "{doubtful}"
+            );
+        }
+        assert_eq!(status("## Summary\nCrashLoop.\n"), None);
+    }
+
+    #[test]
+    fn a_bare_status_line_in_the_evidence_is_not_the_current_status() {
+        let report = extract_report(
+            "## Evidence\n- Status: Running (the sidecar)\n\nStatus: healthy\n\n## Root Cause\nOOM.\n",
+        );
+        assert_eq!(report.resource_status, None);
+        assert_eq!(report.root_cause.as_deref(), Some("OOM."));
+    }
+
+    #[test]
     fn windows_line_endings_are_handled() {
         let report = extract_report("## Root Cause\r\nDisk full.\r\n\r\n## Confidence\r\nLow\r\n");
         assert_eq!(report.root_cause.as_deref(), Some("Disk full."));
@@ -1112,5 +1232,11 @@ High (90%) — the log line and the Secret's keys agree.
         assert_eq!(json["confidence"], "high");
         assert!(json["summary"].is_string());
         assert!(json["root_cause"].is_string());
+        assert!(json.get("resource_status").is_none(), "{json}");
+        let stated = extract_report("## Current Status\nhealthy\n");
+        assert_eq!(
+            serde_json::to_value(&stated).unwrap()["resource_status"],
+            "healthy"
+        );
     }
 }

@@ -73,6 +73,9 @@ pub fn build_payload(n: &TriageNotification) -> Value {
     if n.kind_of == NotificationKind::Investigated {
         let confidence = n.summary.confidence.as_deref().unwrap_or("not stated");
         fields.push(field("Confidence", confidence));
+        if let Some(status) = n.summary.resource_status {
+            fields.push(field("Resource now", status.as_str()));
+        }
     }
 
     let mut blocks = vec![
@@ -412,6 +415,7 @@ mod tests {
                 summary: Some("The api container exits on start.".to_string()),
                 root_cause: Some("DATABASE_URL is missing from the Secret.".to_string()),
                 confidence: Some("high".to_string()),
+                ..InvestigationSummary::default()
             },
             labels: vec![("team".to_string(), "payments".to_string())],
             also_on: Vec::new(),
@@ -568,6 +572,16 @@ mod tests {
     }
 
     #[test]
+    fn the_resource_status_the_report_states_is_a_field() {
+        let mut n = notification();
+        let fields = field_texts(&build_payload(&n));
+        assert!(!fields.iter().any(|f| f.starts_with("*Resource now*")));
+        n.summary.resource_status = Some(crate::notify::report::ResourceStatus::Healthy);
+        let fields = field_texts(&build_payload(&n));
+        assert!(fields.contains(&"*Resource now*\nhealthy".to_string()));
+    }
+
+    #[test]
     fn root_cause_gets_its_own_section() {
         let sections = section_texts(&build_payload(&notification()));
         assert!(sections
@@ -677,6 +691,7 @@ mod tests {
                 summary: Some(huge.clone()),
                 root_cause: Some(huge.clone()),
                 confidence: Some(huge.clone()),
+                ..InvestigationSummary::default()
             },
             labels: (0..1000).map(|i| (format!("k{i}"), huge.clone())).collect(),
             also_on: vec![huge.clone(); 1000],
@@ -707,6 +722,7 @@ mod tests {
                 summary: Some(String::new()),
                 root_cause: Some("  ".to_string()),
                 confidence: None,
+                ..InvestigationSummary::default()
             },
             labels: Vec::new(),
             also_on: Vec::new(),

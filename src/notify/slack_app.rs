@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::incident_message;
-use super::slack::{RetryPolicy, TriageNotification};
+use super::report::ResourceStatus;
+use super::slack::{NotificationKind, RetryPolicy, TriageNotification};
 use super::slack_api::{self, ApiCall, ApiMethod, ApiOutcome, MAX_ANSWER_BYTES};
 use super::slack_pacing::RateGate;
 use super::slack_thread::{thread_key, SlackThreadRecord};
@@ -56,11 +57,13 @@ pub struct SlackAppSettings {
     pub proxy: Option<HttpProxy>,
 }
 
-/// A `slack.json` to write into an incident workspace.
+/// A `slack.json` to write into an incident workspace, and a `resolved` file with this
+/// text when a run found the resource healthy again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadToPersist {
     pub workspace: PathBuf,
     pub record: SlackThreadRecord,
+    pub resolved: Option<String>,
 }
 
 /// An incident's start as the pipeline knows it.
@@ -102,7 +105,23 @@ struct IncidentThread {
     /// The root message could not be posted: nothing else of the incident can be sent.
     root_failed: bool,
     /// When it last had a call started (a count across incidents; 0: never).
-    served: u64,
+    /// The turn since which it waits: its creation or its last call (a count shared by
+    /// both, so the incident waiting longest goes next and a stream of new incidents never
+    /// starves an older one).
+    waiting_since: u64,
+}
+
+impl IncidentThread {
+    /// Queues a message; a thread that had nothing waiting starts waiting now, behind every
+    /// thread already waiting (one with a call in flight as well: its next message has
+    /// waited only since now).
+    fn push(&mut self, message: Pending, turns: &mut u64) {
+        if self.queue.is_empty() {
+            *turns += 1;
+            self.waiting_since = *turns;
+        }
+        self.queue.push_back(message);
+    }
 }
 
 struct InFlight {
@@ -131,8 +150,8 @@ pub struct SlackApp {
     awaiting_resolution: HashMap<String, PathBuf>,
     calls: HashMap<u64, InFlight>,
     next_id: u64,
-    /// Calls started so far, to order incidents by when they were last served.
-    served_count: u64,
+    /// Threads opened and calls started so far, to order incidents by how long they wait.
+    turns: u64,
     wake_at: Option<Instant>,
     to_persist: Vec<ThreadToPersist>,
     counters: SlackCounters,
@@ -150,7 +169,7 @@ impl SlackApp {
             awaiting_resolution: HashMap::new(),
             calls: HashMap::new(),
             next_id: FIRST_CALL_ID,
-            served_count: 0,
+            turns: 0,
             wake_at: None,
             to_persist: Vec::new(),
             counters: SlackCounters::default(),
@@ -235,12 +254,13 @@ impl SlackApp {
         let mut queue = VecDeque::new();
         queue.push_back(pending(
             MessageKind::UpdateRoot,
-            incident_message::resolved(notification, report_path),
+            incident_message::resolved(notification, report_path, "marked by the operator"),
         ));
         queue.push_back(pending(
             MessageKind::Reply,
             incident_message::resolved_reply(notification),
         ));
+        let turn = self.next_turn();
         let key = format!("resolved-{}", self.next_id);
         self.next_id += 1;
         self.threads.insert(
@@ -256,7 +276,7 @@ impl SlackApp {
                 not_before: None,
                 finished: true,
                 root_failed: false,
-                served: 0,
+                waiting_since: turn,
             },
         );
         self.rotation.push_back(key);
@@ -284,6 +304,7 @@ impl SlackApp {
             n.namespace.as_deref(),
             &n.name,
         );
+        let turn = self.next_turn();
         let mut thread = IncidentThread {
             workspace: start.workspace,
             channel: start.channel,
@@ -295,7 +316,7 @@ impl SlackApp {
             not_before: None,
             finished: false,
             root_failed: false,
-            served: 0,
+            waiting_since: turn,
         };
         self.awaiting_resolution.remove(&key);
         match self.known.get(&key).cloned() {
@@ -303,6 +324,9 @@ impl SlackApp {
                 thread.channel = root.channel;
                 thread.ts = Some(root.ts);
                 thread.runs = root.runs.saturating_add(1);
+                if let Some(known) = self.known.get_mut(&key) {
+                    known.runs = thread.runs;
+                }
                 thread.queue.push_back(pending(
                     MessageKind::UpdateRoot,
                     incident_message::investigating(n, thread.runs),
@@ -314,6 +338,7 @@ impl SlackApp {
                 self.to_persist.push(ThreadToPersist {
                     workspace: thread.workspace.clone(),
                     record: record_of(&thread),
+                    resolved: None,
                 });
             }
             None => thread.queue.push_back(pending(
@@ -328,6 +353,7 @@ impl SlackApp {
 
     /// A message of its own in `channel` (the system-degraded and recovered alerts).
     pub fn alert(&mut self, ctx: &mut StageContext, channel: &str, text: &str) {
+        let turn = self.next_turn();
         let key = format!("alert-{}", self.next_id);
         let mut queue = VecDeque::new();
         queue.push_back(pending(
@@ -347,7 +373,7 @@ impl SlackApp {
                 not_before: None,
                 finished: true,
                 root_failed: false,
-                served: 0,
+                waiting_since: turn,
             },
         );
         self.next_id += 1;
@@ -367,13 +393,16 @@ impl SlackApp {
         if thread.root_failed {
             return false;
         }
-        thread.queue.push_back(pending(
-            MessageKind::Reply,
-            serde_json::json!({
-                "text": text,
-                "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
-            }),
-        ));
+        thread.push(
+            pending(
+                MessageKind::Reply,
+                serde_json::json!({
+                    "text": text,
+                    "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
+                }),
+            ),
+            &mut self.turns,
+        );
         true
     }
 
@@ -391,6 +420,7 @@ impl SlackApp {
                 "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
             }),
         ));
+        let turn = self.next_turn();
         let key = format!("note-{}", self.next_id);
         self.next_id += 1;
         self.threads.insert(
@@ -406,14 +436,17 @@ impl SlackApp {
                 not_before: None,
                 finished: true,
                 root_failed: false,
-                served: 0,
+                waiting_since: turn,
             },
         );
         self.rotation.push_back(key);
         true
     }
 
-    /// The run ended: the root message is edited to the outcome.
+    /// The run ended: the root message is edited to the outcome. A later run of the same
+    /// fault (run 2 or more of its thread) whose report finds the resource healthy again
+    /// resolves the incident: the root says resolved, a reply says which run found it, and
+    /// a `resolved` file in the workspace keeps that across a restart.
     pub fn incident_finished(
         &mut self,
         ctx: &mut StageContext,
@@ -425,10 +458,6 @@ impl SlackApp {
             return;
         };
         thread.finished = true;
-        if !thread.root_failed {
-            self.awaiting_resolution
-                .insert(thread.thread_key.clone(), thread.workspace.clone());
-        }
         if thread.root_failed {
             self.counters.failed += 1;
             log::error!(
@@ -437,10 +466,52 @@ impl SlackApp {
             );
             return self.pump(ctx);
         }
-        thread.queue.push_back(pending(
-            MessageKind::UpdateRoot,
-            incident_message::outcome(notification, report_path),
-        ));
+        let healthy_again = thread.runs > 1
+            && notification.kind_of == NotificationKind::Investigated
+            && notification.summary.resource_status == Some(ResourceStatus::Healthy);
+        if !healthy_again {
+            self.awaiting_resolution
+                .insert(thread.thread_key.clone(), thread.workspace.clone());
+            thread.push(
+                pending(
+                    MessageKind::UpdateRoot,
+                    incident_message::outcome(notification, report_path),
+                ),
+                &mut self.turns,
+            );
+            return self.pump(ctx);
+        }
+        log::info!(
+            "slack: incident {incident_id} (run {} of its fault) found the resource healthy; \
+             the root message says resolved",
+            thread.runs
+        );
+        let how = format!("run {} found the resource healthy", thread.runs);
+        thread.push(
+            pending(
+                MessageKind::UpdateRoot,
+                incident_message::resolved(notification, report_path, &how),
+            ),
+            &mut self.turns,
+        );
+        thread.push(
+            pending(
+                MessageKind::Reply,
+                incident_message::healthy_reply(notification, thread.runs),
+            ),
+            &mut self.turns,
+        );
+        self.awaiting_resolution.remove(&thread.thread_key);
+        if thread.ts.is_some() {
+            self.to_persist.push(ThreadToPersist {
+                workspace: thread.workspace.clone(),
+                record: record_of(thread),
+                resolved: Some(format!(
+                    "resolved: {how} (incident {})\n",
+                    notification.incident_id
+                )),
+            });
+        }
         self.pump(ctx);
     }
 
@@ -522,16 +593,20 @@ impl SlackApp {
     }
 
     /// Starts every call that may go now, incidents taking turns; sets the next wake-up.
+    fn next_turn(&mut self) -> u64 {
+        self.turns += 1;
+        self.turns
+    }
+
     fn pump(&mut self, ctx: &mut StageContext) {
         let now = ctx.now;
         let mut wake: Option<Instant> = None;
-        // The incident served longest ago goes first (never served: first of all, in the
-        // order they came): round robin across incidents.
+        // The incident waiting longest goes first: round robin across incidents.
         let mut order: Vec<(u64, String)> = std::mem::take(&mut self.rotation)
             .into_iter()
-            .filter_map(|key| self.threads.get(&key).map(|t| (t.served, key)))
+            .filter_map(|key| self.threads.get(&key).map(|t| (t.waiting_since, key)))
             .collect();
-        order.sort_by_key(|(served, _)| *served);
+        order.sort_by_key(|(since, _)| *since);
         let mut kept = VecDeque::with_capacity(order.len());
         let mut to_start = Vec::new();
         for (_, incident) in order {
@@ -581,8 +656,8 @@ impl SlackApp {
             };
             thread.in_flight = true;
             thread.not_before = None;
-            self.served_count += 1;
-            thread.served = self.served_count;
+            self.turns += 1;
+            thread.waiting_since = self.turns;
             self.gate.record(method, &call.channel, now);
             to_start.push((incident, pending, call));
         }
@@ -782,6 +857,7 @@ impl SlackApp {
                             self.to_persist.push(ThreadToPersist {
                                 workspace: thread.workspace.clone(),
                                 record: record.clone(),
+                                resolved: None,
                             });
                             self.remember(record);
                         }
@@ -1053,6 +1129,41 @@ mod tests {
             [
                 (PathBuf::from("/ws/a"), "1.1".to_string()),
                 (PathBuf::from("/ws/b"), "1.2".to_string())
+            ]
+        );
+    }
+
+    /// New incidents arriving faster than the channel's interval never starve an older
+    /// incident's outcome: whoever has waited longest goes next.
+    #[test]
+    fn a_stream_of_new_incidents_does_not_starve_an_earlier_outcome() {
+        let mut lp = Loop::new();
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut app = app(second);
+        let mut ctx = lp.ctx(t0);
+        app.incident_started(&mut ctx, "a", start("a"));
+        answer_ok(&mut app, &mut ctx, "1.1");
+        let n = start("a").notification;
+        app.incident_finished(&mut ctx, "a", &n, None);
+        app.incident_started(&mut ctx, "b", start("b"));
+        let mut sent = Vec::new();
+        for tick in 1..=4u32 {
+            let mut ctx = lp.ctx(t0 + second * tick);
+            // One more incident every interval: more than the channel can take.
+            let name = format!("n{tick}");
+            app.incident_started(&mut ctx, &name, start(&name));
+            app.on_tick(&mut ctx);
+            sent.extend(in_flight(&app));
+            answer_ok(&mut app, &mut ctx, &format!("2.{tick}"));
+        }
+        assert_eq!(
+            sent,
+            [
+                ("a".to_string(), ApiMethod::Update),
+                ("b".to_string(), ApiMethod::PostMessage),
+                ("n1".to_string(), ApiMethod::PostMessage),
+                ("n2".to_string(), ApiMethod::PostMessage),
             ]
         );
     }

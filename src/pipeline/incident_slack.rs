@@ -250,6 +250,7 @@ impl TriagePipeline {
             self.writer.submit(WriteJob::SlackThread {
                 workspace: thread.workspace,
                 record: thread.record,
+                resolved: thread.resolved,
             });
         }
     }
