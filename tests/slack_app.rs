@@ -1012,8 +1012,44 @@ fn a_repeat_refused_for_the_budget_replies_in_the_faults_thread() {
         reply.text
     );
     assert!(reply.text.contains("until 20"), "{}", reply.text);
-    assert_eq!(roots(&messages).len(), 1, "{messages:#?}");
     let root = messages.iter().find(|m| m.ts == root_ts).unwrap();
     assert_eq!(root.updates, 1, "the root keeps its outcome");
+    // The first refusal of the window also posts the channel's one budget notice.
+    let (messages, done) = slack.wait_until(WAIT, |m, _| {
+        m.iter()
+            .any(|m| m.thread_ts.is_none() && m.text.contains("triage budget reached"))
+    });
+    assert!(done, "{messages:#?}");
+    let roots = roots(&messages);
+    assert_eq!(
+        roots.len(),
+        2,
+        "the incident's root and the notice: {messages:#?}"
+    );
+    running.stop().unwrap();
+}
+
+/// In app mode too, a cluster that stops being watched raises one message of its own in
+/// the default channel, and one when it is watched again.
+#[test]
+fn a_silent_cluster_is_announced_in_the_channel() {
+    let setup = Setup::new();
+    let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
+    let sim = repeating_sim(1);
+    let cluster = &sim.clusters()[0];
+    let extra = "channel_interval = \"50ms\"\n[alerts]\ncluster_down_after = \"1s\"\n";
+    let config = parse_config(&setup.config(&sim, &slack, extra, 1), setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    cluster.stop_listening();
+    let down = format!("nightcrier is not watching cluster {}", cluster.name());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| m.iter().any(|m| m.text.contains(&down)));
+    assert!(done, "{messages:#?}");
+    cluster.restart().unwrap();
+    let up = format!("nightcrier watches cluster {} again", cluster.name());
+    let (messages, done) = slack.wait_until(WAIT, |m, _| m.iter().any(|m| m.text.contains(&up)));
+    assert!(done, "{messages:#?}");
+    assert_eq!(roots(&messages).len(), 2, "{messages:#?}");
+    assert!(messages.iter().all(|m| m.thread_ts.is_none()));
     running.stop().unwrap();
 }

@@ -158,9 +158,7 @@ impl TriagePipeline {
     /// Sends the notices and hands a changed ledger to the writer.
     pub(super) fn tick_budget(&mut self, ctx: &mut crate::stage::StageContext) {
         for text in std::mem::take(&mut self.budget.notices) {
-            if let Some(slack) = self.slack.as_mut() {
-                slack.send(ctx, &serde_json::json!({ "text": text }), "budget notice");
-            }
+            self.alert(ctx, &text, "budget notice");
         }
         self.save_budget();
     }

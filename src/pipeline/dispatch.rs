@@ -555,6 +555,7 @@ impl TriagePipeline {
             self.alert(
                 ctx,
                 ":white_check_mark: nightcrier recovered: triage agents succeed again",
+                "system alert",
             );
         }
     }
@@ -572,13 +573,15 @@ impl TriagePipeline {
                 ":rotating_light: nightcrier degraded: {} triage agent runs in a row failed across clusters",
                 self.consecutive_failures
             );
-            self.alert(ctx, &text);
+            self.alert(ctx, &text, "system alert");
         }
     }
 
-    fn alert(&mut self, ctx: &mut StageContext, text: &str) {
+    /// A message of its own, outside any incident's thread, in the default webhook or
+    /// channel (`what` names it in the log: "system alert", "budget notice").
+    pub(super) fn alert(&mut self, ctx: &mut StageContext, text: &str, what: &str) {
         if let Some(slack) = self.slack.as_mut() {
-            slack.send(ctx, &serde_json::json!({ "text": text }), "system alert");
+            slack.send(ctx, &serde_json::json!({ "text": text }), what);
         }
         if let (Some(app), Some(settings)) = (self.slack_app.as_mut(), &self.settings.slack_app) {
             app.alert(ctx, &settings.channel, text);

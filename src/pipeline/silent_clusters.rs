@@ -147,9 +147,7 @@ impl TriagePipeline {
                     )
                 }
             };
-            if let Some(slack) = self.slack.as_mut() {
-                slack.send(ctx, &serde_json::json!({ "text": text }), "cluster alert");
-            }
+            self.alert(ctx, &text, "cluster alert");
         }
     }
 
