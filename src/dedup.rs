@@ -4,27 +4,28 @@
 //! of its own duplicates through, never drop a new fault, and never touches another
 //! cluster's keys: a noisy cluster cannot make a quiet one's repeats look new.
 //!
-//! Per key, memory is one shared heap allocation (the fault id), one table slot and one
-//! queue slot. A fault id is hashed once per check (keyed SipHash: ids are wire text), and
-//! the hash is kept with the key so that forgetting it needs no second hash. Keys are shared through `Arc<str>` rather than `Rc<str>` because the event
-//! loop that owns the pipeline is moved onto its own thread, so this type must be `Send`;
-//! both cost the same two counters, and the counts are never contended. Record times are
+//! Per key, memory is one queue slot (the fault id inline when it is short, as the real
+//! server's 16 hex digits are; a heap copy otherwise) and one table slot holding the key's
+//! sequence number, which locates it in the queue. A fault id is hashed once per check
+//! (foldhash, keyed per process: ids are wire text), and the hash is kept with the key so
+//! that neither forgetting it nor growing the table hashes again. Record times are
 //! nanoseconds since the first recorded `now`: exact (no rounding, so a key never expires
-//! early), and a `u64` beside an `Arc<str>` takes no more room than a `u32` would.
+//! early).
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::name_map::NameMap;
 
 /// Below this many slots the containers are never shrunk: small tables cost little and
 /// shrinking them would only churn allocations.
 const SHRINK_FLOOR: usize = 256;
+
+/// Fault ids up to this many bytes are kept inline, without a heap allocation.
+const INLINE_KEY_BYTES: usize = 30;
 
 /// What [`Deduplicator::record`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +44,7 @@ pub struct Deduplicator {
     max_entries: usize,
     clusters: NameMap<Box<str>, ClusterKeys>,
     /// Hashes fault ids for every cluster's table.
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
     /// The instant record times count from: the first `now` ever recorded.
     origin: Option<Instant>,
     /// Keys over all clusters.
@@ -55,10 +56,14 @@ pub struct Deduplicator {
 
 #[derive(Debug, Default)]
 struct ClusterKeys {
-    keys: HashTable<Arc<str>>,
-    /// Every key in `keys`, oldest first, with the time it was recorded. The window is the
-    /// same for every key, so insertion order is also expiry order.
+    /// The sequence number of every key in `order`.
+    keys: HashTable<u64>,
+    /// Every key, oldest first, with the time it was recorded. The window is the same for
+    /// every key, so insertion order is also expiry order.
     order: VecDeque<Recorded>,
+    /// The sequence number of `order`'s front; the key numbered `seq` is at
+    /// `order[seq - first_seq]`.
+    first_seq: u64,
     evicted: u64,
 }
 
@@ -68,7 +73,40 @@ struct Recorded {
     at: u64,
     /// The key's hash in the table.
     hash: u64,
-    key: Arc<str>,
+    key: FaultKey,
+}
+
+/// A fault id: inline when short, else on the heap.
+#[derive(Debug)]
+enum FaultKey {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl FaultKey {
+    fn new(id: &str) -> FaultKey {
+        let bytes = id.as_bytes();
+        if bytes.len() <= INLINE_KEY_BYTES {
+            let mut inline = [0; INLINE_KEY_BYTES];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            FaultKey::Inline {
+                len: bytes.len() as u8,
+                bytes: inline,
+            }
+        } else {
+            FaultKey::Heap(Box::from(bytes))
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            FaultKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            FaultKey::Heap(bytes) => bytes,
+        }
+    }
 }
 
 impl Deduplicator {
@@ -78,7 +116,7 @@ impl Deduplicator {
             window,
             max_entries: max_entries.max(1),
             clusters: NameMap::default(),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             origin: None,
             len: 0,
             earliest: None,
@@ -104,31 +142,20 @@ impl Deduplicator {
         // Dropping this cluster's expired keys first means every key still present is
         // within its window.
         let before = keys.order.len();
-        keys.expire(now_at, window, &self.hasher);
+        keys.expire(now_at, window);
         self.len -= before - keys.order.len();
         let hash = self.hasher.hash_one(fault_id);
-        if keys.keys.find(hash, |key| **key == *fault_id).is_some() {
+        if keys.position(hash, fault_id.as_bytes()).is_some() {
             return Seen::Repeat;
         }
-        while keys.keys.len() >= self.max_entries {
-            match keys.order.pop_front() {
-                Some(oldest) => {
-                    keys.forget(&oldest);
-                    keys.evicted += 1;
-                    self.len -= 1;
-                }
-                None => break,
+        while keys.order.len() >= self.max_entries {
+            if !keys.forget_oldest() {
+                break;
             }
+            keys.evicted += 1;
+            self.len -= 1;
         }
-        let key: Arc<str> = Arc::from(fault_id);
-        let hasher = &self.hasher;
-        keys.keys
-            .insert_unique(hash, Arc::clone(&key), |key| hasher.hash_one(&**key));
-        keys.order.push_back(Recorded {
-            at: now_at,
-            hash,
-            key,
-        });
+        keys.push(now_at, hash, FaultKey::new(fault_id));
         self.len += 1;
         if keys.order.len() == 1 {
             self.earliest = Some(self.earliest.map_or(now_at, |e| e.min(now_at)));
@@ -140,20 +167,20 @@ impl Deduplicator {
 
     /// Forgets every key recorded `window` or longer ago.
     pub fn expire(&mut self, now: Instant) {
+        // Asked on every turn of the loop: nothing to do before the earliest key's end
+        // (`None`: no key, or a window too long to ever end).
+        match self.next_expiry() {
+            Some(at) if now >= at => {}
+            _ => return,
+        }
         let Some(origin) = self.origin else {
             return;
         };
         let now_at = nanos_since(origin, now);
-        if self
-            .earliest
-            .is_some_and(|at| Duration::from_nanos(now_at.saturating_sub(at)) < self.window)
-        {
-            return;
-        }
         let mut earliest: Option<u64> = None;
         let mut len = 0;
         for keys in self.clusters.values_mut() {
-            keys.expire(now_at, self.window, &self.hasher);
+            keys.expire(now_at, self.window);
             len += keys.order.len();
             if let Some(front) = keys.order.front() {
                 earliest = Some(earliest.map_or(front.at, |e| e.min(front.at)));
@@ -216,38 +243,73 @@ impl Deduplicator {
 }
 
 impl ClusterKeys {
-    fn expire(&mut self, now_at: u64, window: Duration, hasher: &RandomState) {
-        let before = self.order.len();
-        while let Some(oldest) = self.order.front() {
-            if Duration::from_nanos(now_at.saturating_sub(oldest.at)) < window {
-                break;
-            }
-            if let Some(oldest) = self.order.pop_front() {
-                self.forget(&oldest);
-            }
-        }
-        if self.order.len() < before {
-            self.shrink_if_sparse(hasher);
-        }
+    /// Where the key `id` with this hash is in `order`.
+    fn position(&self, hash: u64, id: &[u8]) -> Option<usize> {
+        let first = self.first_seq;
+        let order = &self.order;
+        self.keys
+            .find(hash, |&seq| {
+                order
+                    .get(seq.wrapping_sub(first) as usize)
+                    .is_some_and(|r| r.key.as_bytes() == id)
+            })
+            .map(|&seq| seq.wrapping_sub(first) as usize)
     }
 
-    fn forget(&mut self, recorded: &Recorded) {
-        if let Ok(entry) = self
-            .keys
-            .find_entry(recorded.hash, |key| Arc::ptr_eq(key, &recorded.key))
-        {
+    fn push(&mut self, at: u64, hash: u64, key: FaultKey) {
+        let seq = self.first_seq + self.order.len() as u64;
+        self.order.push_back(Recorded { at, hash, key });
+        let first = self.first_seq;
+        let order = &self.order;
+        // Growing the table rehashes from the kept hashes, never from the keys.
+        self.keys.insert_unique(hash, seq, |&seq| {
+            order
+                .get(seq.wrapping_sub(first) as usize)
+                .map_or(0, |r| r.hash)
+        });
+    }
+
+    /// Forgets the oldest key; false when there is none.
+    fn forget_oldest(&mut self) -> bool {
+        let Some(oldest) = self.order.pop_front() else {
+            return false;
+        };
+        let seq = self.first_seq;
+        self.first_seq += 1;
+        if let Ok(entry) = self.keys.find_entry(oldest.hash, |&s| s == seq) {
             entry.remove();
+        }
+        true
+    }
+
+    fn expire(&mut self, now_at: u64, window: Duration) {
+        let before = self.order.len();
+        while self
+            .order
+            .front()
+            .is_some_and(|oldest| Duration::from_nanos(now_at.saturating_sub(oldest.at)) >= window)
+        {
+            self.forget_oldest();
+        }
+        if self.order.len() < before {
+            self.shrink_if_sparse();
         }
     }
 
     /// Gives memory back after a burst has expired. Shrinking to twice the live count
     /// leaves room to grow again, and a table is only shrunk once it is three quarters
     /// empty, so a steady load never shrinks and regrows in turn.
-    fn shrink_if_sparse(&mut self, hasher: &RandomState) {
+    fn shrink_if_sparse(&mut self) {
         let len = self.keys.len();
         let target = (len * 2).max(SHRINK_FLOOR);
         if self.keys.capacity() > SHRINK_FLOOR && len < self.keys.capacity() / 4 {
-            self.keys.shrink_to(target, |key| hasher.hash_one(&**key));
+            let first = self.first_seq;
+            let order = &self.order;
+            self.keys.shrink_to(target, |&seq| {
+                order
+                    .get(seq.wrapping_sub(first) as usize)
+                    .map_or(0, |r| r.hash)
+            });
         }
         if self.order.capacity() > SHRINK_FLOOR && self.order.len() < self.order.capacity() / 4 {
             self.order.shrink_to(target);
@@ -279,6 +341,27 @@ mod tests {
         assert!(!dedup.check_and_record("prod", "f1", t0 + WINDOW - ms(1)));
         assert!(dedup.check_and_record("prod", "f2", t0 + ms(2)));
         assert_eq!(dedup.len(), 2);
+    }
+
+    #[test]
+    fn short_and_long_ids_are_told_apart_by_every_byte() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        let inline = "a".repeat(INLINE_KEY_BYTES);
+        let heap = "a".repeat(INLINE_KEY_BYTES + 1);
+        let long_b = format!("{}b", "a".repeat(999));
+        let long_c = format!("{}c", "a".repeat(999));
+        for id in [&inline, &heap, &long_b, &long_c, &String::new()] {
+            assert!(dedup.check_and_record("prod", id, t0), "{}", id.len());
+        }
+        for id in [&inline, &heap, &long_b, &long_c, &String::new()] {
+            assert!(
+                !dedup.check_and_record("prod", id, t0 + ms(1)),
+                "{}",
+                id.len()
+            );
+        }
+        assert_eq!(dedup.len(), 5);
     }
 
     #[test]

@@ -341,7 +341,7 @@ pub trait EventSink {
     fn offer(
         &mut self,
         cluster: &Arc<ClusterConfig>,
-        fault: FaultView<'_>,
+        fault: &FaultView<'_>,
         now: std::time::Instant,
     ) {
         self.deliver(

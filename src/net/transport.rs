@@ -35,6 +35,8 @@ pub struct ReadBuffers {
     pub plaintext: Vec<u8>,
     /// Events and data buffers the event streams share.
     pub sse: crate::net::sse::SseScratch,
+    /// What one read's HTTP parsing found, emptied after each read and kept for the next.
+    pub responses: Vec<crate::net::http::ResponseEvent>,
     ciphertext: Vec<u8>,
     /// What the socket reads into: initialized once and reused, so a read costs a copy of
     /// the bytes that arrived, not a zero-fill of [`READ_CHUNK`] bytes before every call.
@@ -46,6 +48,7 @@ impl ReadBuffers {
         ReadBuffers {
             plaintext: Vec::with_capacity(bytes),
             sse: Default::default(),
+            responses: Vec::new(),
             ciphertext: Vec::with_capacity(bytes),
             landing: vec![0; READ_CHUNK],
         }

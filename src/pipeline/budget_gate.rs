@@ -157,8 +157,10 @@ impl TriagePipeline {
 
     /// Sends the notices and hands a changed ledger to the writer.
     pub(super) fn tick_budget(&mut self, ctx: &mut crate::stage::StageContext) {
-        for text in std::mem::take(&mut self.budget.notices) {
-            self.alert(ctx, &text, "budget notice");
+        if !self.budget.notices.is_empty() {
+            for text in std::mem::take(&mut self.budget.notices) {
+                self.alert(ctx, &text, "budget notice");
+            }
         }
         self.save_budget();
     }

@@ -171,12 +171,12 @@ impl CorrelationGroups {
             .is_some_and(|g| now < g.opened + self.window)
     }
 
-    /// ... and `cluster` is not in it yet.
     /// No incident is open: no fault can join one.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
 
+    /// ... and `cluster` is not in it yet.
     pub fn is_open_without(&self, signature: &Signature, cluster: &str, now: Instant) -> bool {
         self.groups.get(signature).is_some_and(|g| {
             now < g.opened + self.window && g.members.iter().all(|m| m.cluster != cluster)

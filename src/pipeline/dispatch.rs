@@ -30,6 +30,9 @@ impl TriagePipeline {
             return;
         }
         self.disk_full_until = None;
+        if self.queue.is_empty() {
+            return;
+        }
         // A workspace being made holds its agent's place; a disk slower than the work holds
         // new ones back.
         while self.accepting
@@ -139,6 +142,10 @@ impl TriagePipeline {
     /// Takes the writer's results: workspaces made (their agents start), ends recorded
     /// (counted, sent to Slack), and the rest.
     pub(super) fn take_write_results(&mut self, ctx: &mut StageContext) {
+        if self.writer.is_idle() {
+            // Asked on every turn of the loop: with nothing out, it costs nothing.
+            return;
+        }
         for done in self.writer.results() {
             match done {
                 WriteDone::Created {

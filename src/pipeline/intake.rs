@@ -23,8 +23,8 @@ const FIELD_CHARS: usize = 64;
 /// handed in whole), or read in place from its message with a usable key. Only a fault that
 /// is queued is made owned, so a filtered, repeated or skipped fault copies nothing.
 pub(super) enum Arrival<'a> {
-    Owned(FaultEvent, SystemTime),
-    InPlace(FaultView<'a>),
+    Owned(Box<FaultEvent>, SystemTime),
+    InPlace(&'a FaultView<'a>),
 }
 
 impl Arrival<'_> {
@@ -80,7 +80,7 @@ impl Arrival<'_> {
 
     pub(super) fn into_event(self, cluster: &Arc<ClusterConfig>) -> ClusterEvent {
         let (event, received_at) = match self {
-            Arrival::Owned(fault, at) => (fault, at),
+            Arrival::Owned(fault, at) => (*fault, at),
             Arrival::InPlace(view) => (view.to_event(), SystemTime::now()),
         };
         ClusterEvent {
@@ -98,7 +98,7 @@ impl TriagePipeline {
             event,
             received_at,
         } = event;
-        self.admit_arrival(&cluster, Arrival::Owned(event, received_at), now);
+        self.admit_arrival(&cluster, Arrival::Owned(Box::new(event), received_at), now);
     }
 
     pub(super) fn admit_arrival(

@@ -550,11 +550,11 @@ impl EventSink for TriagePipeline {
         self.admit(event, now);
     }
 
-    fn offer(&mut self, cluster: &Arc<ClusterConfig>, fault: FaultView<'_>, now: Instant) {
+    fn offer(&mut self, cluster: &Arc<ClusterConfig>, fault: &FaultView<'_>, now: Instant) {
         let arrival = match fault.key() {
             Some(_) => intake::Arrival::InPlace(fault),
             // A derived key comes from the bounded fields: the owned fault has both.
-            None => intake::Arrival::Owned(fault.to_event(), SystemTime::now()),
+            None => intake::Arrival::Owned(Box::new(fault.to_event()), SystemTime::now()),
         };
         self.admit_arrival(cluster, arrival, now);
     }
@@ -598,19 +598,28 @@ impl Stage for TriagePipeline {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.deadlines.iter().map(|(at, _)| *at).min(),
-            self.dedup.next_expiry(),
-            self.correlation.groups.next_deadline(),
-            self.slack.as_ref().and_then(SlackNotifier::next_deadline),
-            self.slack_app.as_ref().and_then(SlackApp::next_deadline),
-            self.slack_app.as_ref().and(self.next_resolution_check),
-            self.next_sweep,
-            self.disk_full_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Asked on every turn of the loop: the earliest of each part's own, without
+        // gathering them first.
+        let mut next = self.next_sweep;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        consider(self.deadlines.iter().map(|(at, _)| *at).min());
+        consider(self.dedup.next_expiry());
+        if !self.correlation.groups.is_empty() {
+            consider(self.correlation.groups.next_deadline());
+        }
+        if let Some(slack) = &self.slack {
+            consider(slack.next_deadline());
+        }
+        if let Some(app) = &self.slack_app {
+            consider(app.next_deadline());
+            consider(self.next_resolution_check);
+        }
+        consider(self.disk_full_until);
+        next
     }
 
     fn on_tick(&mut self, ctx: &mut StageContext) {
@@ -619,13 +628,13 @@ impl Stage for TriagePipeline {
         self.dedup.expire(now);
         self.tick_correlation(ctx);
         self.tick_budget(ctx);
-        let due: Vec<AgentId> = self
-            .deadlines
-            .iter()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, id)| *id)
-            .collect();
-        if !due.is_empty() {
+        if self.deadlines.iter().any(|(at, _)| *at <= now) {
+            let due: Vec<AgentId> = self
+                .deadlines
+                .iter()
+                .filter(|(at, _)| *at <= now)
+                .map(|(_, id)| *id)
+                .collect();
             self.deadlines.retain(|(at, _)| *at > now);
             for id in due {
                 if let Some(next) = self.executor.on_deadline(id, now) {

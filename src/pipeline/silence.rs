@@ -97,7 +97,7 @@ impl Arrival<'_> {
 
     fn into_fault(self) -> (FaultEvent, SystemTime) {
         match self {
-            Arrival::Owned(fault, at) => (fault, at),
+            Arrival::Owned(fault, at) => (*fault, at),
             Arrival::InPlace(view) => (view.to_event(), SystemTime::now()),
         }
     }

@@ -511,12 +511,13 @@ impl ClusterConnection {
             // An event of a client this channel no longer has.
             return false;
         }
-        let mut events = Vec::new();
         let client = match channel {
             Channel::Control => self.control.as_mut(),
             Channel::Stream => self.stream.as_mut(),
         };
         let Some(client) = client else { return false };
+        let mut events = std::mem::take(&mut ctx.inbound.responses);
+        events.clear();
         let was_open = client.http.is_open();
         let progress = client.http.on_ready(ctx.inbound, &mut events);
         let now_open = client.http.is_open();
@@ -527,6 +528,7 @@ impl ClusterConnection {
         let progress = match progress {
             Ok(progress) => progress,
             Err(e) => {
+                ctx.inbound.responses = events;
                 self.on_client_error(ctx, channel, e);
                 return false;
             }
@@ -546,6 +548,8 @@ impl ClusterConnection {
             }
         }
         ctx.inbound.plaintext = inbound;
+        events.clear();
+        ctx.inbound.responses = events;
         if self.status == ConnectionStatus::Failed || !same_client(self) {
             return false;
         }

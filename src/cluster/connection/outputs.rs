@@ -162,7 +162,7 @@ impl ClusterConnection {
     }
 
     /// A fault read in place from the stream (see `FaultView`).
-    pub(super) fn deliver_view(&mut self, ctx: &mut ConnectionContext, fault: FaultView<'_>) {
+    pub(super) fn deliver_view(&mut self, ctx: &mut ConnectionContext, fault: &FaultView<'_>) {
         if fault.key().is_none() {
             // Its key is derived from the bounded fields: the owned path does both.
             return self.deliver(ctx, fault.to_event());

@@ -217,7 +217,7 @@ impl ClusterConnection {
                         self.apply(ctx, std::mem::take(&mut outputs));
                     }
                     if self.status != ConnectionStatus::Failed {
-                        self.deliver_view(ctx, fault);
+                        self.deliver_view(ctx, &fault);
                     }
                 }
                 None => self.session.on_message(&event.data, &mut outputs),
