@@ -41,13 +41,19 @@ impl Correlation {
             summaries: Vec::new(),
         }
     }
+
+    /// Faults of `cluster` take part in correlation.
+    pub(super) fn includes(&self, cluster: &ClusterConfig) -> bool {
+        self.enabled && cluster.correlate && self.clusters >= 2
+    }
+
+    /// A fault of `cluster` may join an open incident.
+    pub(super) fn may_join(&self, cluster: &ClusterConfig) -> bool {
+        self.includes(cluster) && !self.groups.is_empty()
+    }
 }
 
 impl TriagePipeline {
-    fn correlates(&self, cluster: &ClusterConfig) -> bool {
-        self.correlation.enabled && cluster.correlate && self.correlation.clusters >= 2
-    }
-
     /// Recounts the clusters that correlate (after clusters were added or removed).
     pub(super) fn count_correlating(&mut self) {
         self.correlation.clusters = self
@@ -69,7 +75,7 @@ impl TriagePipeline {
             return Some(fault);
         };
         // With no incident open there is nothing to join, and no signature to build.
-        if !self.correlates(&slot.config) || self.correlation.groups.is_empty() {
+        if !self.correlation.may_join(&slot.config) {
             return Some(fault);
         }
         let signature = fault.signature();
@@ -144,7 +150,7 @@ impl TriagePipeline {
         event: ClusterEvent,
         now: Instant,
     ) -> Option<(ClusterEvent, Option<u64>)> {
-        if !self.correlates(&event.cluster) {
+        if !self.correlation.includes(&event.cluster) {
             return Some((event, None));
         }
         let signature = super::correlation::Signature::of_fault(&event.event);

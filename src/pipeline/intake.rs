@@ -147,11 +147,18 @@ impl TriagePipeline {
                 return;
             }
         }
-        let Some(fault) = self.correlate(cluster, fault, now) else {
-            return;
-        };
-        let Some(slot) = self.clusters.get_mut(name) else {
-            return;
+        // With no incident open there is nothing to join: the fault goes on with the slot
+        // already in hand.
+        let (fault, slot) = if self.correlation.may_join(&slot.config) {
+            let Some(fault) = self.correlate(cluster, fault, now) else {
+                return;
+            };
+            let Some(slot) = self.clusters.get_mut(name) else {
+                return;
+            };
+            (fault, slot)
+        } else {
+            (fault, slot)
         };
         let config = &slot.config;
         if !config.triage_ready() {
