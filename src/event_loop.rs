@@ -248,11 +248,15 @@ impl<S: Stage> EventLoop<S> {
                         self.with_stage(now, |stage, ctx| stage.on_ready(ctx, token));
                     }
                     Owner::Connection(_) => {
+                        // Without the peer's close in the event, a short read drains.
+                        self.inbound.short_read_drains =
+                            !(event.is_read_closed() || event.is_error());
                         let (manager, mut ctx) = self.connection_parts(now);
                         if manager.on_ready(&mut ctx, token) {
                             more.push(token);
                         }
                         changed |= ctx.changed;
+                        self.inbound.short_read_drains = false;
                     }
                     Owner::Unknown => {}
                 }

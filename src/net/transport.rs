@@ -41,6 +41,11 @@ pub struct ReadBuffers {
     /// What the socket reads into: initialized once and reused, so a read costs a copy of
     /// the bytes that arrived, not a zero-fill of [`READ_CHUNK`] bytes before every call.
     landing: Vec<u8>,
+    /// Set by the loop while it serves a readiness event that did not report the peer's
+    /// close or an error: a read shorter than [`READ_CHUNK`] then took everything the
+    /// socket held (bytes that arrive later raise a new edge-triggered event), so the read
+    /// that would only say "would block" is left out: one system call less per message.
+    pub short_read_drains: bool,
 }
 
 impl ReadBuffers {
@@ -51,6 +56,7 @@ impl ReadBuffers {
             responses: Vec::new(),
             ciphertext: Vec::with_capacity(bytes),
             landing: vec![0; READ_CHUNK],
+            short_read_drains: false,
         }
     }
 }
@@ -240,6 +246,7 @@ fn read_chunk(
 }
 
 fn read_plain(tcp: &mut impl Read, buffers: &mut ReadBuffers) -> io::Result<ReadOutcome> {
+    let short_read_drains = buffers.short_read_drains;
     let inbound = &mut buffers.plaintext;
     let landing = landing(&mut buffers.landing);
     let start = inbound.len();
@@ -249,6 +256,7 @@ fn read_plain(tcp: &mut impl Read, buffers: &mut ReadBuffers) -> io::Result<Read
         }
         match read_chunk(tcp, landing, inbound)? {
             Some(0) => return Ok(ReadOutcome::Closed),
+            Some(n) if short_read_drains && n < READ_CHUNK => return Ok(ReadOutcome::Drained),
             Some(_) => {}
             None => return Ok(ReadOutcome::Drained),
         }
@@ -279,6 +287,7 @@ fn read_tls(
         }
         match read? {
             Some(0) => break ReadOutcome::Closed,
+            Some(n) if buffers.short_read_drains && n < READ_CHUNK => break ReadOutcome::Drained,
             Some(_) => {}
             None => break ReadOutcome::Drained,
         }
@@ -335,6 +344,13 @@ mod tests {
         loop {
             assert!(Instant::now() < deadline, "got {} bytes", received.len());
             poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+            // As the loop does: read only on an event, and let a short read drain only when
+            // the event did not report the peer's close.
+            if events.is_empty() {
+                continue;
+            }
+            buffers.short_read_drains =
+                events.iter().all(|e| !(e.is_read_closed() || e.is_error()));
             if !connected {
                 match connect_progress(transport.tcp().unwrap())? {
                     ConnectProgress::Connected => connected = true,
@@ -394,6 +410,52 @@ mod tests {
         let received = read_all(Transport::plain(tcp)).unwrap();
         server.join().unwrap();
         assert!(received == body());
+    }
+
+    /// Small messages with pauses between them, then the close: each arrives through a
+    /// new event after a short read ended the one before, and the close is seen.
+    #[test]
+    fn short_reads_that_drain_still_see_every_message_and_the_close() {
+        for tls in [false, true] {
+            let (server_config, client_config) =
+                crate::net::tls::test_pair(&[&rustls::version::TLS13]);
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = thread::spawn(move || {
+                let (socket, _) = listener.accept().unwrap();
+                let send = |out: &mut dyn Write| {
+                    for i in 0..20u8 {
+                        out.write_all(&[i; 100]).unwrap();
+                        out.flush().unwrap();
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                    out.write_all(b"last").unwrap();
+                    out.flush().unwrap();
+                };
+                if tls {
+                    let connection = rustls::ServerConnection::new(server_config).unwrap();
+                    let mut secure = rustls::StreamOwned::new(connection, socket);
+                    send(&mut secure);
+                    secure.conn.send_close_notify();
+                    secure.flush().unwrap();
+                } else {
+                    let mut plain = socket;
+                    send(&mut plain);
+                }
+            });
+            let tcp = connect(addr, Duration::from_secs(60)).unwrap();
+            let transport = if tls {
+                let name = ServerName::try_from("localhost").unwrap();
+                Transport::tls(tcp, client_config, name).unwrap()
+            } else {
+                Transport::plain(tcp)
+            };
+            let received = read_all(transport).unwrap();
+            server.join().unwrap();
+            let mut expected: Vec<u8> = (0..20u8).flat_map(|i| [i; 100]).collect();
+            expected.extend_from_slice(b"last");
+            assert!(received == expected, "tls {tls}: {} bytes", received.len());
+        }
     }
 
     #[test]
