@@ -4,13 +4,12 @@
 //! of its own duplicates through, never drop a new fault, and never touches another
 //! cluster's keys: a noisy cluster cannot make a quiet one's repeats look new.
 //!
-//! Per key, memory is one queue slot (the fault id inline when it is short, as the real
-//! server's 16 hex digits are; a heap copy otherwise) and one table slot holding the key's
-//! sequence number, which locates it in the queue. A fault id is hashed once per check
-//! (foldhash, keyed per process: ids are wire text), and the hash is kept with the key so
-//! that neither forgetting it nor growing the table hashes again. Record times are
-//! nanoseconds since the first recorded `now`: exact (no rounding, so a key never expires
-//! early).
+//! Per key, memory is one 32-byte queue slot (the time, and the fault id inline when it is
+//! short, as the real server's 16 hex digits are; a heap copy otherwise) and one table slot
+//! holding the key's sequence number, which locates it in the queue. A fault id is hashed
+//! once per check (foldhash, keyed per cluster table: ids are wire text); forgetting a key
+//! or growing the table hashes it again. Record times are nanoseconds since the first
+//! recorded `now`: exact (no rounding, so a key never expires early).
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -25,7 +24,7 @@ use crate::name_map::NameMap;
 const SHRINK_FLOOR: usize = 256;
 
 /// Fault ids up to this many bytes are kept inline, without a heap allocation.
-const INLINE_KEY_BYTES: usize = 30;
+const INLINE_KEY_BYTES: usize = 22;
 
 /// What [`Deduplicator::record`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +42,6 @@ pub struct Deduplicator {
     /// Per cluster.
     max_entries: usize,
     clusters: NameMap<Box<str>, ClusterKeys>,
-    /// Hashes fault ids for every cluster's table.
-    hasher: DefaultHashBuilder,
     /// The instant record times count from: the first `now` ever recorded.
     origin: Option<Instant>,
     /// Keys over all clusters.
@@ -58,6 +55,8 @@ pub struct Deduplicator {
 struct ClusterKeys {
     /// The sequence number of every key in `order`.
     keys: HashTable<u64>,
+    /// Hashes this cluster's fault ids.
+    hasher: DefaultHashBuilder,
     /// Every key, oldest first, with the time it was recorded. The window is the same for
     /// every key, so insertion order is also expiry order.
     order: VecDeque<Recorded>,
@@ -71,8 +70,6 @@ struct ClusterKeys {
 struct Recorded {
     /// Nanoseconds since `origin` (saturating at about 584 years).
     at: u64,
-    /// The key's hash in the table.
-    hash: u64,
     key: FaultKey,
 }
 
@@ -116,7 +113,6 @@ impl Deduplicator {
             window,
             max_entries: max_entries.max(1),
             clusters: NameMap::default(),
-            hasher: DefaultHashBuilder::default(),
             origin: None,
             len: 0,
             earliest: None,
@@ -144,7 +140,7 @@ impl Deduplicator {
         let before = keys.order.len();
         keys.expire(now_at, window);
         self.len -= before - keys.order.len();
-        let hash = self.hasher.hash_one(fault_id);
+        let hash = keys.hasher.hash_one(fault_id.as_bytes());
         if keys.position(hash, fault_id.as_bytes()).is_some() {
             return Seen::Repeat;
         }
@@ -258,15 +254,12 @@ impl ClusterKeys {
 
     fn push(&mut self, at: u64, hash: u64, key: FaultKey) {
         let seq = self.first_seq + self.order.len() as u64;
-        self.order.push_back(Recorded { at, hash, key });
+        self.order.push_back(Recorded { at, key });
         let first = self.first_seq;
         let order = &self.order;
-        // Growing the table rehashes from the kept hashes, never from the keys.
-        self.keys.insert_unique(hash, seq, |&seq| {
-            order
-                .get(seq.wrapping_sub(first) as usize)
-                .map_or(0, |r| r.hash)
-        });
+        let hasher = &self.hasher;
+        self.keys
+            .insert_unique(hash, seq, |&seq| rehash(hasher, order, first, seq));
     }
 
     /// Forgets the oldest key; false when there is none.
@@ -276,7 +269,8 @@ impl ClusterKeys {
         };
         let seq = self.first_seq;
         self.first_seq += 1;
-        if let Ok(entry) = self.keys.find_entry(oldest.hash, |&s| s == seq) {
+        let hash = self.hasher.hash_one(oldest.key.as_bytes());
+        if let Ok(entry) = self.keys.find_entry(hash, |&s| s == seq) {
             entry.remove();
         }
         true
@@ -305,16 +299,21 @@ impl ClusterKeys {
         if self.keys.capacity() > SHRINK_FLOOR && len < self.keys.capacity() / 4 {
             let first = self.first_seq;
             let order = &self.order;
-            self.keys.shrink_to(target, |&seq| {
-                order
-                    .get(seq.wrapping_sub(first) as usize)
-                    .map_or(0, |r| r.hash)
-            });
+            let hasher = &self.hasher;
+            self.keys
+                .shrink_to(target, |&seq| rehash(hasher, order, first, seq));
         }
         if self.order.capacity() > SHRINK_FLOOR && self.order.len() < self.order.capacity() / 4 {
             self.order.shrink_to(target);
         }
     }
+}
+
+/// The hash of the key numbered `seq` in `order` (whose front is `first`).
+fn rehash(hasher: &DefaultHashBuilder, order: &VecDeque<Recorded>, first: u64, seq: u64) -> u64 {
+    order
+        .get(seq.wrapping_sub(first) as usize)
+        .map_or(0, |r| hasher.hash_one(r.key.as_bytes()))
 }
 
 /// A time before `origin` counts as `origin`: a key then expires late, never early.
@@ -341,6 +340,11 @@ mod tests {
         assert!(!dedup.check_and_record("prod", "f1", t0 + WINDOW - ms(1)));
         assert!(dedup.check_and_record("prod", "f2", t0 + ms(2)));
         assert_eq!(dedup.len(), 2);
+    }
+
+    #[test]
+    fn a_remembered_key_takes_one_32_byte_slot() {
+        assert_eq!(std::mem::size_of::<Recorded>(), 32);
     }
 
     #[test]

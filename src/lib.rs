@@ -30,3 +30,4 @@ pub mod sim;
 pub mod stage;
 pub mod timer;
 pub mod token;
+pub mod worker_pool;

@@ -21,6 +21,7 @@ use crate::agent::permissions::{
     ClusterPermissions, PermissionCheck, BASE_CHECKS, SECRET_CHECKS, WRITE_CHECKS,
 };
 use crate::agent::workspace::rfc3339;
+use crate::worker_pool::WorkerPool;
 
 /// kubectl prints one word; anything past this is diagnostics we only need the end of.
 const MAX_CHECK_OUTPUT: usize = 8 * 1024;
@@ -336,54 +337,51 @@ pub struct PreflightRequest {
     pub timeout: Duration,
 }
 
-/// Runs up to [`PREFLIGHT_PARALLEL`] clusters' preflights at a time on its own threads and
-/// wakes the loop after each. Dropping it never waits: running checks are killed (within
-/// about 50 ms) by threads that then end on their own.
+/// Runs up to [`PREFLIGHT_PARALLEL`] clusters' preflights at a time on its own threads
+/// (started with the first preflights) and wakes the loop after each. Dropping it never
+/// waits: running checks are killed (within about 50 ms) by threads that then end on their
+/// own.
 pub struct PreflightWorker {
-    requests: Option<mpsc::Sender<PreflightRequest>>,
+    pool: Option<WorkerPool<PreflightRequest>>,
     results: mpsc::Receiver<ClusterPermissions>,
     stop: Arc<AtomicBool>,
 }
 
 impl PreflightWorker {
     pub fn start(waker: Arc<mio::Waker>) -> io::Result<PreflightWorker> {
-        let (request_tx, request_rx) = mpsc::channel::<PreflightRequest>();
-        let request_rx = Arc::new(Mutex::new(request_rx));
         let (result_tx, result_rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        for _ in 0..PREFLIGHT_PARALLEL {
-            let requests = Arc::clone(&request_rx);
-            let results = result_tx.clone();
-            let stop = Arc::clone(&stop);
-            let waker = Arc::clone(&waker);
-            let spawned = thread::Builder::new()
-                .name("preflight".into())
-                .spawn(move || serve(&requests, &results, &stop, &waker));
-            if let Err(err) = spawned {
-                // One thread is enough to keep going; none is an error.
-                if Arc::strong_count(&request_rx) == 1 {
-                    return Err(err);
-                }
-                log::warn!("preflight: fewer worker threads than planned: {err}");
-                break;
-            }
-        }
+        let serving = Arc::clone(&stop);
+        let pool = WorkerPool::new(
+            "preflight",
+            PREFLIGHT_PARALLEL,
+            None,
+            Arc::new(move |requests: &Mutex<mpsc::Receiver<PreflightRequest>>| {
+                serve(requests, &result_tx, &serving, &waker)
+            }),
+        );
         Ok(PreflightWorker {
-            requests: Some(request_tx),
+            pool: Some(pool),
             results: result_rx,
             stop,
         })
     }
 
     /// Queues a preflight; its result shows up in [`results`](Self::results). False if it
-    /// could not be queued (the worker threads are gone): no result will come for it.
+    /// could not be queued (no worker thread runs): no result will come for it.
     pub fn submit(&self, request: PreflightRequest) -> bool {
-        let sent = self.requests.as_ref().map(|tx| tx.send(request));
-        if matches!(sent, Some(Ok(()))) {
-            return true;
+        let submitted = self.pool.as_ref().map(|pool| pool.submit(request));
+        match submitted {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                log::warn!("preflight: request dropped: {e}");
+                false
+            }
+            None => {
+                log::warn!("preflight: worker threads have stopped; request dropped");
+                false
+            }
         }
-        log::warn!("preflight: worker threads have stopped; request dropped");
-        false
     }
 
     /// Results finished since the last call, without blocking.
@@ -434,7 +432,7 @@ impl PreflightWorker {
     pub(crate) fn stopped() -> PreflightWorker {
         let (_, results) = mpsc::channel();
         PreflightWorker {
-            requests: None,
+            pool: None,
             results,
             stop: Arc::new(AtomicBool::new(true)),
         }
@@ -445,7 +443,7 @@ impl Drop for PreflightWorker {
     /// Skips queued requests and tells running ones to kill their checks; does not wait.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.requests.take();
+        self.pool.take();
     }
 }
 

@@ -2,8 +2,8 @@
 //! and hands the answers back through a channel and the loop's waker. It keeps `/etc/hosts`
 //! and the resolver's search domains working, which a hand-written DNS client would not.
 //!
-//! [`RESOLVER_THREADS`] lookups run at once, so one slow or black-holed name does not hold
-//! up the others; the connection's `connect_timeout` is armed when its lookup is asked
+//! [`RESOLVER_THREADS`] lookups run at once (the threads start with the first names to look
+//! up), so one slow or black-holed name does not hold up the others; the connection's `connect_timeout` is armed when its lookup is asked
 //! for, so a lookup that never answers fails that connect on time. Dropping the resolver
 //! does not wait for a lookup in progress.
 
@@ -11,7 +11,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread;
+
+use crate::worker_pool::WorkerPool;
 
 /// Lookups in progress at once at most.
 pub const RESOLVER_THREADS: usize = 4;
@@ -37,7 +38,7 @@ fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 }
 
 pub struct Resolver {
-    queries: Option<Sender<Query>>,
+    pool: WorkerPool<Query>,
     answers: Receiver<Answer>,
 }
 
@@ -46,34 +47,24 @@ impl Resolver {
         Resolver::with_lookup(waker, RESOLVER_THREADS, getaddrinfo)
     }
 
-    /// A resolver of `threads` threads answering with `lookup`.
+    /// A resolver of at most `threads` threads answering with `lookup`; they start with
+    /// the first names to look up (literal addresses need none).
     pub fn with_lookup(
         waker: Arc<mio::Waker>,
         threads: usize,
         lookup: Lookup,
     ) -> io::Result<Resolver> {
-        let (query_tx, query_rx) = mpsc::channel::<Query>();
         let (answer_tx, answer_rx) = mpsc::channel::<Answer>();
-        let query_rx = Arc::new(Mutex::new(query_rx));
-        for started in 0..threads.max(1) {
-            let queries = Arc::clone(&query_rx);
-            let answers = answer_tx.clone();
-            let waker = Arc::clone(&waker);
-            let spawned = thread::Builder::new()
-                .name("nightcrier-dns".into())
-                .stack_size(256 * 1024)
-                .spawn(move || serve(&queries, &answers, &waker, lookup));
-            match spawned {
-                Ok(_) => {}
-                Err(e) if started == 0 => return Err(e),
-                Err(e) => {
-                    log::warn!("resolver: {started} threads instead of {threads}: {e}");
-                    break;
-                }
-            }
-        }
+        let pool = WorkerPool::new(
+            "nightcrier-dns",
+            threads,
+            Some(256 * 1024),
+            Arc::new(move |queries: &Mutex<Receiver<Query>>| {
+                serve(queries, &answer_tx, &waker, lookup)
+            }),
+        );
         Ok(Resolver {
-            queries: Some(query_tx),
+            pool,
             answers: answer_rx,
         })
     }
@@ -88,14 +79,19 @@ impl Resolver {
             host: host.to_owned(),
             port,
         };
-        match self.queries.as_ref().map(|q| q.send(query)) {
-            Some(Ok(())) => None,
-            _ => Some(Err(io::Error::other("resolver threads have stopped"))),
+        match self.pool.submit(query) {
+            Ok(()) => None,
+            Err(e) => Some(Err(io::Error::other(format!("resolver: {e}")))),
         }
     }
 
     pub fn answers(&self) -> impl Iterator<Item = Answer> + '_ {
         self.answers.try_iter()
+    }
+
+    /// Resolver threads started so far.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 }
 
@@ -130,17 +126,10 @@ fn serve(
     }
 }
 
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        // Closing the query channel ends each thread after its current lookup; nothing
-        // waits for a lookup that hangs.
-        self.queries.take();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::thread;
     use std::time::Duration;
 
     #[test]
@@ -150,6 +139,11 @@ mod tests {
         let resolver = Resolver::start(waker).unwrap();
         let answer = resolver.resolve(1, "127.0.0.1", 80).unwrap().unwrap();
         assert_eq!(answer, vec!["127.0.0.1:80".parse().unwrap()]);
+        assert_eq!(
+            resolver.threads(),
+            0,
+            "no name looked up, no thread started"
+        );
         let v6 = resolver.resolve(2, "::1", 443).unwrap().unwrap();
         assert_eq!(v6, vec!["[::1]:443".parse().unwrap()]);
     }
