@@ -130,6 +130,19 @@ fn emit(cluster: &SimCluster) {
     assert!(cluster.emit_fault("critical", "CrashLoop").is_some());
 }
 
+/// The same fault again and again (the dedup window lets one through every second) until
+/// Slack has a message `seen` accepts; false if none came after 40 tries.
+fn emit_until(cluster: &SimCluster, slack: &FakeSlack, seen: impl Fn(&Message) -> bool) -> bool {
+    for _ in 0..40 {
+        emit(cluster);
+        let (_, found) = slack.wait_until(Duration::from_millis(500), |m, _| m.iter().any(&seen));
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
 fn outcome_landed(messages: &[Message], n: usize) -> bool {
     roots(messages)
         .iter()
@@ -183,18 +196,9 @@ fn incident_has_one_root_updated_with_the_outcome_and_a_repeat_replies_in_its_th
 
     // The same fault again, once the dedup window let it through: a reply in the thread
     // and the root edited again; never a second root.
-    let mut replied = false;
-    for _ in 0..40 {
-        emit(cluster);
-        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
-            m.iter()
-                .any(|m| m.thread_ts.as_deref() == Some(root.ts.as_str()))
-        });
-        if seen {
-            replied = true;
-            break;
-        }
-    }
+    let replied = emit_until(cluster, &slack, |m| {
+        m.thread_ts.as_deref() == Some(root.ts.as_str())
+    });
     assert!(replied, "{:#?}", slack.messages());
     let (messages, done) = slack.wait_until(WAIT, |m, _| {
         m.iter().any(|m| m.ts == root.ts && m.updates >= 3)
@@ -647,19 +651,9 @@ fn a_later_run_that_finds_the_resource_healthy_resolves_the_incident() {
 
     // The fault comes back and is still there at first: run 2 says unhealthy.
     std::fs::write(setup.dir.path().join("resource-status"), "unhealthy").unwrap();
-    let mut replied = false;
-    for _ in 0..40 {
-        emit(cluster);
-        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
-            m.iter().any(|m| {
-                m.thread_ts.as_deref() == Some(root_ts.as_str()) && m.text.contains("(run 2)")
-            })
-        });
-        if seen {
-            replied = true;
-            break;
-        }
-    }
+    let replied = emit_until(cluster, &slack, |m| {
+        m.thread_ts.as_deref() == Some(root_ts.as_str()) && m.text.contains("(run 2)")
+    });
     assert!(replied, "{:#?}", slack.messages());
     let (messages, done) = slack.wait_until(WAIT, |m, _| {
         m.iter()
@@ -674,21 +668,11 @@ fn a_later_run_that_finds_the_resource_healthy_resolves_the_incident() {
 
     // Run 3 finds it healthy: resolved.
     std::fs::write(setup.dir.path().join("resource-status"), "healthy").unwrap();
-    let mut resolved = false;
-    for _ in 0..40 {
-        emit(cluster);
-        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
-            m.iter().any(|m| {
-                m.thread_ts.as_deref() == Some(root_ts.as_str())
-                    && m.text.contains("Run 3 found")
-                    && m.text.contains("healthy: resolved")
-            })
-        });
-        if seen {
-            resolved = true;
-            break;
-        }
-    }
+    let resolved = emit_until(cluster, &slack, |m| {
+        m.thread_ts.as_deref() == Some(root_ts.as_str())
+            && m.text.contains("Run 3 found")
+            && m.text.contains("healthy: resolved")
+    });
     assert!(resolved, "{:#?}", slack.messages());
     let (messages, done) = slack.wait_until(WAIT, |m, _| {
         m.iter()
@@ -986,18 +970,9 @@ fn a_repeat_refused_for_the_budget_replies_in_the_faults_thread() {
     let root_ts = roots(&messages)[0].ts.clone();
 
     // The same fault again, once the dedup window let it through.
-    let mut replied = false;
-    for _ in 0..40 {
-        emit(cluster);
-        let (_, seen) = slack.wait_until(Duration::from_millis(500), |m, _| {
-            m.iter()
-                .any(|m| m.thread_ts.as_deref() == Some(root_ts.as_str()))
-        });
-        if seen {
-            replied = true;
-            break;
-        }
-    }
+    let replied = emit_until(cluster, &slack, |m| {
+        m.thread_ts.as_deref() == Some(root_ts.as_str())
+    });
     assert!(replied, "{:#?}", slack.messages());
     let messages = slack.messages();
     let reply = messages.iter().find(|m| m.thread_ts.is_some()).unwrap();

@@ -154,52 +154,40 @@ pub fn resolved(n: &TriageNotification, report_path: Option<&str>, how: &str) ->
     json!({ "text": fallback(n, "resolved"), "blocks": blocks })
 }
 
-/// The reply that says when the incident was marked resolved.
-pub fn resolved_reply(n: &TriageNotification) -> Value {
-    let text = one_line(
-        &format!(
-            ":large_green_circle: Marked resolved (incident {})",
-            n.incident_id
-        ),
-        FALLBACK_MAX_CHARS,
-    );
+/// A reply in the thread: one line of mrkdwn, as its fallback text and as its one block.
+fn reply(line: &str) -> Value {
+    let text = one_line(line, FALLBACK_MAX_CHARS);
     json!({
         "text": text,
         "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
     })
+}
+
+/// The reply that says when the incident was marked resolved.
+pub fn resolved_reply(n: &TriageNotification) -> Value {
+    reply(&format!(
+        ":large_green_circle: Marked resolved (incident {})",
+        n.incident_id
+    ))
 }
 
 /// The reply that says a later run found the resource healthy, which resolved the incident.
 pub fn healthy_reply(n: &TriageNotification, run: u32) -> Value {
-    let text = one_line(
-        &format!(
-            ":large_green_circle: Run {run} found {} healthy: resolved (incident {})",
-            resource_text(n),
-            n.incident_id
-        ),
-        FALLBACK_MAX_CHARS,
-    );
-    json!({
-        "text": text,
-        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
-    })
+    reply(&format!(
+        ":large_green_circle: Run {run} found {} healthy: resolved (incident {})",
+        resource_text(n),
+        n.incident_id
+    ))
 }
 
 /// A reply in the thread: the same fault came back and is investigated again.
 pub fn repeat_reply(n: &TriageNotification, run: u32) -> Value {
-    let text = one_line(
-        &format!(
-            ":repeat: Seen again (run {run}): {} on {}, incident {}",
-            n.fault_type,
-            resource_text(n),
-            n.incident_id
-        ),
-        FALLBACK_MAX_CHARS,
-    );
-    json!({
-        "text": text,
-        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
-    })
+    reply(&format!(
+        ":repeat: Seen again (run {run}): {} on {}, incident {}",
+        n.fault_type,
+        resource_text(n),
+        n.incident_id
+    ))
 }
 
 #[cfg(test)]
