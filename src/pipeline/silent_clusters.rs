@@ -5,11 +5,11 @@
 //! such pair per `alerts.flap_window`: a new silence within it is reported only if it still
 //! lasts when the window ends.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::TriagePipeline;
 use crate::cluster::status::{ConnectionStatus, HealthSnapshot};
+use crate::name_map::NameMap;
 use crate::stage::StageContext;
 
 /// A message to send.
@@ -34,7 +34,7 @@ struct ClusterWatch {
 pub struct SilentClusterWatch {
     down_after: Duration,
     flap_window: Duration,
-    clusters: HashMap<String, ClusterWatch>,
+    clusters: NameMap<String, ClusterWatch>,
 }
 
 impl SilentClusterWatch {
@@ -42,7 +42,7 @@ impl SilentClusterWatch {
         SilentClusterWatch {
             down_after,
             flap_window,
-            clusters: HashMap::new(),
+            clusters: NameMap::default(),
         }
     }
 
@@ -53,7 +53,12 @@ impl SilentClusterWatch {
 
     /// One cluster's state now: `watching` when it is active with its subscription in place.
     pub fn observe(&mut self, cluster: &str, watching: bool, now: Instant) -> Option<SilenceAlert> {
-        let watch = self.clusters.entry(cluster.to_owned()).or_default();
+        // Asked for every cluster at every snapshot: a known cluster costs no allocation.
+        if !self.clusters.contains_key(cluster) {
+            self.clusters
+                .insert(cluster.to_owned(), ClusterWatch::default());
+        }
+        let watch = self.clusters.get_mut(cluster)?;
         if watching {
             let since = watch.down_since.take();
             if std::mem::take(&mut watch.alerted) {
@@ -88,6 +93,15 @@ impl SilentClusterWatch {
             .map(|(name, _)| name.as_str())
     }
 
+    /// Clusters watched.
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
     /// Forgets clusters no longer configured.
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.clusters.retain(|name, _| keep(name));
@@ -119,8 +133,14 @@ impl TriagePipeline {
                 alerts.push((alert, snapshot.last_error.clone()));
             }
         }
-        self.silent_clusters
-            .retain(|name| clusters.iter().any(|c| c.name == name));
+        // Every cluster of the snapshot was just observed, so only a watch of more clusters
+        // than the snapshot has holds removed ones (checking each name would cost the
+        // square of the fleet at every snapshot).
+        if self.silent_clusters.len() > clusters.len() {
+            let names: std::collections::HashSet<&str> =
+                clusters.iter().map(|c| c.name.as_str()).collect();
+            self.silent_clusters.retain(|name| names.contains(name));
+        }
         for (alert, last_error) in alerts {
             let text = match &alert {
                 SilenceAlert::Silent { cluster, for_ } => {
