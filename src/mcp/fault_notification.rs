@@ -274,8 +274,9 @@ impl<'a> Reader<'a> {
         let end = self.plain_run()?;
         if self.bytes[end] == b'"' {
             self.pos = end + 1;
-            // '"' is ASCII, so both ends are character boundaries.
-            return Some(Cow::Borrowed(&self.text[start..end]));
+            // '"' is ASCII, so both ends are character boundaries (`get` checks that
+            // without a panic path, so it stays inline).
+            return self.text.get(start..end).map(Cow::Borrowed);
         }
         self.escaped(start, end)
     }
