@@ -13,6 +13,7 @@ use common::fake_slack::{FakeSlack, Message, Scripted, TOKEN};
 use common::peers::repo_root;
 use common::*;
 use nightcrier::cluster::status::ConnectionStatus;
+use nightcrier::config::Config;
 use nightcrier::sim::{SimCluster, SimOptions, Simulator};
 
 const CHANNEL: &str = "C0INCIDENTS";
@@ -110,6 +111,14 @@ impl Setup {
     }
 }
 
+/// The daemon's loop on `text`, a configuration made by `setup`, once `cluster` is active.
+fn start_on(setup: &Setup, text: &str, cluster: &SimCluster) -> (Config, RunningLoop) {
+    let config = parse_config(text, setup.dir.path());
+    let running = start_pipeline_loop(&config);
+    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    (config, running)
+}
+
 /// One fault on one resource, over and over: every emit is the same fault.
 fn repeating_sim(clusters: usize) -> Simulator {
     Simulator::start(SimOptions {
@@ -157,12 +166,11 @@ fn incident_has_one_root_updated_with_the_outcome_and_a_repeat_replies_in_its_th
     let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
-    let config = parse_config(
+    let (_, running) = start_on(
+        &setup,
         &setup.config(&sim, &slack, "channel_interval = \"50ms\"", 2),
-        setup.dir.path(),
+        cluster,
     );
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
     emit(cluster);
 
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
@@ -216,10 +224,7 @@ fn restart_keeps_updating_the_same_root_message() {
     let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
-    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
-
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (config, running) = start_on(&setup, &setup.config(&sim, &slack, "", 2), cluster);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
@@ -259,9 +264,7 @@ fn rate_limits_and_long_messages_are_retried_and_refusals_are_counted() {
     slack.script("chat.update", vec![Scripted::error("internal_error")]);
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
-    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &setup.config(&sim, &slack, "", 2), cluster);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
@@ -306,9 +309,7 @@ fn channel_not_found_is_named_in_metrics_and_nothing_else_is_sent() {
     let slack = FakeSlack::start(&["C0OTHER"], Duration::ZERO);
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
-    let config = parse_config(&setup.config(&sim, &slack, "", 2), setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &setup.config(&sim, &slack, "", 2), cluster);
     emit(cluster);
     let (published, done) = running.board.wait_for(WAIT, |p| {
         p.pipeline.slack.api_errors.get("channel_not_found") == Some(&1)
@@ -503,9 +504,7 @@ fn app_mode_tunnels_through_a_connect_proxy_with_its_credentials() {
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
     let good = format!("proxy = \"http://ops:s3cret@{}\"", proxy.addr());
-    let config = parse_config(&setup.config(&sim, &slack, &good, 2), setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &setup.config(&sim, &slack, &good, 2), cluster);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
@@ -550,9 +549,7 @@ fn failed_run_updates_the_root_and_the_degraded_alert_is_posted() {
         "[agent]\n",
         "[breaker]\nglobal_failure_threshold = 1\n[agent]\n",
     );
-    let config = parse_config(&text, setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &text, cluster);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| {
         m.iter()
@@ -582,12 +579,11 @@ fn a_resolved_file_updates_the_root_to_resolved() {
     let slack = FakeSlack::start(&[CHANNEL], Duration::ZERO);
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
-    let config = parse_config(
+    let (_, running) = start_on(
+        &setup,
         &setup.config(&sim, &slack, "resolved_check_interval = \"200ms\"", 2),
-        setup.dir.path(),
+        cluster,
     );
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
@@ -961,9 +957,7 @@ fn a_repeat_refused_for_the_budget_replies_in_the_faults_thread() {
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
     let budget = "\n[budget]\nruns_per_day = 1\n";
-    let config = parse_config(&setup.config(&sim, &slack, budget, 2), setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &setup.config(&sim, &slack, budget, 2), cluster);
     emit(cluster);
     let (messages, done) = slack.wait_until(WAIT, |m, _| outcome_landed(m, 1));
     assert!(done, "{messages:#?}");
@@ -1013,9 +1007,7 @@ fn a_silent_cluster_is_announced_in_the_channel() {
     let sim = repeating_sim(1);
     let cluster = &sim.clusters()[0];
     let extra = "channel_interval = \"50ms\"\n[alerts]\ncluster_down_after = \"1s\"\n";
-    let config = parse_config(&setup.config(&sim, &slack, extra, 1), setup.dir.path());
-    let running = start_pipeline_loop(&config);
-    running.wait_status(cluster.name(), ConnectionStatus::Active);
+    let (_, running) = start_on(&setup, &setup.config(&sim, &slack, extra, 1), cluster);
     cluster.stop_listening();
     let down = format!("nightcrier is not watching cluster {}", cluster.name());
     let (messages, done) = slack.wait_until(WAIT, |m, _| m.iter().any(|m| m.text.contains(&down)));
