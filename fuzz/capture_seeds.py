@@ -52,7 +52,7 @@ FAKE_SERVER = ROOT / "tests" / "peers" / "fake_k8s_mcp.py"
 
 # Largest seed kept per target (the -max_len scripts/fuzz.sh gives it); longer captures are
 # cut. mcp_session scripts are cut at a line end.
-MAX_SEED = {"config_text": 8192}
+MAX_SEED = {"fault_event": 8192}
 MAX_SEED_DEFAULT = 4096
 MAX_SCRIPT = MAX_SEED_DEFAULT
 EVENTS_PER_STREAM = 2

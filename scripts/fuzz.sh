@@ -61,7 +61,7 @@ done
 # Longest input per target: long enough for a whole exchange, short enough to stay fast.
 max_len() {
     case "$1" in
-        config_text | sse_stream | fault_event) echo 8192 ;;
+        fault_event) echo 8192 ;;
         *) echo 4096 ;;
     esac
 }

@@ -25,11 +25,11 @@ impl<'a> Framed<'a> {
 }
 
 /// Cuts `wire` into the pieces successive reads might return. The low two bits of `seed`
-/// pick the piece sizes: one byte at a time, 1–16, 1–512 or 1–4096 bytes; the rest of
-/// the seed drives the sizes within that range.
+/// pick the piece sizes: 1–4, 1–16, 1–512 or 1–4096 bytes; the rest of the seed drives the
+/// sizes within that range.
 pub fn pieces(wire: &[u8], seed: u8) -> Vec<&[u8]> {
     let max = match seed & 3 {
-        0 => 1,
+        0 => 4,
         1 => 16,
         2 => 512,
         _ => 4096,
