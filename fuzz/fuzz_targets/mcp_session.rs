@@ -27,6 +27,7 @@
 
 #![no_main]
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use libfuzzer_sys::fuzz_target;
@@ -34,11 +35,32 @@ use nightcrier::config::SubscribeMode;
 use nightcrier::mcp::jsonrpc::Message;
 use nightcrier::mcp::session::{McpSession, Output, Phase, PostKind, PostRequest};
 use nightcrier_fuzz::assert_fault_bounded;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 const MAX_STEPS: usize = 256;
 /// POSTs waiting for the wire; the connection bounds its queue too.
 const MAX_QUEUED: usize = 64;
 const MAX_SESSIONS: u32 = 4;
+
+/// The members of a POST body the checks read, borrowed from it: the body is parsed whole
+/// (so it must be JSON), without building a tree of it. A member that is present holds its
+/// raw text, `null` included.
+#[derive(Deserialize)]
+struct Posted<'a> {
+    #[serde(borrow)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(value: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(value).map(Some)
+}
 
 #[derive(Debug, PartialEq)]
 enum Stream {
@@ -108,20 +130,29 @@ impl Driver {
     }
 
     fn queue(&mut self, post: PostRequest) {
-        let body: serde_json::Value =
-            serde_json::from_slice(&post.body).expect("a POST body is JSON");
-        assert_eq!(body["jsonrpc"], "2.0", "not JSON-RPC 2.0: {body}");
+        let body: Posted = serde_json::from_slice(&post.body).expect("a POST body is JSON");
+        let text = || String::from_utf8_lossy(&post.body);
+        assert_eq!(
+            body.jsonrpc.as_deref(),
+            Some("2.0"),
+            "not JSON-RPC 2.0: {}",
+            text()
+        );
         match post.kind {
             PostKind::Answer => {
-                assert!(body.get("id").is_some(), "an answer without id: {body}");
+                assert!(body.id.is_some(), "an answer without id: {}", text());
                 assert!(
-                    body.get("result").is_some() != body.get("error").is_some(),
-                    "an answer needs a result or an error: {body}"
+                    body.result.is_some() != body.error.is_some(),
+                    "an answer needs a result or an error: {}",
+                    text()
                 );
             }
-            PostKind::Initialized => assert!(body.get("id").is_none(), "{body}"),
+            PostKind::Initialized => assert!(body.id.is_none(), "{}", text()),
             kind => {
-                let id = body["id"].as_u64().expect("a numeric request id");
+                let id = body
+                    .id
+                    .and_then(|id| id.get().parse::<u64>().ok())
+                    .expect("a numeric request id");
                 assert!(
                     id > self.last_request_id,
                     "request id {id} after {}",
