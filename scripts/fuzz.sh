@@ -17,8 +17,8 @@
 # features through RUSTC_BOOTSTRAP=1, so stable Rust does). Each target starts from its
 # committed corpus (fuzz/corpus/TARGET, read only) plus what earlier runs found
 # (fuzz/target/corpus/TARGET); a crash, leak or timeout is saved in fuzz/artifacts/TARGET.
-# Prints executions, executions per second and crashes per target; exits 1 if any target
-# failed.
+# Prints per target the executions, wall seconds, executions per second, crashes, and the
+# inputs in the committed corpus and found by runs so far; exits 1 if any target failed.
 set -euo pipefail
 
 CARGO_FUZZ_VERSION="0.13.2"
@@ -134,10 +134,12 @@ for target in "${targets[@]}"; do
         printf 'fuzz: %s failed; log %s, inputs in %s\n' "${target}" "${log}" "${artifacts}" >&2
     fi
     corpus_files="$(find "fuzz/corpus/${target}" -type f | wc -l)"
-    results+=("$(printf '%-14s %12s %8s %8s %9s' "${target}" "${runs:-?}" "${rate:-?}" \
-        "${crashes}" "${corpus_files}")")
+    found_files="$(find "${work}" -type f | wc -l)"
+    results+=("$(printf '%-14s %12s %8s %8s %8s %9s %9s' "${target}" "${runs:-?}" \
+        "$((elapsed_ms / 1000))" "${rate:-?}" "${crashes}" "${corpus_files}" "${found_files}")")
 done
 
-printf '\n%-14s %12s %8s %8s %9s\n' target executions exec/s crashes corpus
+# corpus: inputs in the committed corpus; found: inputs the runs so far have kept.
+printf '\n%-14s %12s %8s %8s %8s %9s %9s\n' target executions seconds exec/s crashes corpus found
 printf '%s\n' "${results[@]}"
 exit "${failed}"
