@@ -90,8 +90,10 @@ RUSTC_BOOTSTRAP=1 cargo fuzz build "${build_flags[@]}"
 if ((cmin)); then
     for target in "${targets[@]}"; do
         found="fuzz/target/corpus/${target}"
+        # Tens of thousands of files: more than one command line holds. Inputs are named by
+        # the hash of their content, so a file copied over another is the same file.
         if [[ -d "${found}" ]]; then
-            cp -n "${found}"/* "fuzz/corpus/${target}/" 2>/dev/null || true
+            find "${found}" -type f -exec cp -t "fuzz/corpus/${target}/" {} +
         fi
         RUSTC_BOOTSTRAP=1 cargo fuzz cmin "${build_flags[@]}" "${target}" -- \
             -max_len="$(max_len "${target}")" -use_counters=0 -rss_limit_mb=2048 -timeout=10 </dev/null \
