@@ -114,13 +114,7 @@ pub fn outcome(n: &TriageNotification, report_path: Option<&str>) -> Value {
         blocks.push(section("Summary", summary));
     }
     if let Some(path) = report_path {
-        blocks.push(json!({
-            "type": "context",
-            "elements": [{
-                "type": "mrkdwn",
-                "text": format!("Report: `{}`", one_line(path, REPORT_PATH_MAX_CHARS)),
-            }]
-        }));
+        blocks.push(report_block(path));
     }
     blocks.push(context(n));
     json!({ "text": fallback(n, short), "blocks": blocks })
@@ -142,20 +136,25 @@ pub fn resolved(n: &TriageNotification, report_path: Option<&str>, how: &str) ->
         blocks.push(section("Summary", summary));
     }
     if let Some(path) = report_path {
-        blocks.push(json!({
-            "type": "context",
-            "elements": [{
-                "type": "mrkdwn",
-                "text": format!("Report: `{}`", one_line(path, REPORT_PATH_MAX_CHARS)),
-            }]
-        }));
+        blocks.push(report_block(path));
     }
     blocks.push(context(n));
     json!({ "text": fallback(n, "resolved"), "blocks": blocks })
 }
 
+/// Where the report is, under the findings.
+fn report_block(path: &str) -> Value {
+    json!({
+        "type": "context",
+        "elements": [{
+            "type": "mrkdwn",
+            "text": format!("Report: `{}`", one_line(path, REPORT_PATH_MAX_CHARS)),
+        }]
+    })
+}
+
 /// A reply in the thread: one line of mrkdwn, as its fallback text and as its one block.
-fn reply(line: &str) -> Value {
+pub fn reply(line: &str) -> Value {
     let text = one_line(line, FALLBACK_MAX_CHARS);
     json!({
         "text": text,

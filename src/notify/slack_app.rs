@@ -260,26 +260,14 @@ impl SlackApp {
             MessageKind::Reply,
             incident_message::resolved_reply(notification),
         ));
-        let turn = self.next_turn();
-        let key = format!("resolved-{}", self.next_id);
-        self.next_id += 1;
-        self.threads.insert(
-            key.clone(),
-            IncidentThread {
-                workspace: workspace.to_path_buf(),
-                channel: root.channel,
-                ts: Some(root.ts),
-                thread_key: thread_key.to_owned(),
-                runs: root.runs,
-                queue,
-                in_flight: false,
-                not_before: None,
-                finished: true,
-                root_failed: false,
-                waiting_since: turn,
-            },
+        self.open_side_thread(
+            "resolved",
+            workspace.to_path_buf(),
+            root.channel,
+            Some(root.ts),
+            thread_key,
+            queue,
         );
-        self.rotation.push_back(key);
         self.pump(ctx);
     }
 
@@ -353,31 +341,12 @@ impl SlackApp {
 
     /// A message of its own in `channel` (the system-degraded and recovered alerts).
     pub fn alert(&mut self, ctx: &mut StageContext, channel: &str, text: &str) {
-        let turn = self.next_turn();
-        let key = format!("alert-{}", self.next_id);
         let mut queue = VecDeque::new();
         queue.push_back(pending(
             MessageKind::Standalone,
             serde_json::json!({ "text": text }),
         ));
-        self.threads.insert(
-            key.clone(),
-            IncidentThread {
-                workspace: PathBuf::new(),
-                channel: channel.to_owned(),
-                ts: None,
-                thread_key: key.clone(),
-                runs: 1,
-                queue,
-                in_flight: false,
-                not_before: None,
-                finished: true,
-                root_failed: false,
-                waiting_since: turn,
-            },
-        );
-        self.next_id += 1;
-        self.rotation.push_back(key);
+        self.open_side_thread("alert", PathBuf::new(), channel.to_owned(), None, "", queue);
         self.pump(ctx);
     }
 
@@ -394,13 +363,7 @@ impl SlackApp {
             return false;
         }
         thread.push(
-            pending(
-                MessageKind::Reply,
-                serde_json::json!({
-                    "text": text,
-                    "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
-                }),
-            ),
+            pending(MessageKind::Reply, incident_message::reply(text)),
             &mut self.turns,
         );
         true
@@ -413,34 +376,55 @@ impl SlackApp {
             return false;
         };
         let mut queue = VecDeque::new();
-        queue.push_back(pending(
-            MessageKind::Reply,
-            serde_json::json!({
-                "text": text,
-                "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }]
-            }),
-        ));
-        let turn = self.next_turn();
-        let key = format!("note-{}", self.next_id);
+        queue.push_back(pending(MessageKind::Reply, incident_message::reply(text)));
+        self.open_side_thread(
+            "note",
+            PathBuf::new(),
+            root.channel,
+            Some(root.ts),
+            thread_key,
+            queue,
+        );
+        true
+    }
+
+    /// Messages that belong to no running incident (an alert, a note or a resolution in an
+    /// existing thread at `ts`), queued as a thread of their own that ends once they went:
+    /// it takes its turn behind every thread already waiting.
+    fn open_side_thread(
+        &mut self,
+        kind: &str,
+        workspace: PathBuf,
+        channel: String,
+        ts: Option<String>,
+        thread_key: &str,
+        queue: VecDeque<Pending>,
+    ) {
+        let waiting_since = self.next_turn();
+        let key = format!("{kind}-{}", self.next_id);
         self.next_id += 1;
+        let runs = self.known.get(thread_key).map_or(1, |root| root.runs);
         self.threads.insert(
             key.clone(),
             IncidentThread {
-                workspace: PathBuf::new(),
-                channel: root.channel,
-                ts: Some(root.ts),
-                thread_key: thread_key.to_owned(),
-                runs: root.runs,
+                workspace,
+                channel,
+                ts,
+                thread_key: if thread_key.is_empty() {
+                    key.clone()
+                } else {
+                    thread_key.to_owned()
+                },
+                runs,
                 queue,
                 in_flight: false,
                 not_before: None,
                 finished: true,
                 root_failed: false,
-                waiting_since: turn,
+                waiting_since,
             },
         );
         self.rotation.push_back(key);
-        true
     }
 
     /// The run ended: the root message is edited to the outcome. A later run of the same
