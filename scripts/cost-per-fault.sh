@@ -7,7 +7,8 @@
 # sending FAULTS distinct faults at RATE per second once subscribed) in one process and the
 # daemon under `valgrind --tool=callgrind` in another, at the default log level, until every
 # fault has arrived; then stops the daemon with SIGTERM and reads its instruction count.
-# Four runs:
+# Four runs (A holds its sessions as long as B, which sends twice as many faults at the
+# same rate, so that what goes with time, such as health snapshots and timers, cancels):
 #
 #   A  CLUSTERS clusters, FAULTS faults each      B  CLUSTERS clusters, 2 × FAULTS each
 #   C  CLUSTERS clusters, no faults               D  CLUSTERS / 2 clusters, no faults
@@ -16,10 +17,9 @@
 #
 #   steady state per fault  = (B − A) / (CLUSTERS × FAULTS)   the marginal fault
 #   per session setup       = (C − D) / (CLUSTERS − CLUSTERS/2)
-#   everything per fault    = A / (CLUSTERS × FAULTS)          setup and shutdown included
+#   everything per fault    = B / (CLUSTERS × 2 × FAULTS)      setup and shutdown included
 #
-# Pings and subscription audits are moved out to 1 h so the longer run B does not do more of
-# them than A, and `severity_threshold = "info"` lets every simulated fault through to the
+# Pings and subscription audits are moved out to 1 h (their timing would be noise), and `severity_threshold = "info"` lets every simulated fault through to the
 # intake; everything else is the default configuration (triage off, as the simulator
 # writes it). Arrivals are counted from /metrics (the health listener on 127.0.0.1:PORT),
 # scraped once the simulator has had the time to send everything. Instruction counts
@@ -68,9 +68,11 @@ trap 'exit 130' INT TERM
 
 port=${PORT:-19893}
 
-# run TAG CLUSTERS FAULTS: prints the daemon's instruction count.
+# run TAG CLUSTERS FAULTS [HOLD]: prints the daemon's instruction count. With faults, the
+# sessions are held at least HOLD seconds after the first is subscribed (default: the time
+# the simulator takes to send FAULTS).
 run() {
-    local tag=$1 n=$2 k=$3 sim_rate=$rate sim_faults=()
+    local tag=$1 n=$2 k=$3 hold=${4:-0} sim_rate=$rate sim_faults=()
     if [ "$k" -eq 0 ]; then sim_rate=0; else sim_faults=(--faults "$k"); fi
     "$bin" simulate --clusters "$n" --rate "$sim_rate" "${sim_faults[@]}" \
         --write-block-timeout none --name-prefix "$tag" \
@@ -96,7 +98,8 @@ run() {
         # The per-fault info line is rate-limited per cluster, so arrivals are read from
         # /metrics; scraping costs instructions too, so only once the simulator has had the
         # time to send everything, and then about once a second until all have arrived.
-        sleep $(((k + sim_rate - 1) / sim_rate))
+        local send=$(((k + sim_rate - 1) / sim_rate))
+        sleep $((hold > send ? hold : send))
         wait_for_faults "$port" $((n * k)) 1800 "$daemon"
     fi
     kill -TERM "$daemon"
@@ -109,7 +112,9 @@ run() {
 half=$((clusters / 2))
 echo "# $clusters clusters, $faults and $((2 * faults)) faults each at $rate/s; sessions: $half and $clusters clusters" >&2
 # Not in $(…) subshells: the PIDs a run starts must reach `cleanup`.
-run A "$clusters" "$faults" > "$work/A.count"
+# A holds its sessions as long as B takes to send twice the faults, so what goes with time
+# (health snapshots, timers) is the same in both and B − A is the extra faults alone.
+run A "$clusters" "$faults" $(((2 * faults + rate - 1) / rate)) > "$work/A.count"
 a=$(cat "$work/A.count")
 echo "A $clusters clusters × $faults faults: $a instructions" >&2
 run B "$clusters" $((2 * faults)) > "$work/B.count"
@@ -125,5 +130,5 @@ echo "D $half clusters, no faults: $d instructions" >&2
 awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v n="$clusters" -v h="$half" -v k="$faults" 'BEGIN {
     printf "steady state per fault: %d instructions\n", (b - a) / (n * k)
     printf "per session setup:      %d instructions\n", (c - d) / (n - h)
-    printf "everything per fault:   %d instructions (%d clusters x %d faults, setup and shutdown included)\n", a / (n * k), n, k
+    printf "everything per fault:   %d instructions (%d clusters x %d faults, setup and shutdown included)\n", b / (n * 2 * k), n, 2 * k
 }'
