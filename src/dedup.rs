@@ -36,12 +36,35 @@ pub enum Seen {
     Repeat,
 }
 
+/// A cluster's place in the [`Deduplicator`], from [`Deduplicator::slot`]: recording
+/// through it ([`Deduplicator::record_in`]) skips the lookup by name. It names nothing once
+/// the cluster is forgotten, even when its place is given to another cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupSlot {
+    index: usize,
+    generation: u32,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Which giving-out of a slot this is (counted over all slots, so never the same twice
+    /// for one place, even after the end of the table was dropped and grown again).
+    generation: u32,
+    keys: Option<ClusterKeys>,
+}
+
 #[derive(Debug)]
 pub struct Deduplicator {
     window: Duration,
     /// Per cluster.
     max_entries: usize,
-    clusters: NameMap<Box<str>, ClusterKeys>,
+    /// Each cluster's keys, at its [`DedupSlot`]; `None` where a forgotten cluster's were.
+    slots: Vec<Slot>,
+    by_name: NameMap<Box<str>, usize>,
+    /// Slots of forgotten clusters, for the next cluster.
+    free: Vec<usize>,
+    /// Slots given out so far.
+    given: u32,
     /// The instant record times count from: the first `now` ever recorded.
     origin: Option<Instant>,
     /// Keys over all clusters.
@@ -49,6 +72,9 @@ pub struct Deduplicator {
     /// No key expires before this (nanoseconds since `origin`): a lower bound, exact after
     /// every `expire`. A stale bound only means one early wake-up.
     earliest: Option<u64>,
+    /// [`Deduplicator::next_expiry`], kept up to date with `len` and `earliest`: the loop
+    /// asks for it on every turn.
+    expiry: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -112,10 +138,14 @@ impl Deduplicator {
         Deduplicator {
             window,
             max_entries: max_entries.max(1),
-            clusters: NameMap::default(),
+            slots: Vec::new(),
+            by_name: NameMap::default(),
+            free: Vec::new(),
+            given: 0,
             origin: None,
             len: 0,
             earliest: None,
+            expiry: None,
         }
     }
 
@@ -128,12 +158,48 @@ impl Deduplicator {
     /// [`Deduplicator::check_and_record`], telling for a new key how many keys the cluster
     /// has had evicted so far (the bound may just have evicted one).
     pub fn record(&mut self, cluster: &str, fault_id: &str, now: Instant) -> Seen {
+        let slot = self.slot(cluster);
+        self.record_in(slot, fault_id, now)
+    }
+
+    /// The place of `cluster`'s keys, made when it has none.
+    pub fn slot(&mut self, cluster: &str) -> DedupSlot {
+        if let Some(&index) = self.by_name.get(cluster) {
+            return DedupSlot {
+                index,
+                generation: self.slots[index].generation,
+            };
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+        };
+        self.given = self.given.wrapping_add(1);
+        let slot = &mut self.slots[index];
+        slot.generation = self.given;
+        slot.keys = Some(ClusterKeys::default());
+        self.by_name.insert(Box::from(cluster), index);
+        DedupSlot {
+            index,
+            generation: slot.generation,
+        }
+    }
+
+    /// [`Deduplicator::record`] for the cluster at `slot`. A slot of a forgotten cluster
+    /// records nothing and finds every fault new: a fault is never lost to a stale slot.
+    pub fn record_in(&mut self, slot: DedupSlot, fault_id: &str, now: Instant) -> Seen {
         let origin = *self.origin.get_or_insert(now);
         let now_at = nanos_since(origin, now);
         let window = self.window;
-        let keys = match self.clusters.get_mut(cluster) {
-            Some(keys) => keys,
-            None => self.clusters.entry(Box::from(cluster)).or_default(),
+        let keys = match self.slots.get_mut(slot.index) {
+            Some(Slot {
+                generation,
+                keys: Some(keys),
+            }) if *generation == slot.generation => keys,
+            _ => return Seen::New { evicted: 0 },
         };
         // Dropping this cluster's expired keys first means every key still present is
         // within its window.
@@ -153,12 +219,15 @@ impl Deduplicator {
         }
         keys.push(now_at, hash, FaultKey::new(fault_id));
         self.len += 1;
-        if keys.order.len() == 1 {
+        let first = keys.order.len() == 1;
+        let evicted = keys.evicted;
+        if first {
+            // The cluster's first key: the bound may move, and the whole set may have been
+            // empty until now.
             self.earliest = Some(self.earliest.map_or(now_at, |e| e.min(now_at)));
+            self.expiry = self.compute_expiry();
         }
-        Seen::New {
-            evicted: keys.evicted,
-        }
+        Seen::New { evicted }
     }
 
     /// Forgets every key recorded `window` or longer ago.
@@ -175,7 +244,7 @@ impl Deduplicator {
         let now_at = nanos_since(origin, now);
         let mut earliest: Option<u64> = None;
         let mut len = 0;
-        for keys in self.clusters.values_mut() {
+        for keys in self.slots.iter_mut().filter_map(|slot| slot.keys.as_mut()) {
             keys.expire(now_at, self.window);
             len += keys.order.len();
             if let Some(front) = keys.order.front() {
@@ -184,11 +253,16 @@ impl Deduplicator {
         }
         self.len = len;
         self.earliest = earliest;
+        self.expiry = self.compute_expiry();
     }
 
     /// When the oldest key may expire (never later than it does); `None` when empty (or
     /// the window is too long to express as an `Instant`, which means never).
     pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry
+    }
+
+    fn compute_expiry(&self) -> Option<Instant> {
         if self.len == 0 {
             return None;
         }
@@ -207,24 +281,45 @@ impl Deduplicator {
 
     /// Keys dropped before their window ended because the bound was reached, all clusters.
     pub fn evicted(&self) -> u64 {
-        self.clusters.values().map(|keys| keys.evicted).sum()
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.keys.as_ref())
+            .map(|keys| keys.evicted)
+            .sum()
     }
 
     /// ... for one cluster (`nightcrier_dedup_evictions_total`).
     pub fn evicted_for(&self, cluster: &str) -> u64 {
-        self.clusters.get(cluster).map_or(0, |keys| keys.evicted)
+        self.by_name
+            .get(cluster)
+            .and_then(|&index| self.slots[index].keys.as_ref())
+            .map_or(0, |keys| keys.evicted)
     }
 
     /// Drops every key of a cluster (removed from configuration).
     pub fn forget_cluster(&mut self, cluster: &str) {
-        if let Some(keys) = self.clusters.remove(cluster) {
-            self.len -= keys.order.len();
+        if let Some(index) = self.by_name.remove(cluster) {
+            if let Some(keys) = self.slots[index].keys.take() {
+                self.len -= keys.order.len();
+            }
+            self.free.push(index);
         }
-        if self.clusters.capacity() > SHRINK_FLOOR
-            && self.clusters.len() < self.clusters.capacity() / 4
+        // Free slots at the end go, so the table follows the fleet down.
+        while self.slots.last().is_some_and(|slot| slot.keys.is_none()) {
+            self.slots.pop();
+        }
+        let live = self.slots.len();
+        self.free.retain(|&index| index < live);
+        if self.len == 0 {
+            // No key left: the next one sets an exact bound.
+            self.earliest = None;
+        }
+        self.expiry = self.compute_expiry();
+        if self.by_name.capacity() > SHRINK_FLOOR
+            && self.by_name.len() < self.by_name.capacity() / 4
         {
-            self.clusters
-                .shrink_to((self.clusters.len() * 2).max(SHRINK_FLOOR));
+            self.by_name
+                .shrink_to((self.by_name.len() * 2).max(SHRINK_FLOOR));
         }
     }
 
@@ -232,7 +327,8 @@ impl Deduplicator {
     /// given back.
     #[cfg(test)]
     fn capacities(&self) -> (usize, usize) {
-        self.clusters.values().fold((0, 0), |(set, queue), keys| {
+        let kept = self.slots.iter().filter_map(|slot| slot.keys.as_ref());
+        kept.fold((0, 0), |(set, queue), keys| {
             (set + keys.keys.capacity(), queue + keys.order.capacity())
         })
     }
@@ -432,6 +528,26 @@ mod tests {
     }
 
     #[test]
+    fn the_next_expiry_follows_every_change_of_the_keys() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        dedup.check_and_record("a", "f1", t0 + ms(2));
+        dedup.check_and_record("b", "f1", t0 + ms(5));
+        assert_eq!(dedup.next_expiry(), Some(t0 + ms(2) + WINDOW));
+        // Forgetting a cluster leaves a bound that is never late.
+        dedup.forget_cluster("a");
+        assert!(dedup.next_expiry() <= Some(t0 + ms(5) + WINDOW));
+        dedup.expire(t0 + ms(2) + WINDOW);
+        assert_eq!(dedup.next_expiry(), Some(t0 + ms(5) + WINDOW));
+        dedup.forget_cluster("b");
+        assert_eq!(dedup.next_expiry(), None);
+        dedup.check_and_record("c", "f1", t0 + ms(7));
+        assert_eq!(dedup.next_expiry(), Some(t0 + ms(7) + WINDOW));
+        dedup.expire(t0 + ms(7) + WINDOW);
+        assert_eq!(dedup.next_expiry(), None);
+    }
+
+    #[test]
     fn bound_evicts_oldest_and_counts() {
         let t0 = Instant::now();
         let mut dedup = Deduplicator::new(WINDOW, 3);
@@ -473,6 +589,39 @@ mod tests {
         assert_eq!(dedup.evicted_for("noisy"), 48);
         assert_eq!(dedup.evicted_for("quiet"), 0);
         assert_eq!(dedup.len(), 4);
+    }
+
+    #[test]
+    fn a_slot_names_its_cluster_until_the_cluster_is_forgotten() {
+        let t0 = Instant::now();
+        let mut dedup = Deduplicator::new(WINDOW, 100);
+        let a = dedup.slot("a");
+        let b = dedup.slot("b");
+        assert_eq!(dedup.slot("a"), a, "one place per cluster");
+        assert_eq!(dedup.record_in(a, "f1", t0), Seen::New { evicted: 0 });
+        // By slot and by name, the same keys.
+        assert!(!dedup.check_and_record("a", "f1", t0));
+        assert_eq!(dedup.record_in(b, "f1", t0), Seen::New { evicted: 0 });
+        assert_eq!(dedup.record_in(b, "f1", t0), Seen::Repeat);
+        // A forgotten cluster's slot records nothing, even when its place (the last one,
+        // dropped and grown again) goes to another cluster.
+        dedup.forget_cluster("b");
+        let c = dedup.slot("c");
+        assert_eq!(dedup.record_in(c, "f9", t0), Seen::New { evicted: 0 });
+        for _ in 0..2 {
+            assert_eq!(dedup.record_in(b, "f9", t0), Seen::New { evicted: 0 });
+        }
+        assert_eq!(dedup.record_in(c, "f9", t0), Seen::Repeat);
+        dedup.forget_cluster("a");
+        dedup.forget_cluster("c");
+        assert_eq!(dedup.len(), 0);
+        let d = dedup.slot("d");
+        for stale in [a, b, c] {
+            assert_eq!(dedup.record_in(stale, "g", t0), Seen::New { evicted: 0 });
+        }
+        assert_eq!(dedup.len(), 0, "stale slots recorded nothing");
+        assert_eq!(dedup.record_in(d, "g", t0), Seen::New { evicted: 0 });
+        assert_eq!(dedup.len(), 1);
     }
 
     #[test]

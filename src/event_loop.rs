@@ -262,8 +262,8 @@ impl<S: Stage> EventLoop<S> {
                 }
             }
             // Sockets left with bytes in an earlier round get one more budget each.
-            let earlier = std::mem::take(&mut self.backlog);
-            {
+            if !self.backlog.is_empty() {
+                let earlier = std::mem::take(&mut self.backlog);
                 let (manager, mut ctx) = self.connection_parts(now);
                 for token in earlier {
                     if !more.contains(&token) && manager.on_ready(&mut ctx, token) {
@@ -273,9 +273,9 @@ impl<S: Stage> EventLoop<S> {
                 changed |= ctx.changed;
             }
             self.backlog = more;
-            {
+            self.timers.expire(now, &mut fired);
+            if !fired.is_empty() {
                 let (manager, mut ctx) = self.connection_parts(now);
-                ctx.timers.expire(now, &mut fired);
                 for timer in fired.drain(..) {
                     manager.on_timer(&mut ctx, timer);
                 }

@@ -55,7 +55,8 @@ struct Entry<T> {
 #[derive(Debug)]
 pub struct TimerWheel<T> {
     start: Instant,
-    tick_nanos: u128,
+    /// The tick in nanoseconds (u64 arithmetic: a division per loop turn, not a u128 call).
+    tick_nanos: u64,
     slots: u64,
     mask: u64,
     heads: Vec<usize>,
@@ -83,7 +84,7 @@ impl<T> TimerWheel<T> {
         let slots = slots.clamp(MIN_SLOTS, MAX_SLOTS).next_power_of_two();
         TimerWheel {
             start,
-            tick_nanos: tick.as_nanos().max(1),
+            tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX).max(1),
             slots: slots as u64,
             mask: slots as u64 - 1,
             heads: vec![NIL; slots],
@@ -397,25 +398,32 @@ impl<T> TimerWheel<T> {
     }
 
     fn ceil_tick(&self, deadline: Instant) -> u64 {
-        let nanos = deadline.saturating_duration_since(self.start).as_nanos();
-        clamp_tick(nanos.div_ceil(self.tick_nanos))
+        let nanos = nanos_u64(deadline.saturating_duration_since(self.start));
+        nanos.div_ceil(self.tick_nanos).min(MAX_TICK)
     }
 
     fn floor_tick(&self, now: Instant) -> Option<u64> {
-        let nanos = now.checked_duration_since(self.start)?.as_nanos();
-        Some(clamp_tick(nanos / self.tick_nanos))
+        let nanos = nanos_u64(now.checked_duration_since(self.start)?);
+        Some((nanos / self.tick_nanos).min(MAX_TICK))
     }
 
     fn tick_instant(&self, tick: u64) -> Option<Instant> {
-        let nanos = u128::from(tick) * self.tick_nanos;
-        let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
-        let offset = Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        let offset = match tick.checked_mul(self.tick_nanos) {
+            Some(nanos) => Duration::from_nanos(nanos),
+            // Beyond 584 years from the start.
+            None => {
+                let nanos = u128::from(tick) * u128::from(self.tick_nanos);
+                let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+                Duration::new(secs, (nanos % 1_000_000_000) as u32)
+            }
+        };
         self.start.checked_add(offset)
     }
 }
 
-fn clamp_tick(ticks: u128) -> u64 {
-    u64::try_from(ticks).map_or(MAX_TICK, |t| t.min(MAX_TICK))
+/// A duration in nanoseconds, saturating at 584 years.
+fn nanos_u64(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

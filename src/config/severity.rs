@@ -106,6 +106,18 @@ mod tests {
     }
 
     #[test]
+    fn every_severity_is_named_by_its_own_name() {
+        for level in Severity::ALL {
+            assert_eq!(Severity::named(level.as_str()), Some(level));
+            assert_eq!(
+                Severity::named(&format!(" {} ", level.as_str())),
+                Some(level)
+            );
+        }
+        assert_eq!(Severity::named("warn"), None);
+    }
+
+    #[test]
     fn severity_names_parse_case_insensitively() {
         assert_eq!("WARNING".parse::<Severity>(), Ok(Severity::Warning));
         assert_eq!("Critical".parse::<Severity>(), Ok(Severity::Critical));

@@ -514,6 +514,12 @@ impl McpSession {
         fault_notification::read(text)
     }
 
+    /// [`McpSession::fault_view`] into `fault` (a fresh [`FaultView::default`]), so the view
+    /// is not moved on the way: true when `text` is such a notification.
+    pub fn read_fault<'t>(&self, text: &'t str, fault: &mut FaultView<'t>) -> bool {
+        self.mode == SubscribeMode::Faults && fault_notification::read_into(text, fault)
+    }
+
     fn on_notification(&mut self, method: &str, params: Option<&RawValue>, out: &mut Vec<Output>) {
         if method != "notifications/message" {
             return out.push(Output::Ignored(method.to_owned()));

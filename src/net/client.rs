@@ -163,7 +163,8 @@ impl HttpClient {
 
     /// Sends what is queued, as far as the socket takes it.
     pub fn flush(&mut self) -> Result<(), ClientError> {
-        if self.connecting {
+        // Nothing to send is the common case: every readiness event flushes first.
+        if self.connecting || (self.outbound.capacity() == 0 && self.transport.is_idle()) {
             return Ok(());
         }
         let was_handshaking = self.transport.is_handshaking();

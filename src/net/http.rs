@@ -327,6 +327,11 @@ impl ResponseParser {
                     };
                     take
                 }
+                // The whole CRLF at once, as it nearly always comes.
+                State::ChunkDataEnd { saw_cr: false } if rest.starts_with(b"\r\n") => {
+                    self.state = chunk_size_start();
+                    2
+                }
                 State::ChunkDataEnd { saw_cr } => {
                     match (saw_cr, rest[0]) {
                         (false, b'\r') => self.state = State::ChunkDataEnd { saw_cr: true },
@@ -468,6 +473,22 @@ impl ResponseParser {
         input: &[u8],
         mut line: ChunkSizeLine,
     ) -> Result<usize, HttpError> {
+        if line.line_len == 0 {
+            // A whole `HEX\r\n` line in this read, as servers write it: no state per byte.
+            // Sixteen digits at most, so the size cannot overflow.
+            let digits = input
+                .iter()
+                .take(16)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            if digits > 0 && input.get(digits..digits + 2) == Some(b"\r\n") {
+                let size = input[..digits]
+                    .iter()
+                    .fold(0u64, |size, &b| size * 16 + u64::from(hex_value(b)));
+                self.chunk_size_read(size)?;
+                return Ok(digits + 2);
+            }
+        }
         for (i, &byte) in input.iter().enumerate() {
             line.line_len += 1;
             if line.line_len > MAX_CHUNK_LINE {
@@ -516,22 +537,27 @@ impl ResponseParser {
                 }
             };
             if line_done {
-                if line.size == 0 {
-                    self.state = State::Trailers(TrailerProgress {
-                        line_len: 0,
-                        total: 0,
-                    });
-                } else {
-                    self.count_body(line.size)?;
-                    self.state = State::ChunkData {
-                        remaining: line.size,
-                    };
-                }
+                self.chunk_size_read(line.size)?;
                 return Ok(i + 1);
             }
         }
         self.state = State::ChunkSize(line);
         Ok(input.len())
+    }
+
+    /// A chunk size line has ended: the chunk's data follows, or the trailers after the
+    /// last chunk.
+    fn chunk_size_read(&mut self, size: u64) -> Result<(), HttpError> {
+        if size == 0 {
+            self.state = State::Trailers(TrailerProgress {
+                line_len: 0,
+                total: 0,
+            });
+        } else {
+            self.count_body(size)?;
+            self.state = State::ChunkData { remaining: size };
+        }
+        Ok(())
     }
 
     /// Skips the trailer section after the last chunk; an empty line ends the message.
@@ -1030,6 +1056,26 @@ mod tests {
         let out = assert_split_invariant(HEAD_LIMIT, BODY_LIMIT, input);
         assert_eq!(out.seen[1], Seen::Body(b"abcde0123456789".to_vec()));
         assert_eq!(out.seen[2], Seen::End(true));
+    }
+
+    #[test]
+    fn chunk_sizes_read_the_same_whole_or_split() {
+        // A whole size line in one read takes a shorter way than one split across reads:
+        // hex of either case, leading zeros up to the sixteen digits it takes and beyond.
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nA\r\n0123456789\r\n0000000000000003\r\nabc\r\n00000000000000000002\r\nde\r\nb\r\nfghijklmnop\r\n0\r\n\r\n";
+        let out = assert_split_invariant(HEAD_LIMIT, BODY_LIMIT, input);
+        assert_eq!(
+            out.seen[1],
+            Seen::Body(b"0123456789abcdefghijklmnop".to_vec())
+        );
+        assert_eq!(out.seen[2], Seen::End(true));
+        // The largest size sixteen digits hold is read, then refused by the body bound.
+        let max = run_with(
+            ResponseParser::new(HEAD_LIMIT, Some(1024)),
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\n"],
+            false,
+        );
+        assert_eq!(max.result, Err(HttpError::BodyTooLarge { limit: 1024 }));
     }
 
     #[test]

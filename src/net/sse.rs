@@ -233,7 +233,12 @@ impl SseParser {
             }
         }
         while !input.is_empty() {
-            let Some(end) = memchr::memchr2(b'\n', b'\r', input) else {
+            // An event's blank line comes straight after its last line: no search for it.
+            let found = match input[0] {
+                b'\n' | b'\r' => Some(0),
+                _ => memchr::memchr2(b'\n', b'\r', input),
+            };
+            let Some(end) = found else {
                 let pending = self.event_bytes + self.line.len() + input.len();
                 if pending > self.max_event_bytes {
                     return Err(SseError::EventTooLarge {
@@ -304,7 +309,26 @@ impl SseParser {
                 limit: self.max_event_bytes,
             });
         }
-        let Ok(line) = std::str::from_utf8(line) else {
+        if line == b"event: message" {
+            // What MCP servers name every event.
+            self.event_type.clear();
+            self.event_type.push_str("message");
+            return Ok(());
+        }
+        if let Some(value) = line.strip_prefix(b"data:") {
+            // Nearly every line: the message itself.
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            let Ok(value) = simdutf8::basic::from_utf8(value) else {
+                self.poisoned = true;
+                return Ok(());
+            };
+            // Events take the buffer, so a new event starts empty: size it once.
+            self.data.reserve(value.len() + 1);
+            self.data.push_str(value);
+            self.data.push('\n');
+            return Ok(());
+        }
+        let Ok(line) = simdutf8::basic::from_utf8(line) else {
             self.poisoned = true;
             return Ok(());
         };
@@ -314,8 +338,6 @@ impl SseParser {
         };
         match field {
             "data" => {
-                // Events take the buffer, so a new event starts empty: size it once.
-                self.data.reserve(value.len() + 1);
                 self.data.push_str(value);
                 self.data.push('\n');
             }

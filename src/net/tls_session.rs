@@ -90,6 +90,11 @@ impl TlsSession {
         &mut self.outgoing
     }
 
+    /// Whether records wait to be written.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
     /// Call after writing from [`Self::outgoing`]: an emptied buffer gives its memory back.
     pub fn release_sent(&mut self) {
         if self.outgoing.is_empty() && self.outgoing.capacity() > 0 {

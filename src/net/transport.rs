@@ -185,6 +185,17 @@ impl Transport {
         }
     }
 
+    /// Whether a [`Transport::write`] of nothing would have nothing to do: no TLS records
+    /// owed and no handshake under way.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Transport::Plain(_) => true,
+            Transport::Tls { tls, .. } => !tls.has_outgoing() && !tls.is_handshaking(),
+            #[cfg(test)]
+            Transport::Memory(_) => true,
+        }
+    }
+
     /// Sends as much of `outbound` as the socket takes and removes it from the buffer.
     /// Returns true when nothing is left to send.
     pub fn write(&mut self, outbound: &mut Vec<u8>) -> io::Result<bool> {

@@ -136,7 +136,7 @@ impl TriagePipeline {
             self.record_silenced(cluster, fault, silenced, now);
             return;
         }
-        match self.dedup.record(name, fault.fault_id(), now) {
+        match self.dedup.record_in(slot.dedup, fault.fault_id(), now) {
             Seen::New { evicted } => slot.counters.dedup_evictions = evicted,
             Seen::Repeat => {
                 slot.counters.faults_deduplicated += 1;

@@ -33,7 +33,7 @@ use crate::config::{
     AgentConfig, BreakerConfig, ClusterConfig, Config, PreflightConfig, Secret, Severity,
     WorkspaceConfig,
 };
-use crate::dedup::Deduplicator;
+use crate::dedup::{DedupSlot, Deduplicator};
 use crate::events::{ClusterEvent, EventSink, FaultView};
 use crate::metrics::counters::{ClusterCounters, DurationHistogram, PipelineSnapshot};
 use crate::name_map::NameMap;
@@ -148,6 +148,8 @@ fn slack_app_settings(config: &Config) -> Option<SlackAppSettings> {
 struct ClusterSlot {
     config: Arc<ClusterConfig>,
     shard: usize,
+    /// Its keys in the deduplicator (forgotten with the slot).
+    dedup: DedupSlot,
     breaker: CircuitBreaker,
     counters: ClusterCounters,
     permissions: Option<ClusterPermissions>,
@@ -381,11 +383,13 @@ impl TriagePipeline {
             self.settings.breaker.failure_threshold,
             self.settings.breaker.cooldown,
         );
+        let dedup = self.dedup.slot(&config.name);
         self.clusters.insert(
             config.name.clone(),
             ClusterSlot {
                 config,
                 shard,
+                dedup,
                 breaker,
                 counters: ClusterCounters {
                     breaker: "closed",

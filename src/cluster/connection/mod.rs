@@ -281,7 +281,7 @@ struct StaleSession {
 #[derive(Default)]
 struct Stats {
     connected_since: Option<SystemTime>,
-    last_event: Option<SystemTime>,
+    last_event: Option<Instant>,
     last_error: Option<String>,
     last_error_at: Option<SystemTime>,
     retry_at: Option<Instant>,
@@ -744,7 +744,12 @@ impl ClusterConnection {
             tried: self.tried,
             degraded: self.degraded,
             connected_since: self.stats.connected_since,
-            last_event: self.stats.last_event,
+            last_event: self.stats.last_event.map(|at| {
+                let ago = now.saturating_duration_since(at);
+                SystemTime::now()
+                    .checked_sub(ago)
+                    .unwrap_or(SystemTime::UNIX_EPOCH)
+            }),
             last_error: self.stats.last_error.clone(),
             last_error_at: self.stats.last_error_at,
             retry_count: self.backoff.attempts(),

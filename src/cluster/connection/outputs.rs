@@ -143,7 +143,7 @@ impl ClusterConnection {
     }
 
     fn deliver(&mut self, ctx: &mut ConnectionContext, event: FaultEvent) {
-        self.count_fault(&event.fault_id, &event.fault_type, &event.severity);
+        self.count_fault(ctx.now, &event.fault_id, &event.fault_type, &event.severity);
         if event.fault_id_derived {
             log::debug!(
                 "cluster={} fault without a faultId; derived key {}",
@@ -167,13 +167,14 @@ impl ClusterConnection {
             // Its key is derived from the bounded fields: the owned path does both.
             return self.deliver(ctx, fault.to_event());
         }
-        self.count_fault(&fault.fault_id, &fault.fault_type, &fault.severity);
+        self.count_fault(ctx.now, &fault.fault_id, &fault.fault_type, &fault.severity);
         ctx.sink.offer(&self.config, fault, ctx.now);
     }
 
-    fn count_fault(&mut self, fault_id: &str, fault_type: &str, severity: &str) {
+    fn count_fault(&mut self, now: Instant, fault_id: &str, fault_type: &str, severity: &str) {
         self.stats.event_count += 1;
-        self.stats.last_event = Some(SystemTime::now());
+        // The loop's clock: no clock read per fault; a snapshot tells the wall time.
+        self.stats.last_event = Some(now);
         log::debug!(
             "cluster={} fault {} {} {}",
             self.config.name,

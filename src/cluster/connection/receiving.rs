@@ -211,22 +211,24 @@ impl ClusterConnection {
             }
             // A fault, the message a live stream carries over and over, is handed on in
             // place; whatever came before it is acted on first, so the order holds.
-            match self.session.fault_view(&event.data) {
-                Some(fault) => {
-                    if !outputs.is_empty() {
-                        self.apply(ctx, std::mem::take(&mut outputs));
-                    }
-                    if self.status != ConnectionStatus::Failed {
-                        self.deliver_view(ctx, &fault);
-                    }
+            let mut fault = FaultView::default();
+            if self.session.read_fault(&event.data, &mut fault) {
+                if !outputs.is_empty() {
+                    self.apply(ctx, std::mem::take(&mut outputs));
                 }
-                None => self.session.on_message(&event.data, &mut outputs),
+                if self.status != ConnectionStatus::Failed {
+                    self.deliver_view(ctx, &fault);
+                }
+            } else {
+                self.session.on_message(&event.data, &mut outputs);
             }
         }
         if let Some(floor) = self.stream_sse.retry() {
             self.backoff.set_floor(floor);
         }
-        self.apply(ctx, outputs);
+        if !outputs.is_empty() {
+            self.apply(ctx, outputs);
+        }
     }
 
     pub(super) fn on_closed(&mut self, ctx: &mut ConnectionContext, channel: Channel) {
