@@ -84,7 +84,7 @@ impl<T> TimerWheel<T> {
         let slots = slots.clamp(MIN_SLOTS, MAX_SLOTS).next_power_of_two();
         TimerWheel {
             start,
-            tick_nanos: u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX).max(1),
+            tick_nanos: nanos_u64(tick).max(1),
             slots: slots as u64,
             mask: slots as u64 - 1,
             heads: vec![NIL; slots],

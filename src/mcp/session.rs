@@ -458,7 +458,8 @@ impl McpSession {
 
     /// One JSON-RPC message, from a POST reply or from the GET stream.
     pub fn on_message(&mut self, text: &str, out: &mut Vec<Output>) {
-        if let Some(fault) = self.fault_view(text) {
+        let mut fault = FaultView::default();
+        if self.read_fault(text, &mut fault) {
             return out.push(Output::Fault(fault.to_event()));
         }
         let message = match Message::parse(text) {
@@ -505,17 +506,10 @@ impl McpSession {
     }
 
     /// The fault a `kubernetes/faults` notification carries, read in place in one pass
-    /// (`fault_notification.rs`); `None` for any other message, and for one the general
-    /// path must judge (its errors name what is wrong), which then decodes it as before.
-    pub fn fault_view<'t>(&self, text: &'t str) -> Option<FaultView<'t>> {
-        if self.mode != SubscribeMode::Faults {
-            return None;
-        }
-        fault_notification::read(text)
-    }
-
-    /// [`McpSession::fault_view`] into `fault` (a fresh [`FaultView::default`]), so the view
-    /// is not moved on the way: true when `text` is such a notification.
+    /// (`fault_notification.rs`) into `fault` (a fresh [`FaultView::default`], so the view
+    /// is not moved on the way): true when `text` is such a notification; false for any
+    /// other message, and for one the general path must judge (its errors name what is
+    /// wrong), which then decodes it as before.
     pub fn read_fault<'t>(&self, text: &'t str, fault: &mut FaultView<'t>) -> bool {
         self.mode == SubscribeMode::Faults && fault_notification::read_into(text, fault)
     }
@@ -930,10 +924,11 @@ mod tests {
         // The Go server's order and a spaced-out envelope take the one-pass path; the
         // request, the other names and the bad data do not.
         let s = active();
-        assert!(s.fault_view(&texts[0]).is_some());
-        assert!(s.fault_view(&texts[1]).is_some());
+        let reads = |text: &str| s.read_fault(text, &mut FaultView::default());
+        assert!(reads(&texts[0]));
+        assert!(reads(&texts[1]));
         for text in &texts[2..] {
-            assert!(s.fault_view(text).is_none(), "{text}");
+            assert!(!reads(text), "{text}");
         }
         let mut out = Vec::new();
         active().on_message(&texts[0], &mut out);
