@@ -22,11 +22,13 @@
 # the fault notifications. Prints one line per client and the ratios to nightcrier.
 #
 # nightcrier runs with its health listener on 127.0.0.1:PORT, where /metrics tells when every
-# fault has arrived.
+# fault has arrived; it is asked about once a second, from when the simulator can have sent
+# them all (FAULTS / RATE seconds after the start) on.
 #
 # Environment: RATE (default 5), PORT (default 19894), NIGHTCRIER_BIN (default: the release
 # build of scripts/build-release.sh, brought up to date first), SKIP_TS=1 leaves the
-# TypeScript SDK out.
+# TypeScript SDK out, SKIP_SDK=1 both SDK clients, EXTRA_TOML is TOML text appended to
+# nightcrier's configuration (e.g. '[connection]\nbatch_window = "off"').
 # Every process started here is stopped by its PID; everything binds to 127.0.0.1 only.
 set -euo pipefail
 
@@ -44,7 +46,7 @@ else
     bin="${CARGO_TARGET_DIR:-$root/target}/release/nightcrier"
 fi
 ts_dir="$root/.peers/ts-sdk"
-if [ "${SKIP_TS:-0}" != 1 ] &&
+if [ "${SKIP_TS:-0}" != 1 ] && [ "${SKIP_SDK:-0}" != 1 ] &&
     [ ! -f "$ts_dir/node_modules/@modelcontextprotocol/sdk/package.json" ]; then
     mkdir -p "$ts_dir"
     npm install --prefix "$ts_dir" --no-audit --no-fund --no-progress --save-exact \
@@ -83,7 +85,7 @@ measure() {
             {
                 printf 'severity_threshold = "info"\n'
                 cat "$work/$client.toml"
-                printf '[health]\nlisten = "127.0.0.1:%s"\n' "$port"
+                printf '[health]\nlisten = "127.0.0.1:%s"\n%b\n' "$port" "${EXTRA_TOML:-}"
             } > "$work/$client.run.toml"
             env -u RUST_LOG "$bin" run --config "$work/$client.run.toml" > "$work/$client.log" 2>&1 &
             pid=$!
@@ -105,7 +107,14 @@ measure() {
     esac
     pids+=("$pid")
     if [ "$client" = nightcrier ]; then
+        # Scraping /metrics costs the daemon's health thread CPU the SDK clients do not
+        # spend: ask only once the simulator has had the time to send every fault.
+        sleep "$(awk -v f="$faults" -v r="$rate" 'BEGIN { print (r > 0 ? f / r : 0) }')"
         wait_for_faults "$port" $((clusters * faults)) 1800 "$pid"
+        curl -fsS "http://127.0.0.1:$port/metrics" | awk -v n=$((clusters * faults)) '
+            $1 == "nightcrier_loop_wakeups_total" { wakeups = $2 }
+            $1 == "nightcrier_loop_batch_waits_total" { waits = $2 }
+            END { printf "# nightcrier: %d faults, %d wake-ups of the loop, %d batch waits\n", n, wakeups, waits }' >&2
     else
         wait_for "$work/$client.log" "$done_pattern" "$done_count" 1800 "$pid"
     fi
@@ -122,8 +131,9 @@ measure() {
     echo "$client $hwm $(((user + sys) * 1000 / hz)) $((user * 1000 / hz)) $((sys * 1000 / hz)) $((SECONDS - started))"
 }
 
-clients=(nightcrier python-sdk)
-[ "${SKIP_TS:-0}" = 1 ] || clients+=(ts-sdk)
+clients=(nightcrier)
+[ "${SKIP_SDK:-0}" = 1 ] || clients+=(python-sdk)
+[ "${SKIP_SDK:-0}" = 1 ] || [ "${SKIP_TS:-0}" = 1 ] || clients+=(ts-sdk)
 echo "# $clusters clusters x $faults faults at $rate/s per cluster" >&2
 printf '%-11s %10s %8s %8s %8s %8s\n' client hwm_kib cpu_ms user_ms sys_ms seconds
 results=()

@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::batch_window::{Turn, Wakeups};
 use crate::cluster::admission::ConnectAdmission;
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TcpDialer, TimerKey};
 use crate::cluster::manager::Manager;
@@ -23,7 +24,7 @@ use crate::net::transport::ReadBuffers;
 use crate::reload::{self, Reloader};
 use crate::stage::{Stage, StageContext};
 use crate::timer::TimerWheel;
-use crate::token::{Owner, SIGNALS, WAKER};
+use crate::token::{Channel, Owner, SIGNALS, WAKER};
 
 const TIMER_TICK: Duration = Duration::from_millis(5);
 const TIMER_SLOTS: usize = 4096;
@@ -100,6 +101,7 @@ pub struct EventLoop<S: Stage> {
     manager: Manager,
     stage: S,
     board: HealthBoard,
+    wakeups: Wakeups,
     options: LoopOptions,
 }
 
@@ -154,6 +156,7 @@ impl<S: Stage> EventLoop<S> {
             manager: Manager::new(),
             stage,
             board,
+            wakeups: Wakeups::default(),
             options,
         })
     }
@@ -180,6 +183,9 @@ impl<S: Stage> EventLoop<S> {
             .publish_interval
             .map(|i| PublishPacer::new(i, now));
         let mut changed = false;
+        // What the last turn handled, and how long the poll before it slept.
+        let mut turn = Turn::default();
+        let mut slept = Duration::ZERO;
 
         self.with_stage(now, |stage, ctx| stage.start(ctx));
         {
@@ -223,9 +229,18 @@ impl<S: Stage> EventLoop<S> {
             {
                 deadline = Some(deadline.map_or(candidate, |d| d.min(candidate)));
             }
+            if stopping.is_none() {
+                let until_deadline = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let window = self.options.settings.batch_window;
+                if let Some(pause) = turn.pause(window, slept, until_deadline) {
+                    self.wakeups.batch_waits += 1;
+                    std::thread::sleep(pause);
+                }
+            }
             // No deadline at all: only a socket, a signal or the waker can have work.
+            let polled_at = Instant::now();
             let timeout = if self.backlog.is_empty() {
-                deadline.map(|d| d.saturating_duration_since(Instant::now()))
+                deadline.map(|d| d.saturating_duration_since(polled_at))
             } else {
                 Some(Duration::ZERO)
             };
@@ -235,6 +250,9 @@ impl<S: Stage> EventLoop<S> {
                 Err(e) => return Err(e),
             }
             now = Instant::now();
+            slept = now.saturating_duration_since(polled_at);
+            turn = Turn::default();
+            self.wakeups.polls += 1;
 
             let mut woken = false;
             let mut signalled = false;
@@ -245,9 +263,14 @@ impl<S: Stage> EventLoop<S> {
                     Owner::Waker => woken = true,
                     Owner::Signals => signalled = true,
                     Owner::Stage(_) => {
+                        turn.other_work = true;
                         self.with_stage(now, |stage, ctx| stage.on_ready(ctx, token));
                     }
-                    Owner::Connection(_) => {
+                    Owner::Connection(connection) => {
+                        match connection.channel {
+                            Channel::Stream => turn.stream_reads = true,
+                            Channel::Control => turn.other_work = true,
+                        }
                         // Without the peer's close in the event, a short read drains.
                         self.inbound.short_read_drains =
                             !(event.is_read_closed() || event.is_error());
@@ -274,6 +297,7 @@ impl<S: Stage> EventLoop<S> {
             }
             self.backlog = more;
             self.timers.expire(now, &mut fired);
+            turn.other_work |= woken || signalled || !self.backlog.is_empty() || !fired.is_empty();
             if !fired.is_empty() {
                 let (manager, mut ctx) = self.connection_parts(now);
                 for timer in fired.drain(..) {
@@ -282,6 +306,7 @@ impl<S: Stage> EventLoop<S> {
                 changed |= ctx.changed;
             }
             if !self.admission.is_empty() {
+                turn.other_work = true;
                 let (manager, mut ctx) = self.connection_parts(now);
                 manager.admit_connects(&mut ctx);
                 changed |= ctx.changed;
@@ -475,6 +500,7 @@ impl<S: Stage> EventLoop<S> {
             wall: SystemTime::now(),
             sequence: 0,
             stopping,
+            wakeups: self.wakeups,
         });
     }
 

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod agent;
+pub mod batch_window;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -594,6 +594,32 @@ fn max_event_bytes_outside_1kib_to_64mib_is_refused() {
 }
 
 #[test]
+fn batch_window_is_off_or_above_zero_and_at_most_a_second() {
+    let window = |value: &str| {
+        let text = format!("{}[connection]\nbatch_window = {value}\n", cluster("a", ""));
+        parse(&text).map(|c| c.connection.batch_window)
+    };
+    use std::time::Duration;
+    assert_eq!(window("\"off\""), Ok(None));
+    assert_eq!(window("\"20ms\""), Ok(Some(Duration::from_millis(20))));
+    assert_eq!(window("1"), Ok(Some(Duration::from_secs(1))));
+    for value in ["\"0s\"", "\"1001ms\"", "2"] {
+        let text = format!("{}[connection]\nbatch_window = {value}\n", cluster("a", ""));
+        assert_rule(
+            &text,
+            None,
+            "connection.batch_window",
+            "must be \"off\" or above zero and at most 1s",
+        );
+    }
+    let text = format!(
+        "{}[connection]\nbatch_window = \"soon\"\n",
+        cluster("a", "")
+    );
+    assert_rule(&text, None, "connection.batch_window", "or \"off\"");
+}
+
+#[test]
 fn integer_too_large_for_64_bits_is_refused() {
     let text = format!(
         "{}[queue]\nglobal_queue_size = 0xffffffffffffffff\n",

@@ -382,3 +382,59 @@ fn a_health_port_in_use_is_said_once_and_exits_1() {
     }
     drop(taken);
 }
+
+/// The sum of a per-cluster counter over every cluster.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A flow of faults from two clusters, 100 a second each, read with `batch_window` at
+/// `window`: every fault arrives; returns (wake-ups, batch waits) from `/metrics`.
+fn flow_through(window: &str) -> (f64, f64) {
+    const FAULTS_PER_CLUSTER: u64 = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(SimOptions {
+        clusters: 2,
+        rate_per_sec: 100.0,
+        faults_per_cluster: Some(FAULTS_PER_CLUSTER),
+        ..SimOptions::default()
+    })
+    .unwrap();
+    let [a, b] = [0, 1].map(|i| &sim.clusters()[i]);
+    let port = free_port();
+    let config = dir.path().join("nightcrier.toml");
+    let extra = format!("batch_window = \"{window}\"");
+    write_config(&config, port, &[(a, ""), (b, "")], &extra);
+    let log = dir.path().join("daemon.log");
+    let daemon = spawn_daemon(&config, &log);
+    let all = (2 * FAULTS_PER_CLUSTER) as f64;
+    let metrics = poll(port, "/metrics", "every fault received", |_, body| {
+        metric_sum(body, "nightcrier_faults_received_total") >= all
+    });
+    let log = stop_daemon(daemon, &log);
+    assert_eq!(
+        metric_sum(&metrics, "nightcrier_faults_received_total"),
+        all,
+        "{log}"
+    );
+    let wakeups = metric(&metrics, "nightcrier_loop_wakeups_total", None).unwrap();
+    let waits = metric(&metrics, "nightcrier_loop_batch_waits_total", None).unwrap();
+    (wakeups, waits)
+}
+
+#[test]
+fn a_flow_of_faults_is_read_in_batches_and_none_is_lost() {
+    let (batched_wakeups, batched_waits) = flow_through("250ms");
+    let (single_wakeups, single_waits) = flow_through("off");
+    assert_eq!(single_waits, 0.0);
+    // 300 faults over about 1.5 s: one wake-up per fault, or a few per 250 ms window (the
+    // connects, the health snapshots every 200 ms and the timers wake the loop too).
+    assert!(batched_waits >= 2.0, "{batched_waits} batch waits");
+    assert!(
+        batched_wakeups * 2.0 < single_wakeups,
+        "{batched_wakeups} wake-ups batched, {single_wakeups} without"
+    );
+}

@@ -16,6 +16,7 @@ use common::peers::{
     peer_kubectl, peer_kubernetes_validate, peer_promtool, peer_python, repo_root,
 };
 use common::snapshots;
+use nightcrier::batch_window::Wakeups;
 use nightcrier::cluster::manager::HealthSummary;
 use nightcrier::cluster::status::ConnectionStatus;
 use nightcrier::health::board::Published;
@@ -617,6 +618,7 @@ fn exported_families() -> BTreeSet<String> {
         wall: SystemTime::now(),
         sequence: 1,
         stopping: false,
+        wakeups: Wakeups::default(),
     };
     render(&published)
         .lines()

@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use nightcrier::agent::permissions::{ClusterPermissions, PermissionCheck};
+use nightcrier::batch_window::Wakeups;
 use nightcrier::cluster::manager::HealthSummary;
 use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::health::board::{HealthBoard, Published};
@@ -105,6 +106,7 @@ fn published(clusters: Vec<HealthSnapshot>) -> Published {
         wall: wall(),
         sequence: 0,
         stopping: false,
+        wakeups: Wakeups::default(),
     }
 }
 

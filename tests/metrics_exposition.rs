@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::peers::parse_metrics_with_python;
 use common::snapshots::{self, wall};
+use nightcrier::batch_window::Wakeups;
 use nightcrier::cluster::manager::HealthSummary;
 use nightcrier::cluster::status::{ConnectionStatus, HealthSnapshot};
 use nightcrier::health::board::Published;
@@ -108,6 +109,10 @@ fn snapshot() -> Published {
         wall: wall(),
         sequence: 7,
         stopping: false,
+        wakeups: Wakeups {
+            polls: 1234,
+            batch_waits: 56,
+        },
     }
 }
 
@@ -204,7 +209,7 @@ fn connection_series_show_status_uptime_errors_and_last_event() {
 }
 
 #[test]
-fn global_series_show_agents_slack_config_and_build() {
+fn global_series_show_agents_slack_config_loop_and_build() {
     let text = render(&snapshot());
     let version_line = format!(
         "nightcrier_build_info{{version=\"{}\"}} 1",
@@ -233,6 +238,9 @@ fn global_series_show_agents_slack_config_and_build() {
             "nightcrier_config_last_reload_successful 1",
             "nightcrier_config_last_reload_timestamp_seconds 1795490000.5",
             "nightcrier_config_reload_failures_total 1",
+            "nightcrier_loop_wakeups_total 1234",
+            "nightcrier_loop_batch_waits_total 56",
+            "# TYPE nightcrier_loop_wakeups_total counter",
             "# TYPE nightcrier_agent_duration_seconds histogram",
             "# TYPE nightcrier_faults_received_total counter",
             "# TYPE nightcrier_connection_status gauge",

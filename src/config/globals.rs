@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use log::LevelFilter;
 
 use super::agent_cli::{default_model, parse_agent_cli};
 use super::clusters::{read_clusters, CLUSTER_KEYS, MCP_KEYS, TRIAGE_KEYS};
 use super::document::{Context, Origin, Sourced, Table};
-use super::duration::format_duration;
+use super::duration::{format_duration, parse_duration};
 use super::endpoint::Endpoint;
 use super::error::quote;
 use super::secret::Secret;
@@ -17,6 +18,7 @@ use super::sections::{
     AdminConfig, AgentConfig, AlertsConfig, BreakerConfig, BudgetConfig, Confinement,
     ConnectionConfig, CorrelationConfig, DedupConfig, HealthConfig, LogFormat, OverflowPolicy,
     PreflightConfig, QueueConfig, ReconnectConfig, SlackConfig, SubscribeMode, WorkspaceConfig,
+    MAX_BATCH_WINDOW,
 };
 use super::severity::Severity;
 use super::shard::Shard;
@@ -68,6 +70,7 @@ pub(crate) const CONNECTION_KEYS: &[&str] = &[
     "control_idle_timeout",
     "max_event_bytes",
     "max_header_bytes",
+    "batch_window",
 ];
 pub(crate) const QUEUE_KEYS: &[&str] =
     &["cluster_queue_size", "global_queue_size", "overflow_policy"];
@@ -350,7 +353,29 @@ fn read_connection(ctx: &mut Context, root: &Table) -> ConnectionConfig {
             KIB,
             MIB,
         ),
+        batch_window: batch_window(ctx, &table, d.batch_window),
     }
+}
+
+/// `connection.batch_window`: `"off"`, or a duration above zero and at most
+/// [`MAX_BATCH_WINDOW`].
+fn batch_window(ctx: &mut Context, table: &Table, default: Option<Duration>) -> Option<Duration> {
+    let Some(text) = ctx.duration_text(table, "batch_window") else {
+        return default;
+    };
+    if text.value.trim() == "off" {
+        return None;
+    }
+    let message = match parse_duration(&text.value) {
+        Ok(d) if !d.is_zero() && d <= MAX_BATCH_WINDOW => return Some(d),
+        Ok(_) => format!(
+            "must be \"off\" or above zero and at most {}",
+            format_duration(MAX_BATCH_WINDOW)
+        ),
+        Err(e) => format!("{e}, or \"off\""),
+    };
+    ctx.error(&table.scope, "batch_window", &text.origin, message);
+    default
 }
 
 fn read_queue(ctx: &mut Context, root: &Table) -> QueueConfig {

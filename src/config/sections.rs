@@ -109,6 +109,11 @@ impl Default for ReconnectConfig {
     }
 }
 
+/// The default of `connection.batch_window`.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// The longest `connection.batch_window`: commands and signals wait for it.
+pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(1);
+
 /// `[connection]`: timeouts and buffer bounds of every MCP connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionConfig {
@@ -124,6 +129,10 @@ pub struct ConnectionConfig {
     pub control_idle_timeout: Duration,
     pub max_event_bytes: usize,
     pub max_header_bytes: usize,
+    /// Once fault events arrive faster than one per window, wait this long for more before
+    /// reading them, so that one wake-up of the loop reads many; `None` (`"off"`) reads each
+    /// at once.
+    pub batch_window: Option<Duration>,
 }
 
 impl Default for ConnectionConfig {
@@ -137,6 +146,7 @@ impl Default for ConnectionConfig {
             control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1024 * 1024,
             max_header_bytes: 16 * 1024,
+            batch_window: Some(DEFAULT_BATCH_WINDOW),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::batch_window::Wakeups;
 use crate::cluster::manager::HealthSummary;
 use crate::cluster::status::HealthSnapshot;
 use crate::metrics::counters::PipelineSnapshot;
@@ -21,6 +22,7 @@ pub struct Published {
     pub sequence: u64,
     /// True once the loop has begun shutting down.
     pub stopping: bool,
+    pub wakeups: Wakeups,
 }
 
 #[derive(Clone)]
@@ -44,6 +46,7 @@ impl HealthBoard {
             wall: SystemTime::now(),
             sequence: 0,
             stopping: false,
+            wakeups: Wakeups::default(),
         };
         HealthBoard {
             inner: Arc::new((Mutex::new(Arc::new(empty)), Condvar::new())),

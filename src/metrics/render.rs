@@ -111,6 +111,27 @@ fn render_process(out: &mut Exposition, published: &Published) {
     }
 
     out.family(
+        "nightcrier_loop_wakeups_total",
+        "counter",
+        "Times the event loop returned from its poll.",
+    );
+    out.sample(
+        "nightcrier_loop_wakeups_total",
+        &[],
+        published.wakeups.polls,
+    );
+    out.family(
+        "nightcrier_loop_batch_waits_total",
+        "counter",
+        "Times the event loop waited out connection.batch_window for more faults before reading them.",
+    );
+    out.sample(
+        "nightcrier_loop_batch_waits_total",
+        &[],
+        published.wakeups.batch_waits,
+    );
+
+    out.family(
         "nightcrier_system_degraded",
         "gauge",
         "1 while agent failures across clusters exceed the global threshold.",
@@ -663,15 +684,23 @@ pub fn format_float(value: f64) -> String {
 /// Escapes a label value: backslash, double quote and newline.
 pub fn escape_label_value(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
-        }
-    }
+    push_escaped_label_value(&mut escaped, value);
     escaped
+}
+
+/// Appends `value` with backslash, quote and newline escaped, the runs between them whole.
+fn push_escaped_label_value(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// Escapes HELP text: backslash and newline.
@@ -700,7 +729,10 @@ impl Exposition {
                 if i > 0 {
                     self.text.push(',');
                 }
-                let _ = write!(self.text, "{label}=\"{}\"", escape_label_value(value));
+                self.text.push_str(label);
+                self.text.push_str("=\"");
+                push_escaped_label_value(&mut self.text, value);
+                self.text.push('"');
             }
             self.text.push('}');
         }
@@ -717,6 +749,8 @@ mod tests {
         assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(escape_label_value("line\nnext"), "line\\nnext");
         assert_eq!(escape_label_value("plain-name.1"), "plain-name.1");
+        assert_eq!(escape_label_value("\"\n\\"), "\\\"\\n\\\\");
+        assert_eq!(escape_label_value(""), "");
     }
 
     #[test]

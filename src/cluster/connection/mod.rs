@@ -75,6 +75,9 @@ pub struct ConnectionSettings {
     pub max_event_bytes: usize,
     pub max_header_bytes: usize,
     pub backoff: BackoffPolicy,
+    /// How long the loop waits for more fault events once they arrive faster than one per
+    /// window (see `batch_window`); `None` reads each at once.
+    pub batch_window: Option<Duration>,
 }
 
 impl ConnectionSettings {
@@ -90,6 +93,7 @@ impl ConnectionSettings {
             stable_after: config.reconnect.stable_after,
             max_event_bytes: config.connection.max_event_bytes,
             max_header_bytes: config.connection.max_header_bytes,
+            batch_window: config.connection.batch_window,
             backoff: BackoffPolicy {
                 initial: config.reconnect.initial,
                 max: config.reconnect.max,

@@ -35,6 +35,7 @@ fn settings() -> ConnectionSettings {
             multiplier: 2.0,
             jitter: 0.1,
         },
+        batch_window: None,
     }
 }
 
