@@ -4,16 +4,26 @@
 //! a wake-up (the sleep in `epoll_wait`, the switch back, cold caches) costs several times
 //! what reading the fault does. So when the loop's last turn did nothing but read cluster
 //! event streams, and it had slept less than the batch window before that (faults arrive
-//! faster than one per window), it waits out the window before it polls again: the faults
-//! that arrive meanwhile are read in one wake-up.
+//! faster than one per window), it waits before it polls again: the faults that arrive
+//! meanwhile are read in one wake-up.
 //!
 //! A fault that arrives after a quiet spell is read at once; a fault in a flow waits at
 //! most one window. Everything else is never held back by more than one window either:
 //! the wait is cut to the next timer, and it is skipped when the turn did anything besides
 //! stream reads (control replies, connects, timers, signals, commands, Slack, agents) or
-//! left sockets with unread bytes.
+//! left sockets with unread bytes, and while some session is being set up (its round trips
+//! never wait).
+//!
+//! The wait adapts to the flow, so that no socket's buffers fill while the loop sleeps
+//! (which would block the server's writes): it starts at [`SHORTEST_WAIT`], doubles after
+//! every wait that no socket filled a whole read chunk (16 KiB) in, up to the window, and
+//! halves after every wait that one did. A dense flow is read every few milliseconds, a
+//! thin one once a window.
 
 use std::time::Duration;
+
+/// The shortest wait, where a new flow starts.
+pub const SHORTEST_WAIT: Duration = Duration::from_millis(1);
 
 /// What one turn of the loop handled, as far as batching is concerned.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -23,29 +33,70 @@ pub struct Turn {
     /// Anything else was handled: a control-connection reply, a timer, a connect, a signal,
     /// the waker, the stage's sockets, or a socket left with bytes for the next turn.
     pub other_work: bool,
+    /// Some socket gave a whole read chunk or more.
+    pub full_chunk: bool,
+    /// Some session is connecting, connected or subscribing.
+    pub setup_under_way: bool,
 }
 
-impl Turn {
-    /// How long the loop waits before it polls again: `window` (cut to `until_deadline`,
-    /// the time to the next timer) when this turn only read event streams and the poll
-    /// before it had slept (`slept`) less than `window`; `None` when it polls at once.
+/// The configured window and the wait it has adapted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWindow {
+    window: Option<Duration>,
+    wait: Duration,
+}
+
+impl BatchWindow {
+    pub fn new(window: Option<Duration>) -> BatchWindow {
+        BatchWindow {
+            window,
+            wait: SHORTEST_WAIT,
+        }
+    }
+
+    /// A reloaded configuration's window; the wait adapted so far is kept within it.
+    pub fn set_window(&mut self, window: Option<Duration>) {
+        self.window = window;
+        if let Some(window) = window {
+            self.wait = self.wait.min(window);
+        }
+    }
+
+    /// How long the loop waits before it polls again after `turn`: the adapted wait, cut
+    /// to `until_deadline` (the time to the next timer), when the turn only read event
+    /// streams and the poll before it had slept (`slept`) less than the window; `None`
+    /// when it polls at once.
     pub fn pause(
-        self,
-        window: Option<Duration>,
+        &self,
+        turn: Turn,
         slept: Duration,
         until_deadline: Option<Duration>,
     ) -> Option<Duration> {
-        let window = window?;
-        if !self.stream_reads || self.other_work || slept >= window {
+        let window = self.window?;
+        if !turn.stream_reads || turn.other_work || turn.setup_under_way || slept >= window {
             return None;
         }
-        let pause = until_deadline.map_or(window, |left| left.min(window));
+        let pause = until_deadline.map_or(self.wait, |left| left.min(self.wait));
         (!pause.is_zero()).then_some(pause)
+    }
+
+    /// Learns from the turn that read what came during a wait: a whole chunk from one
+    /// socket halves the next wait, less doubles it, within [`SHORTEST_WAIT`] and the
+    /// window.
+    pub fn after_wait(&mut self, turn: Turn) {
+        let Some(window) = self.window else {
+            return;
+        };
+        self.wait = if turn.full_chunk {
+            (self.wait / 2).max(SHORTEST_WAIT)
+        } else {
+            (self.wait * 2).min(window)
+        };
     }
 }
 
-/// How often the loop woke from its poll, and how often it waited out the batch window
-/// first: `/metrics` shows both, so an operator sees how many faults one wake-up reads.
+/// How often the loop woke from its poll, and how often it waited for a batch first:
+/// `/metrics` shows both, so an operator sees how many faults one wake-up reads.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Wakeups {
     pub polls: u64,
@@ -56,8 +107,6 @@ pub struct Wakeups {
 mod tests {
     use super::*;
 
-    const WINDOW: Option<Duration> = Some(Duration::from_millis(50));
-
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
@@ -65,53 +114,113 @@ mod tests {
     fn stream_only() -> Turn {
         Turn {
             stream_reads: true,
-            other_work: false,
+            ..Turn::default()
         }
+    }
+
+    /// A window of 50 ms whose wait has grown to the whole window.
+    fn grown() -> BatchWindow {
+        let mut batch = BatchWindow::new(Some(ms(50)));
+        for _ in 0..10 {
+            batch.after_wait(stream_only());
+        }
+        batch
     }
 
     #[test]
     fn a_flow_of_faults_is_read_once_per_window() {
-        assert_eq!(stream_only().pause(WINDOW, ms(3), None), Some(ms(50)));
+        let batch = grown();
+        assert_eq!(batch.pause(stream_only(), ms(3), None), Some(ms(50)));
         // Right after a pause, the poll finds the faults that came meanwhile without sleeping.
-        assert_eq!(stream_only().pause(WINDOW, ms(0), None), Some(ms(50)));
+        assert_eq!(batch.pause(stream_only(), ms(0), None), Some(ms(50)));
     }
 
     #[test]
     fn a_fault_after_a_quiet_spell_is_read_at_once() {
-        assert_eq!(stream_only().pause(WINDOW, ms(50), None), None);
-        assert_eq!(stream_only().pause(WINDOW, ms(60_000), Some(ms(5))), None);
+        let batch = grown();
+        assert_eq!(batch.pause(stream_only(), ms(50), None), None);
+        assert_eq!(batch.pause(stream_only(), ms(60_000), Some(ms(5))), None);
     }
 
     #[test]
     fn the_pause_never_passes_the_next_timer() {
-        assert_eq!(stream_only().pause(WINDOW, ms(1), Some(ms(7))), Some(ms(7)));
+        let batch = grown();
+        assert_eq!(batch.pause(stream_only(), ms(1), Some(ms(7))), Some(ms(7)));
         assert_eq!(
-            stream_only().pause(WINDOW, ms(1), Some(ms(500))),
+            batch.pause(stream_only(), ms(1), Some(ms(500))),
             Some(ms(50))
         );
         assert_eq!(
-            stream_only().pause(WINDOW, ms(1), Some(Duration::ZERO)),
+            batch.pause(stream_only(), ms(1), Some(Duration::ZERO)),
             None
         );
     }
 
     #[test]
     fn any_other_work_in_the_turn_polls_at_once() {
+        let batch = grown();
         let mixed = Turn {
-            stream_reads: true,
             other_work: true,
+            ..stream_only()
         };
-        assert_eq!(mixed.pause(WINDOW, ms(1), None), None);
+        assert_eq!(batch.pause(mixed, ms(1), None), None);
         let other_only = Turn {
-            stream_reads: false,
             other_work: true,
+            ..Turn::default()
         };
-        assert_eq!(other_only.pause(WINDOW, ms(1), None), None);
-        assert_eq!(Turn::default().pause(WINDOW, ms(1), None), None);
+        assert_eq!(batch.pause(other_only, ms(1), None), None);
+        assert_eq!(batch.pause(Turn::default(), ms(1), None), None);
+    }
+
+    #[test]
+    fn a_session_being_set_up_never_waits() {
+        let setting_up = Turn {
+            setup_under_way: true,
+            ..stream_only()
+        };
+        assert_eq!(grown().pause(setting_up, ms(1), None), None);
+    }
+
+    #[test]
+    fn the_wait_grows_with_a_thin_flow_and_shrinks_with_a_dense_one() {
+        let mut batch = BatchWindow::new(Some(ms(64)));
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            waits.push(batch.pause(stream_only(), ms(0), None).unwrap());
+            batch.after_wait(stream_only());
+        }
+        assert_eq!(
+            waits,
+            [1, 2, 4, 8, 16, 32, 64, 64].map(ms),
+            "a new flow starts short and grows to the window"
+        );
+        let dense = Turn {
+            full_chunk: true,
+            ..stream_only()
+        };
+        waits.clear();
+        for _ in 0..8 {
+            batch.after_wait(dense);
+            waits.push(batch.pause(stream_only(), ms(0), None).unwrap());
+        }
+        assert_eq!(waits, [32, 16, 8, 4, 2, 1, 1, 1].map(ms));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_wait_within_the_new_window() {
+        let mut batch = grown();
+        batch.set_window(Some(ms(20)));
+        assert_eq!(batch.pause(stream_only(), ms(0), None), Some(ms(20)));
+        batch.set_window(None);
+        assert_eq!(batch.pause(stream_only(), ms(0), None), None);
+        batch.after_wait(stream_only());
+        batch.set_window(Some(ms(30)));
+        assert_eq!(batch.pause(stream_only(), ms(0), None), Some(ms(20)));
     }
 
     #[test]
     fn no_window_never_pauses() {
-        assert_eq!(stream_only().pause(None, ms(0), None), None);
+        let batch = BatchWindow::new(None);
+        assert_eq!(batch.pause(stream_only(), ms(0), None), None);
     }
 }

@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::batch_window::{Turn, Wakeups};
+use crate::batch_window::{BatchWindow, Turn, Wakeups};
 use crate::cluster::admission::ConnectAdmission;
 use crate::cluster::connection::{ConnectionContext, ConnectionSettings, TcpDialer, TimerKey};
 use crate::cluster::manager::Manager;
@@ -101,6 +101,7 @@ pub struct EventLoop<S: Stage> {
     manager: Manager,
     stage: S,
     board: HealthBoard,
+    batch: BatchWindow,
     wakeups: Wakeups,
     options: LoopOptions,
 }
@@ -156,6 +157,7 @@ impl<S: Stage> EventLoop<S> {
             manager: Manager::new(),
             stage,
             board,
+            batch: BatchWindow::new(options.settings.batch_window),
             wakeups: Wakeups::default(),
             options,
         })
@@ -182,10 +184,15 @@ impl<S: Stage> EventLoop<S> {
             .options
             .publish_interval
             .map(|i| PublishPacer::new(i, now));
-        let mut changed = false;
+        // Cluster statuses changed in the last turn; true at first, so that the first turn
+        // looks at the sessions being set up.
+        let mut changed = true;
         // What the last turn handled, and how long the poll before it slept.
         let mut turn = Turn::default();
         let mut slept = Duration::ZERO;
+        let mut setup_under_way = true;
+        // The turn before was one that read what came during a batch wait.
+        let mut waited = false;
 
         self.with_stage(now, |stage, ctx| stage.start(ctx));
         {
@@ -195,8 +202,12 @@ impl<S: Stage> EventLoop<S> {
 
         loop {
             self.with_stage(now, |stage, ctx| stage.on_tick(ctx));
+            let statuses_changed = std::mem::take(&mut changed);
+            if statuses_changed {
+                setup_under_way = self.manager.any_setting_up();
+            }
             if let Some(pacer) = pacer.as_mut() {
-                if std::mem::take(&mut changed) {
+                if statuses_changed {
                     pacer.note_change();
                 }
                 if pacer.due(now) {
@@ -231,10 +242,14 @@ impl<S: Stage> EventLoop<S> {
             }
             if stopping.is_none() {
                 let until_deadline = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                let window = self.options.settings.batch_window;
-                if let Some(pause) = turn.pause(window, slept, until_deadline) {
+                turn.setup_under_way = setup_under_way;
+                if std::mem::take(&mut waited) {
+                    self.batch.after_wait(turn);
+                }
+                if let Some(pause) = self.batch.pause(turn, slept, until_deadline) {
                     self.wakeups.batch_waits += 1;
                     std::thread::sleep(pause);
+                    waited = true;
                 }
             }
             // No deadline at all: only a socket, a signal or the waker can have work.
@@ -280,6 +295,7 @@ impl<S: Stage> EventLoop<S> {
                         }
                         changed |= ctx.changed;
                         self.inbound.short_read_drains = false;
+                        turn.full_chunk |= std::mem::take(&mut self.inbound.took_full_chunk);
                     }
                     Owner::Unknown => {}
                 }
@@ -294,6 +310,7 @@ impl<S: Stage> EventLoop<S> {
                     }
                 }
                 changed |= ctx.changed;
+                turn.full_chunk |= std::mem::take(&mut self.inbound.took_full_chunk);
             }
             self.backlog = more;
             self.timers.expire(now, &mut fired);
@@ -459,6 +476,7 @@ impl<S: Stage> EventLoop<S> {
             return false;
         };
         self.options.settings = ConnectionSettings::from_config(&config);
+        self.batch.set_window(self.options.settings.batch_window);
         // A CA file may have new contents under the same path.
         self.tls.clear();
         {

@@ -59,7 +59,7 @@ fn a_minimal_file_yields_every_default() {
             control_idle_timeout: Duration::from_secs(5),
             max_event_bytes: 1_048_576,
             max_header_bytes: 16_384,
-            batch_window: Some(Duration::from_millis(50)),
+            batch_window: Some(Duration::from_millis(250)),
         }
     );
     assert_eq!(

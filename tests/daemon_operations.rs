@@ -391,26 +391,28 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// A flow of faults from two clusters, 100 a second each, read with `batch_window` at
-/// `window`: every fault arrives; returns (wake-ups, batch waits) from `/metrics`.
-fn flow_through(window: &str) -> (f64, f64) {
-    const FAULTS_PER_CLUSTER: u64 = 150;
+/// A flow of faults from the simulator's clusters, read with `batch_window` at `window` and
+/// health snapshots every `publish_interval`: every fault arrives, and no subscription is
+/// lost; returns (wake-ups, batch waits) from `/metrics`.
+fn flow_through(options: SimOptions, window: &str, publish_interval: &str) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(SimOptions {
-        clusters: 2,
-        rate_per_sec: 100.0,
-        faults_per_cluster: Some(FAULTS_PER_CLUSTER),
-        ..SimOptions::default()
-    })
-    .unwrap();
-    let [a, b] = [0, 1].map(|i| &sim.clusters()[i]);
+    let all = (options.clusters as u64 * options.faults_per_cluster.unwrap()) as f64;
+    let sim = Simulator::start(options).unwrap();
     let port = free_port();
     let config = dir.path().join("nightcrier.toml");
-    let extra = format!("batch_window = \"{window}\"");
-    write_config(&config, port, &[(a, ""), (b, "")], &extra);
+    let mut text = format!(
+        "{FAST_TIMINGS}batch_window = \"{window}\"\n[health]\nlisten = \"127.0.0.1:{port}\"\npublish_interval = \"{publish_interval}\"\n"
+    );
+    for cluster in sim.clusters() {
+        text.push_str(&format!(
+            "[[clusters]]\nname = \"{}\"\n[clusters.mcp]\nendpoint = \"{}\"\n",
+            cluster.name(),
+            cluster.endpoint()
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
     let log = dir.path().join("daemon.log");
     let daemon = spawn_daemon(&config, &log);
-    let all = (2 * FAULTS_PER_CLUSTER) as f64;
     let metrics = poll(port, "/metrics", "every fault received", |_, body| {
         metric_sum(body, "nightcrier_faults_received_total") >= all
     });
@@ -420,6 +422,11 @@ fn flow_through(window: &str) -> (f64, f64) {
         all,
         "{log}"
     );
+    assert_eq!(
+        metric_sum(&metrics, "nightcrier_subscription_gaps_total"),
+        0.0,
+        "{log}"
+    );
     let wakeups = metric(&metrics, "nightcrier_loop_wakeups_total", None).unwrap();
     let waits = metric(&metrics, "nightcrier_loop_batch_waits_total", None).unwrap();
     (wakeups, waits)
@@ -427,14 +434,37 @@ fn flow_through(window: &str) -> (f64, f64) {
 
 #[test]
 fn a_flow_of_faults_is_read_in_batches_and_none_is_lost() {
-    let (batched_wakeups, batched_waits) = flow_through("250ms");
-    let (single_wakeups, single_waits) = flow_through("off");
-    assert_eq!(single_waits, 0.0);
     // 300 faults over about 1.5 s: one wake-up per fault, or a few per 250 ms window (the
     // connects, the health snapshots every 200 ms and the timers wake the loop too).
+    let flow = || SimOptions {
+        clusters: 2,
+        rate_per_sec: 100.0,
+        faults_per_cluster: Some(150),
+        ..SimOptions::default()
+    };
+    let (batched_wakeups, batched_waits) = flow_through(flow(), "250ms", "200ms");
+    let (single_wakeups, single_waits) = flow_through(flow(), "off", "200ms");
+    assert_eq!(single_waits, 0.0);
     assert!(batched_waits >= 2.0, "{batched_waits} batch waits");
     assert!(
         batched_wakeups * 2.0 < single_wakeups,
         "{batched_wakeups} wake-ups batched, {single_wakeups} without"
     );
+}
+
+#[test]
+fn a_dense_flow_is_read_every_few_milliseconds_and_loses_nothing() {
+    // 4,000 faults a second from one cluster, about 5.6 MB/s, against a server that cancels
+    // a subscription whose write stays blocked for 300 ms. Reads come back with whole
+    // 16 KiB chunks, so the wait shrinks to a few milliseconds instead of growing to the
+    // 1 s window: many short waits (a 1 s wait would allow about one per second of flow).
+    let flood = SimOptions {
+        clusters: 1,
+        rate_per_sec: 4000.0,
+        faults_per_cluster: Some(8000),
+        write_block_timeout: Some(Duration::from_millis(300)),
+        ..SimOptions::default()
+    };
+    let (wakeups, waits) = flow_through(flood, "1s", "10s");
+    assert!(waits >= 50.0, "{waits} waits, {wakeups} wake-ups");
 }

@@ -204,6 +204,24 @@ impl Manager {
         snapshots
     }
 
+    /// True while some session is on its way to active (connecting, connected, subscribing):
+    /// its replies are not to wait for a batch window.
+    pub fn any_setting_up(&self) -> bool {
+        self.by_name.values().any(|key| {
+            self.slots
+                .get(key.index as usize)
+                .and_then(|s| s.connection.as_ref())
+                .is_some_and(|connection| {
+                    matches!(
+                        connection.status(),
+                        ConnectionStatus::Connecting
+                            | ConnectionStatus::Connected
+                            | ConnectionStatus::Subscribing
+                    )
+                })
+        })
+    }
+
     pub fn summary(&self) -> HealthSummary {
         let mut summary = HealthSummary::default();
         for key in self.by_name.values() {

@@ -110,7 +110,7 @@ impl Default for ReconnectConfig {
 }
 
 /// The default of `connection.batch_window`.
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(50);
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(250);
 /// The longest `connection.batch_window`: commands and signals wait for it.
 pub const MAX_BATCH_WINDOW: Duration = Duration::from_secs(1);
 

@@ -123,7 +123,7 @@ fn render_process(out: &mut Exposition, published: &Published) {
     out.family(
         "nightcrier_loop_batch_waits_total",
         "counter",
-        "Times the event loop waited out connection.batch_window for more faults before reading them.",
+        "Times the event loop slept for more faults (connection.batch_window) before reading them.",
     );
     out.sample(
         "nightcrier_loop_batch_waits_total",

@@ -46,6 +46,9 @@ pub struct ReadBuffers {
     /// socket held (bytes that arrive later raise a new edge-triggered event), so the read
     /// that would only say "would block" is left out: one system call less per message.
     pub short_read_drains: bool,
+    /// Set by a read that took a whole [`READ_CHUNK`] or more from its socket: a flow too
+    /// dense to wait for more of (see `batch_window`). The loop clears it.
+    pub took_full_chunk: bool,
 }
 
 impl ReadBuffers {
@@ -57,6 +60,7 @@ impl ReadBuffers {
             ciphertext: Vec::with_capacity(bytes),
             landing: vec![0; READ_CHUNK],
             short_read_drains: false,
+            took_full_chunk: false,
         }
     }
 }
@@ -261,17 +265,19 @@ fn read_plain(tcp: &mut impl Read, buffers: &mut ReadBuffers) -> io::Result<Read
     let inbound = &mut buffers.plaintext;
     let landing = landing(&mut buffers.landing);
     let start = inbound.len();
-    loop {
+    let outcome = loop {
         if inbound.len() - start >= READ_BUDGET {
-            return Ok(ReadOutcome::More);
+            break ReadOutcome::More;
         }
         match read_chunk(tcp, landing, inbound)? {
-            Some(0) => return Ok(ReadOutcome::Closed),
-            Some(n) if short_read_drains && n < READ_CHUNK => return Ok(ReadOutcome::Drained),
+            Some(0) => break ReadOutcome::Closed,
+            Some(n) if short_read_drains && n < READ_CHUNK => break ReadOutcome::Drained,
             Some(_) => {}
-            None => return Ok(ReadOutcome::Drained),
+            None => break ReadOutcome::Drained,
         }
-    }
+    };
+    buffers.took_full_chunk |= buffers.plaintext.len() - start >= READ_CHUNK;
+    Ok(outcome)
 }
 
 fn read_tls(
@@ -306,6 +312,7 @@ fn read_tls(
     if buffers.ciphertext.capacity() > 2 * READ_CHUNK + super::tls_session::MAX_UNPROCESSED {
         buffers.ciphertext = Vec::new();
     }
+    buffers.took_full_chunk |= buffers.plaintext.len() - start >= READ_CHUNK;
     Ok(outcome)
 }
 
@@ -338,8 +345,9 @@ mod tests {
     }
 
     /// Reads everything one connection sends until it closes, checking each read call
-    /// stays within the read budget; the first I/O error ends it.
-    fn read_all(mut transport: Transport) -> io::Result<Vec<u8>> {
+    /// stays within the read budget; the first I/O error ends it. Also says whether some
+    /// read took a whole chunk.
+    fn read_all(mut transport: Transport) -> io::Result<(Vec<u8>, bool)> {
         let mut poll = Poll::new()?;
         let mut events = Events::with_capacity(8);
         poll.registry().register(
@@ -350,6 +358,7 @@ mod tests {
         let mut buffers = ReadBuffers::default();
         let mut outbound = Vec::new();
         let mut received = Vec::new();
+        let mut full_chunk = false;
         let mut connected = false;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -371,13 +380,19 @@ mod tests {
             transport.write(&mut outbound)?;
             loop {
                 buffers.plaintext.clear();
+                buffers.took_full_chunk = false;
                 let outcome = transport.read(&mut buffers)?;
                 assert!(buffers.plaintext.len() <= READ_BUDGET + READ_CHUNK);
+                assert_eq!(
+                    buffers.took_full_chunk,
+                    buffers.plaintext.len() >= READ_CHUNK
+                );
+                full_chunk |= buffers.took_full_chunk;
                 received.extend_from_slice(&buffers.plaintext);
                 match outcome {
                     ReadOutcome::More => {}
                     ReadOutcome::Drained => break,
-                    ReadOutcome::Closed => return Ok(received),
+                    ReadOutcome::Closed => return Ok((received, full_chunk)),
                 }
             }
         }
@@ -403,10 +418,11 @@ mod tests {
         let name = ServerName::try_from("localhost").unwrap();
         let tcp = connect(addr, Duration::from_secs(60)).unwrap();
         let transport = Transport::tls(tcp, client_config, name).unwrap();
-        let received = read_all(transport).unwrap();
+        let (received, full_chunk) = read_all(transport).unwrap();
         server.join().unwrap();
         assert_eq!(received.len(), body().len());
         assert!(received == body());
+        assert!(full_chunk, "a 1 MiB body never filled a read chunk");
     }
 
     #[test]
@@ -418,9 +434,10 @@ mod tests {
             socket.write_all(&body()).unwrap();
         });
         let tcp = connect(addr, Duration::from_secs(60)).unwrap();
-        let received = read_all(Transport::plain(tcp)).unwrap();
+        let (received, full_chunk) = read_all(Transport::plain(tcp)).unwrap();
         server.join().unwrap();
         assert!(received == body());
+        assert!(full_chunk, "a 1 MiB body never filled a read chunk");
     }
 
     /// Small messages with pauses between them, then the close: each arrives through a
@@ -461,8 +478,10 @@ mod tests {
             } else {
                 Transport::plain(tcp)
             };
-            let received = read_all(transport).unwrap();
+            let (received, full_chunk) = read_all(transport).unwrap();
             server.join().unwrap();
+            // 2 KiB in all: no read can take a whole chunk.
+            assert!(!full_chunk);
             let mut expected: Vec<u8> = (0..20u8).flat_map(|i| [i; 100]).collect();
             expected.extend_from_slice(b"last");
             assert!(received == expected, "tls {tls}: {} bytes", received.len());
