@@ -15,10 +15,10 @@
 //! never wait).
 //!
 //! The wait adapts to the flow, so that no socket's buffers fill while the loop sleeps
-//! (which would block the server's writes): it starts at [`SHORTEST_WAIT`], doubles after
-//! every wait that no socket filled a whole read chunk (16 KiB) in, up to the window, and
-//! halves after every wait that one did. A dense flow is read every few milliseconds, a
-//! thin one once a window.
+//! (which would block the server's writes): it starts at [`SHORTEST_WAIT`] (again after
+//! every quiet spell of a window), doubles after every wait that no socket filled a whole
+//! read chunk (16 KiB) in, up to the window, and halves after every wait that one did. A
+//! dense flow is read every few milliseconds, a thin one once a window.
 
 use std::time::Duration;
 
@@ -65,15 +65,20 @@ impl BatchWindow {
     /// How long the loop waits before it polls again after `turn`: the adapted wait, cut
     /// to `until_deadline` (the time to the next timer), when the turn only read event
     /// streams and the poll before it had slept (`slept`) less than the window; `None`
-    /// when it polls at once.
+    /// when it polls at once. A sleep of a whole window was a quiet spell: the next flow
+    /// starts with the shortest wait.
     pub fn pause(
-        &self,
+        &mut self,
         turn: Turn,
         slept: Duration,
         until_deadline: Option<Duration>,
     ) -> Option<Duration> {
         let window = self.window?;
-        if !turn.stream_reads || turn.other_work || turn.setup_under_way || slept >= window {
+        if slept >= window {
+            self.wait = SHORTEST_WAIT;
+            return None;
+        }
+        if !turn.stream_reads || turn.other_work || turn.setup_under_way {
             return None;
         }
         let pause = until_deadline.map_or(self.wait, |left| left.min(self.wait));
@@ -129,22 +134,25 @@ mod tests {
 
     #[test]
     fn a_flow_of_faults_is_read_once_per_window() {
-        let batch = grown();
+        let mut batch = grown();
         assert_eq!(batch.pause(stream_only(), ms(3), None), Some(ms(50)));
         // Right after a pause, the poll finds the faults that came meanwhile without sleeping.
         assert_eq!(batch.pause(stream_only(), ms(0), None), Some(ms(50)));
     }
 
     #[test]
-    fn a_fault_after_a_quiet_spell_is_read_at_once() {
-        let batch = grown();
-        assert_eq!(batch.pause(stream_only(), ms(50), None), None);
+    fn a_fault_after_a_quiet_spell_is_read_at_once_and_the_next_flow_starts_short() {
+        let mut batch = grown();
         assert_eq!(batch.pause(stream_only(), ms(60_000), Some(ms(5))), None);
+        assert_eq!(batch.pause(stream_only(), ms(0), None), Some(SHORTEST_WAIT));
+        let mut batch = grown();
+        assert_eq!(batch.pause(stream_only(), ms(50), None), None);
+        assert_eq!(batch.pause(stream_only(), ms(0), None), Some(SHORTEST_WAIT));
     }
 
     #[test]
     fn the_pause_never_passes_the_next_timer() {
-        let batch = grown();
+        let mut batch = grown();
         assert_eq!(batch.pause(stream_only(), ms(1), Some(ms(7))), Some(ms(7)));
         assert_eq!(
             batch.pause(stream_only(), ms(1), Some(ms(500))),
@@ -158,7 +166,7 @@ mod tests {
 
     #[test]
     fn any_other_work_in_the_turn_polls_at_once() {
-        let batch = grown();
+        let mut batch = grown();
         let mixed = Turn {
             other_work: true,
             ..stream_only()
@@ -220,7 +228,7 @@ mod tests {
 
     #[test]
     fn no_window_never_pauses() {
-        let batch = BatchWindow::new(None);
+        let mut batch = BatchWindow::new(None);
         assert_eq!(batch.pause(stream_only(), ms(0), None), None);
     }
 }
