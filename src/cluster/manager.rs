@@ -193,11 +193,17 @@ impl Manager {
             .all(ClusterConnection::is_closed)
     }
 
-    pub fn snapshots(&self, now: Instant) -> Vec<HealthSnapshot> {
-        let mut snapshots: Vec<HealthSnapshot> = self
-            .by_name
+    /// The connections of the configured clusters (not those of removed clusters still
+    /// closing).
+    fn configured(&self) -> impl Iterator<Item = &ClusterConnection> {
+        self.by_name
             .values()
             .filter_map(|key| self.slots.get(key.index as usize)?.connection.as_ref())
+    }
+
+    pub fn snapshots(&self, now: Instant) -> Vec<HealthSnapshot> {
+        let mut snapshots: Vec<HealthSnapshot> = self
+            .configured()
             .map(|connection| connection.snapshot(now))
             .collect();
         snapshots.sort_by(|a, b| a.name.cmp(&b.name));
@@ -207,31 +213,19 @@ impl Manager {
     /// True while some session is on its way to active (connecting, connected, subscribing):
     /// its replies are not to wait for a batch window.
     pub fn any_setting_up(&self) -> bool {
-        self.by_name.values().any(|key| {
-            self.slots
-                .get(key.index as usize)
-                .and_then(|s| s.connection.as_ref())
-                .is_some_and(|connection| {
-                    matches!(
-                        connection.status(),
-                        ConnectionStatus::Connecting
-                            | ConnectionStatus::Connected
-                            | ConnectionStatus::Subscribing
-                    )
-                })
+        self.configured().any(|connection| {
+            matches!(
+                connection.status(),
+                ConnectionStatus::Connecting
+                    | ConnectionStatus::Connected
+                    | ConnectionStatus::Subscribing
+            )
         })
     }
 
     pub fn summary(&self) -> HealthSummary {
         let mut summary = HealthSummary::default();
-        for key in self.by_name.values() {
-            let Some(connection) = self
-                .slots
-                .get(key.index as usize)
-                .and_then(|s| s.connection.as_ref())
-            else {
-                continue;
-            };
+        for connection in self.configured() {
             summary.total += 1;
             match connection.status() {
                 ConnectionStatus::Active => summary.active += 1,

@@ -129,9 +129,9 @@ pub struct ConnectionConfig {
     pub control_idle_timeout: Duration,
     pub max_event_bytes: usize,
     pub max_header_bytes: usize,
-    /// Once fault events arrive faster than one per window, wait this long for more before
-    /// reading them, so that one wake-up of the loop reads many; `None` (`"off"`) reads each
-    /// at once.
+    /// Once fault events arrive faster than one per window, wait up to this long for more
+    /// before reading them (see `batch_window`), so that one wake-up of the loop reads many;
+    /// `None` (`"off"`) reads each at once.
     pub batch_window: Option<Duration>,
 }
 

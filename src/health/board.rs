@@ -22,6 +22,7 @@ pub struct Published {
     pub sequence: u64,
     /// True once the loop has begun shutting down.
     pub stopping: bool,
+    /// The loop's wake-ups and batch waits so far.
     pub wakeups: Wakeups,
 }
 

@@ -46,8 +46,8 @@ pub struct ReadBuffers {
     /// socket held (bytes that arrive later raise a new edge-triggered event), so the read
     /// that would only say "would block" is left out: one system call less per message.
     pub short_read_drains: bool,
-    /// Set by a read that took a whole [`READ_CHUNK`] or more from its socket: a flow too
-    /// dense to wait for more of (see `batch_window`). The loop clears it.
+    /// Set by a read that took a whole [`READ_CHUNK`] or more from its socket: a flow dense
+    /// enough that the loop's batch wait halves (see `batch_window`). The loop clears it.
     pub took_full_chunk: bool,
 }
 
